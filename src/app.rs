@@ -1,0 +1,152 @@
+//! The composition root: builds every component from the validated config, wires their
+//! channels and cancellation, handles signals, and runs the shutdown sequence.
+//!
+//! Shutdown (SIGTERM/SIGINT): cancel ingest only → the listener stops accepting and removes its
+//! socket → connections take what clients already sent (grace period) and wait for their acks →
+//! their ring senders drop → the writer drains the ring, writes the `stop` record, fsyncs and
+//! exits. A second signal exits at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::event::Pipeline;
+use crate::ingest::{self, listener::Socket};
+use crate::ring;
+use crate::sink::{SinkControl, Writer, WriterReport};
+use crate::stats::Stats;
+
+/// Extra time, beyond `ingest.shutdown_grace`, for connection tasks to hand over their last
+/// batch and collect acks before we stop waiting for them.
+const TASK_GRACE_SLACK: Duration = Duration::from_secs(2);
+
+/// Everything opened before the runtime starts, so startup errors happen before anything runs.
+pub struct Prepared {
+    cfg: Config,
+    socket: Socket,
+    writer: Writer,
+    ring_tx: ring::RingSender,
+    stats: Arc<Stats>,
+    control: Arc<SinkControl>,
+}
+
+/// Opens the log file and the socket (in that order: a bad log path fails before we listen).
+pub fn prepare(cfg: Config) -> anyhow::Result<Prepared> {
+    let stats = Arc::new(Stats::default());
+    let control = Arc::new(SinkControl::default());
+    let (ring_tx, ring_rx) = ring::ring(
+        cfg.ring.capacity_events.get(),
+        cfg.ring.capacity_bytes.get(),
+        cfg.ring.overflow,
+    );
+    let writer = Writer::new(cfg.sink.clone(), ring_rx, stats.clone(), control.clone())
+        .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
+    let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
+    Ok(Prepared {
+        cfg,
+        socket,
+        writer,
+        ring_tx,
+        stats,
+        control,
+    })
+}
+
+/// Runs the daemon until a shutdown signal; returns once everything accepted is written.
+pub async fn run(p: Prepared) -> anyhow::Result<WriterReport> {
+    let Prepared {
+        cfg,
+        socket,
+        writer,
+        ring_tx,
+        stats,
+        control,
+    } = p;
+    let pipeline = Arc::new(Pipeline::new(&cfg).context("building the event pipeline")?);
+
+    let start = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "host": cfg.event.host,
+        "socket": socket.display,
+        "overflow": format!("{:?}", cfg.ring.overflow).to_lowercase(),
+    });
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("qerrors-writer".into())
+        .spawn(move || {
+            let report = writer.run(start);
+            let _ = done_tx.send(report);
+        })
+        .context("starting the writer thread")?;
+
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let listener = tokio::net::UnixListener::from_std(socket.listener.try_clone()?)
+        .context("registering the socket with the runtime")?;
+    let shared = Arc::new(ingest::Shared {
+        cfg: Arc::new(cfg.ingest.clone()),
+        pipeline,
+        ring: ring_tx,
+        stats: stats.clone(),
+        cancel: cancel.clone(),
+    });
+    let accept = tokio::spawn(ingest::accept_loop(listener, shared, tracker.clone()));
+    tracing::info!(socket = %socket.display, log = %cfg.sink.path.display(), "qerrorsd ready");
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reopening the log file");
+                control.reopen.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    // A second signal means "now".
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        eprintln!("qerrorsd: second signal, exiting at once without draining");
+        std::process::exit(1);
+    });
+
+    tracing::info!("shutting down: draining connections and the ring");
+    cancel.cancel();
+    let _ = accept.await;
+    socket.remove_file();
+    drop(socket);
+    tracker.close();
+    let wait = cfg.ingest.shutdown_grace + TASK_GRACE_SLACK;
+    if tokio::time::timeout(wait, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            connections = tracker.len(),
+            "connections still open after the shutdown grace; their unread data is lost"
+        );
+    }
+    // Producers that are still alive can't keep the writer from finishing.
+    control.closing.store(true, Ordering::Release);
+    let report = done_rx.await.context("the writer thread died")?;
+    tracing::info!(
+        written = report.written,
+        rejected = stats.rejected_total(),
+        dropped = stats.dropped_overload.load(Ordering::Relaxed) + report.abandoned,
+        "stopped"
+    );
+    Ok(report)
+}

@@ -1,0 +1,105 @@
+//! `qerrorsd`: the daemon. Parses the CLI, loads and validates config, initializes logging,
+//! opens the log and the socket, then hands over to `app::run`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use qerrors::{app, config};
+use tracing_subscriber::EnvFilter;
+
+/// qerrors daemon: reads NDJSON error events from a Unix socket and writes an enriched log.
+#[derive(Debug, Parser)]
+#[command(name = "qerrorsd", version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). Without it the embedded defaults apply.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Socket path (overrides `ingest.socket`).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Log file path (overrides `sink.path`).
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+    /// Control server address (overrides `control.listen`).
+    #[arg(long, value_name = "ADDR")]
+    control: Option<String>,
+    /// Validate the configuration and exit (0 when valid, 2 with the key path when not).
+    #[arg(long)]
+    check_config: bool,
+    /// Print the embedded default configuration as TOML and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::default_toml());
+        return ExitCode::SUCCESS;
+    }
+    let overrides = config::Overrides {
+        socket: cli.socket,
+        log: cli.log,
+        control: cli.control,
+    };
+    let cfg = match config::RawConfig::load(cli.config.as_deref(), std::env::vars())
+        .and_then(|raw| raw.validate(&overrides))
+    {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("qerrorsd: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!(
+            "configuration OK (socket {}, log {})",
+            cfg.ingest.socket.display(),
+            cfg.sink.path.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    // The daemon's own log: stderr (journald under systemd) through a non-blocking writer, so
+    // a slow terminal or journal never stalls a runtime thread.
+    let (writer, _log_guard) = tracing_appender::non_blocking(std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_env("QERRORS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let prepared = match app::prepare(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("startup failed: {e:#}");
+            eprintln!("qerrorsd: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("qerrors-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qerrorsd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(app::run(prepared));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("qerrorsd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

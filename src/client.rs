@@ -1,0 +1,80 @@
+//! The client side of the wire protocol (PROTOCOL.md), blocking std I/O: used by `qerrorsctl`
+//! and handy for tests. Apps in other languages need nothing but a Unix socket.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("qerrorsd is not running at {0} (no socket there); start it or pass --socket")]
+    NoSocket(PathBuf),
+    #[error("qerrorsd is not running at {0} (connection refused: stale socket file)")]
+    Refused(PathBuf),
+    #[error("permission denied on {0}: your user needs to be in the socket's group")]
+    Denied(PathBuf),
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+}
+
+/// Connects, mapping the usual failures to messages an operator can act on.
+pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ClientError::NoSocket(path.to_path_buf()),
+        io::ErrorKind::ConnectionRefused => ClientError::Refused(path.to_path_buf()),
+        io::ErrorKind::PermissionDenied => ClientError::Denied(path.to_path_buf()),
+        _ => ClientError::Io(path.to_path_buf(), e),
+    })
+}
+
+/// Outcome of sending a set of lines.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    pub sent: usize,
+    /// `{"ok":true,...}` replies (acks).
+    pub acked: Vec<String>,
+    /// `{"ok":false,...}` replies, raw.
+    pub errors: Vec<String>,
+}
+
+/// Sends `lines`, half-closes, and collects replies until the daemon closes the connection or
+/// `reply_timeout` passes without a reply.
+pub fn send_lines<I, S>(
+    path: &Path,
+    lines: I,
+    reply_timeout: Duration,
+) -> Result<SendReport, ClientError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let stream = connect(path)?;
+    let io_err = |e| ClientError::Io(path.to_path_buf(), e);
+    let mut report = SendReport::default();
+    {
+        let mut w = io::BufWriter::new(&stream);
+        for line in lines {
+            let line = line.as_ref();
+            w.write_all(line.as_bytes()).map_err(io_err)?;
+            if !line.ends_with('\n') {
+                w.write_all(b"\n").map_err(io_err)?;
+            }
+            report.sent += 1;
+        }
+        w.flush().map_err(io_err)?;
+    }
+    stream.shutdown(std::net::Shutdown::Write).map_err(io_err)?;
+    stream
+        .set_read_timeout(Some(reply_timeout))
+        .map_err(io_err)?;
+    for reply in BufReader::new(&stream).lines() {
+        let Ok(reply) = reply else { break };
+        if reply.starts_with("{\"ok\":true") {
+            report.acked.push(reply);
+        } else {
+            report.errors.push(reply);
+        }
+    }
+    Ok(report)
+}

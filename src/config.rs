@@ -1,0 +1,643 @@
+//! Configuration: raw TOML structs (`*Config`, serde, every field documented) validated once at
+//! start into the immutable [`Config`] the daemon runs with.
+//!
+//! Precedence, lowest first: embedded defaults → `--config FILE` → `QERRORS_<SECTION>_<KEY>`
+//! environment variables (e.g. `QERRORS_RING_OVERFLOW=drop_newest`) → command-line overrides.
+//! Errors name the source and the key path (`ring.capacity_events: must be at least 1`).
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::event::sanitize;
+
+/// Environment variables with this prefix override config keys: `QERRORS_<SECTION>_<KEY>`.
+pub const ENV_PREFIX: &str = "QERRORS_";
+
+/// Sections that env overrides may address (the first word after the prefix).
+const SECTIONS: &[&str] = &["ingest", "event", "sanitize", "ring", "sink", "control"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: cannot read: {err}")]
+    Read {
+        source_name: String,
+        err: std::io::Error,
+    },
+    #[error("{source_name}: {err}")]
+    Parse {
+        source_name: String,
+        err: toml::de::Error,
+    },
+    #[error("environment {var}: {msg}")]
+    Env { var: String, msg: String },
+    #[error("{key}: {msg}")]
+    Invalid { key: &'static str, msg: String },
+}
+
+fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        msg: msg.into(),
+    }
+}
+
+/// The whole file. Every section is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub ingest: IngestConfig,
+    pub event: EventConfig,
+    pub sanitize: SanitizeConfig,
+    pub ring: RingConfig,
+    pub sink: SinkConfig,
+    pub control: ControlConfig,
+}
+
+/// `[ingest]`: the Unix socket clients write to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Socket path. Default: `/run/qerrors.sock` as root, else `$XDG_RUNTIME_DIR/qerrors.sock`,
+    /// else `./qerrors.sock`. Ignored when systemd passes a listening socket (`LISTEN_FDS`).
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket file, octal string.
+    pub socket_mode: String,
+    /// Group owning the socket file (name); empty = leave as created.
+    pub socket_group: String,
+    /// Maximum concurrent client connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest accepted line (one event). Longer lines are rejected with `line_too_long` and
+    /// skipped up to the next newline; the connection stays usable.
+    pub max_line_bytes: ByteSize,
+    /// Read size per connection; also the largest batch one connection hands to the ring at once.
+    pub read_buffer_bytes: ByteSize,
+    /// Close a connection that sends nothing for this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A started line must be completed within this time (slow-client protection), else the
+    /// connection is closed with a `read_timeout` reply.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Per-connection bound on reply bytes waiting for a client that does not read; replies
+    /// beyond it are dropped (counted), never buffered without bound and never blocking ingest.
+    pub reply_buffer_bytes: ByteSize,
+    /// On shutdown: how long to keep reading what clients already sent and to wait for acks.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            socket_mode: "0660".into(),
+            socket_group: String::new(),
+            max_connections: 1024,
+            max_line_bytes: ByteSize::kib(256),
+            read_buffer_bytes: ByteSize::kib(64),
+            idle_timeout: Duration::from_secs(300),
+            read_timeout: Duration::from_secs(30),
+            reply_buffer_bytes: ByteSize::kib(64),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[event]`: enrichment and grouping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventConfig {
+    /// Host name written in every record; empty = the system host name.
+    pub host: String,
+    /// Window for the `occurrence` counter of each fingerprint.
+    #[serde(with = "humantime_serde")]
+    pub occurrence_window: Duration,
+    /// Bound on fingerprints tracked for `occurrence`; least recently seen are evicted first.
+    pub max_fingerprints: usize,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            occurrence_window: Duration::from_secs(60),
+            max_fingerprints: 100_000,
+        }
+    }
+}
+
+/// `[sanitize]`: secrets that never reach the log (see docs/sanitizing.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SanitizeConfig {
+    /// Sensitive key words; replaces the built-in list when set.
+    pub keys: Vec<String>,
+    /// Extra regular expressions; every match is replaced by `[REDACTED]`.
+    pub patterns: Vec<String>,
+}
+
+impl Default for SanitizeConfig {
+    fn default() -> Self {
+        Self {
+            keys: sanitize::DEFAULT_KEYS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            patterns: Vec::new(),
+        }
+    }
+}
+
+/// What ingest does when the ring is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// Stop reading sockets until the writer frees space; clients block in their kernel buffer.
+    Backpressure,
+    /// Drop the newest events, counted and written as `dropped` records.
+    DropNewest,
+}
+
+/// `[ring]`: the bounded queue between ingest and the writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RingConfig {
+    /// Maximum events queued.
+    pub capacity_events: usize,
+    /// Maximum encoded bytes queued.
+    pub capacity_bytes: ByteSize,
+    /// `backpressure` or `drop_newest`.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self {
+            capacity_events: 65_536,
+            capacity_bytes: ByteSize::mib(16),
+            overflow: OverflowPolicy::Backpressure,
+        }
+    }
+}
+
+/// When the log file is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Never (the kernel writes back when it likes); survives a daemon crash, not power loss.
+    Never,
+    /// Every `sink.fsync_interval` when something was written.
+    Interval,
+    /// After every batch, before acks are sent.
+    Always,
+}
+
+/// `[sink]`: the enriched log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Log file. Default: `/var/log/qerrors/errors.log` as root, else `./qerrors-logs/errors.log`.
+    pub path: Option<PathBuf>,
+    /// Also write every record to standard output.
+    pub stdout: bool,
+    /// Target size of one write; the writer gathers queued batches up to this.
+    pub batch_bytes: ByteSize,
+    /// Rotate when the file would grow past this size; 0 turns rotation off.
+    pub rotate_bytes: ByteSize,
+    /// Rotated files kept (`errors.log.1` … `errors.log.N`).
+    pub rotate_keep: usize,
+    /// `never`, `interval` or `always`.
+    pub fsync: FsyncPolicy,
+    /// Period for `fsync = "interval"`.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// How often counts of dropped/rejected events are written as `dropped` records.
+    #[serde(with = "humantime_serde")]
+    pub summary_interval: Duration,
+    /// Permission bits of new log files, octal string.
+    pub file_mode: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            stdout: false,
+            batch_bytes: ByteSize::kib(128),
+            rotate_bytes: ByteSize::mib(256),
+            rotate_keep: 5,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_secs(1),
+            summary_interval: Duration::from_secs(1),
+            file_mode: "0640".into(),
+        }
+    }
+}
+
+/// `[control]`: the loopback control plane (metrics, health; see later releases).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Address of the control server.
+    pub listen: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Validated, immutable configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ingest: Ingest,
+    pub event: Event,
+    pub sanitize: SanitizeConfig,
+    pub ring: Ring,
+    pub sink: Sink,
+    pub control: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub socket_group: Option<String>,
+    pub max_connections: NonZeroUsize,
+    pub max_line_bytes: NonZeroUsize,
+    pub read_buffer_bytes: NonZeroUsize,
+    pub idle_timeout: Duration,
+    pub read_timeout: Duration,
+    pub reply_buffer_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub host: String,
+    pub occurrence_window: Duration,
+    pub max_fingerprints: NonZeroUsize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ring {
+    pub capacity_events: NonZeroUsize,
+    pub capacity_bytes: NonZeroUsize,
+    pub overflow: OverflowPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub path: PathBuf,
+    pub stdout: bool,
+    pub batch_bytes: NonZeroUsize,
+    pub rotate_bytes: u64,
+    pub rotate_keep: usize,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+    pub summary_interval: Duration,
+    pub file_mode: u32,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Where clients find the socket when nothing is configured (see PROTOCOL.md).
+pub fn default_socket_path() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/qerrors.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() && Path::new(&dir).is_dir() => {
+            Path::new(&dir).join("qerrors.sock")
+        }
+        _ => PathBuf::from("qerrors.sock"),
+    }
+}
+
+pub fn default_log_path() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/log/qerrors/errors.log")
+    } else {
+        PathBuf::from("qerrors-logs/errors.log")
+    }
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+    pub control: Option<String>,
+}
+
+impl RawConfig {
+    /// Loads the file (if any), then applies `QERRORS_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RawConfig, ConfigError> {
+        let (mut table, source_name) = match path {
+            Some(p) => {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|err| ConfigError::Read {
+                    source_name: name.clone(),
+                    err,
+                })?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|err| ConfigError::Parse {
+                        source_name: name.clone(),
+                        err,
+                    })?;
+                (table, name)
+            }
+            None => (toml::Table::new(), "embedded defaults".to_string()),
+        };
+        let mut any_env = false;
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                continue;
+            };
+            if !SECTIONS.contains(&section) {
+                // Not a config key (e.g. QERRORS_LOG for the daemon's own log filter).
+                continue;
+            }
+            any_env = true;
+            let parsed = parse_env_value(&value);
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key.to_string(), parsed);
+                }
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        msg: format!("`{section}` is not a table"),
+                    })
+                }
+            }
+        }
+        let source_name = if any_env {
+            format!("{source_name} + QERRORS_* environment")
+        } else {
+            source_name
+        };
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|err| ConfigError::Parse { source_name, err })
+    }
+
+    /// Validates into the runtime [`Config`].
+    pub fn validate(self, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let i = self.ingest;
+        let socket = overrides
+            .socket
+            .clone()
+            .or(i.socket)
+            .unwrap_or_else(default_socket_path);
+        if socket.as_os_str().is_empty() {
+            return Err(invalid("ingest.socket", "must not be empty"));
+        }
+        let max_line = i.max_line_bytes.as_u64() as usize;
+        if max_line < 64 {
+            return Err(invalid("ingest.max_line_bytes", "must be at least 64 bytes"));
+        }
+        let read_buf = i.read_buffer_bytes.as_u64() as usize;
+        if read_buf < 512 {
+            return Err(invalid(
+                "ingest.read_buffer_bytes",
+                "must be at least 512 bytes",
+            ));
+        }
+        let ingest = Ingest {
+            socket,
+            socket_mode: parse_mode("ingest.socket_mode", &i.socket_mode)?,
+            socket_group: (!i.socket_group.is_empty()).then_some(i.socket_group),
+            max_connections: nonzero("ingest.max_connections", i.max_connections)?,
+            max_line_bytes: nonzero("ingest.max_line_bytes", max_line)?,
+            read_buffer_bytes: nonzero("ingest.read_buffer_bytes", read_buf)?,
+            idle_timeout: positive("ingest.idle_timeout", i.idle_timeout)?,
+            read_timeout: positive("ingest.read_timeout", i.read_timeout)?,
+            reply_buffer_bytes: i.reply_buffer_bytes.as_u64() as usize,
+            shutdown_grace: i.shutdown_grace,
+        };
+
+        let e = self.event;
+        let host = if e.host.is_empty() {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        } else {
+            e.host
+        };
+        let event = Event {
+            host,
+            occurrence_window: positive("event.occurrence_window", e.occurrence_window)?,
+            max_fingerprints: nonzero("event.max_fingerprints", e.max_fingerprints)?,
+        };
+
+        // Compile once here so a bad pattern fails validation, naming its index.
+        sanitize::Sanitizer::new(&self.sanitize.keys, &self.sanitize.patterns).map_err(|e| {
+            ConfigError::Invalid {
+                key: "sanitize.patterns",
+                msg: e.to_string(),
+            }
+        })?;
+
+        let r = self.ring;
+        let ring = Ring {
+            capacity_events: nonzero("ring.capacity_events", r.capacity_events)?,
+            capacity_bytes: nonzero("ring.capacity_bytes", r.capacity_bytes.as_u64() as usize)?,
+            overflow: r.overflow,
+        };
+        if ring.capacity_bytes.get() < max_line {
+            return Err(invalid(
+                "ring.capacity_bytes",
+                "must be at least ingest.max_line_bytes (one event must fit)",
+            ));
+        }
+
+        let s = self.sink;
+        let path = overrides
+            .log
+            .clone()
+            .or(s.path)
+            .unwrap_or_else(default_log_path);
+        if path.file_name().is_none() {
+            return Err(invalid("sink.path", "must name a file"));
+        }
+        let sink = Sink {
+            path,
+            stdout: s.stdout,
+            batch_bytes: nonzero("sink.batch_bytes", s.batch_bytes.as_u64() as usize)?,
+            rotate_bytes: s.rotate_bytes.as_u64(),
+            rotate_keep: s.rotate_keep,
+            fsync: s.fsync,
+            fsync_interval: positive("sink.fsync_interval", s.fsync_interval)?,
+            summary_interval: positive("sink.summary_interval", s.summary_interval)?,
+            file_mode: parse_mode("sink.file_mode", &s.file_mode)?,
+        };
+        if sink.rotate_bytes > 0 && sink.rotate_keep == 0 {
+            return Err(invalid(
+                "sink.rotate_keep",
+                "must be at least 1 when rotation is on",
+            ));
+        }
+
+        let listen = overrides.control.clone().unwrap_or(self.control.listen);
+        let control = listen.parse().map_err(|e| {
+            invalid(
+                "control.listen",
+                format!("`{listen}` is not an address:port: {e}"),
+            )
+        })?;
+
+        Ok(Config {
+            ingest,
+            event,
+            sanitize: self.sanitize,
+            ring,
+            sink,
+            control,
+        })
+    }
+}
+
+/// An env value is read as a TOML value when it parses as one (`5`, `true`, `["a"]`), else as
+/// a plain string (`drop_newest`, `10s`, `/var/log/x.log`).
+fn parse_env_value(value: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+fn nonzero(key: &'static str, v: usize) -> Result<NonZeroUsize, ConfigError> {
+    NonZeroUsize::new(v).ok_or_else(|| invalid(key, "must be at least 1"))
+}
+
+fn positive(key: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        Err(invalid(key, "must be greater than zero"))
+    } else {
+        Ok(d)
+    }
+}
+
+fn parse_mode(key: &'static str, s: &str) -> Result<u32, ConfigError> {
+    let digits = s.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(invalid(
+            key,
+            format!("`{s}` is not an octal permission mode like \"0660\""),
+        )),
+    }
+}
+
+/// The embedded defaults as TOML, for `--print-default-config`.
+pub fn default_toml() -> String {
+    toml::to_string_pretty(&RawConfig::default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let cfg = RawConfig::load(None, env(&[]))
+            .unwrap()
+            .validate(&Overrides::default())
+            .unwrap();
+        assert_eq!(cfg.ingest.max_line_bytes.get(), 256 * 1024);
+        assert_eq!(cfg.ring.overflow, OverflowPolicy::Backpressure);
+        assert_eq!(cfg.ingest.socket_mode, 0o660);
+    }
+
+    #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[ring]\noverflow = \"backpressure\"\ncapacity_events = 10\n[sink]\npath = \"/tmp/a.log\"\n",
+        )
+        .unwrap();
+        let raw = RawConfig::load(
+            Some(&f),
+            env(&[
+                ("QERRORS_RING_OVERFLOW", "drop_newest"),
+                ("QERRORS_SINK_PATH", "/tmp/b.log"),
+                ("QERRORS_INGEST_MAX_LINE_BYTES", "1024"),
+                ("QERRORS_LOG", "debug"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        let over = Overrides {
+            log: Some("/tmp/c.log".into()),
+            ..Default::default()
+        };
+        let cfg = raw.validate(&over).unwrap();
+        assert_eq!(cfg.ring.overflow, OverflowPolicy::DropNewest);
+        assert_eq!(cfg.ring.capacity_events.get(), 10);
+        assert_eq!(cfg.ingest.max_line_bytes.get(), 1024);
+        assert_eq!(cfg.sink.path, PathBuf::from("/tmp/c.log"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[sink]\nrotate_byts = 5\n").unwrap();
+        let err = RawConfig::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("rotate_byts"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let raw = RawConfig::load(None, env(&[("QERRORS_RING_CAPACITY_EVENTS", "0")])).unwrap();
+        let err = raw.validate(&Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("ring.capacity_events"), "{err}");
+
+        let raw = RawConfig::load(None, env(&[("QERRORS_INGEST_SOCKET_MODE", "rwx")])).unwrap();
+        let err = raw.validate(&Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("ingest.socket_mode"), "{err}");
+
+        let raw = RawConfig::load(None, env(&[("QERRORS_SANITIZE_PATTERNS", "[\"(\"]")])).unwrap();
+        let err = raw.validate(&Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("sanitize.patterns"), "{err}");
+    }
+
+    #[test]
+    fn default_toml_round_trips() {
+        let text = default_toml();
+        let parsed: RawConfig = toml::from_str(&text).unwrap();
+        assert_eq!(parsed.ingest.max_connections, 1024);
+        assert!(text.contains("[sink]"));
+    }
+}

@@ -1,0 +1,241 @@
+//! Events: parse → validate → sanitize → enrich → fingerprint → classify → encode.
+//!
+//! [`Pipeline::process`] turns one client line into one enriched log record appended to the
+//! caller's batch buffer, or a [`parse::ParseError`]. It runs on the connection's task, so
+//! encoding is spread over the runtime's workers and the writer thread only copies bytes.
+
+pub mod classify;
+pub mod fingerprint;
+pub mod level;
+pub mod parse;
+pub mod record;
+pub mod sanitize;
+pub mod table;
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use bytes::{BufMut, BytesMut};
+use ulid::Ulid;
+
+use crate::config;
+use fingerprint::Fingerprint;
+use level::Level;
+use parse::ParseError;
+use record::{put_escaped_body, put_str, put_u64};
+use sanitize::Sanitizer;
+use table::FingerprintTable;
+
+/// Per-connection facts written into every record of that connection, encoded once.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    /// The `peer` object, JSON.
+    pub peer_json: Box<[u8]>,
+    /// Default `service` (the peer's process name), as a quoted JSON string.
+    pub service_json: Box<[u8]>,
+}
+
+/// Receive time of one read from a socket; every line of that read shares it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub time: SystemTime,
+    pub unix_ns: u64,
+    pub rfc3339: String,
+}
+
+impl Received {
+    pub fn now() -> Self {
+        let time = SystemTime::now();
+        Self {
+            time,
+            unix_ns: record::unix_nanos(time),
+            rfc3339: record::rfc3339_micros(time),
+        }
+    }
+}
+
+/// What the connection needs to know about an accepted event.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub id: Ulid,
+    pub ack: bool,
+    pub level: Level,
+    pub fingerprint: Fingerprint,
+}
+
+/// Shared, read-only (but for the fingerprint table's interior counters) event processing.
+pub struct Pipeline {
+    sanitizer: Sanitizer,
+    /// `"host":"…",` fragment.
+    host_field: Box<[u8]>,
+    table: FingerprintTable,
+}
+
+impl Pipeline {
+    pub fn new(cfg: &config::Config) -> Result<Self, sanitize::SanitizeError> {
+        let mut host = BytesMut::new();
+        host.extend_from_slice(b"\"host\":");
+        put_str(&mut host, &cfg.event.host);
+        Ok(Self {
+            sanitizer: Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)?,
+            host_field: host.to_vec().into_boxed_slice(),
+            table: FingerprintTable::new(
+                cfg.event.max_fingerprints.get(),
+                cfg.event.occurrence_window,
+            ),
+        })
+    }
+
+    pub fn fingerprints(&self) -> &FingerprintTable {
+        &self.table
+    }
+
+    /// Processes one line (UTF-8, no newline). On success one record line (with `\n`) has been
+    /// appended to `out`; on error `out` is unchanged.
+    pub fn process(
+        &self,
+        line: &str,
+        meta: &ConnMeta,
+        rx: &Received,
+        ids: &mut ulid::Generator,
+        out: &mut BytesMut,
+    ) -> Result<Accepted, ParseError> {
+        let ev = parse::parse(line)?;
+        let s = &self.sanitizer;
+
+        let message = redact(s.redact_text(&ev.message), ev.message);
+        let name = ev.name.map(|n| redact(s.redact_text(&n), n));
+        let stack: Option<Cow<str>> = ev
+            .stack
+            .map(|st| s.redact_escaped(st).map_or(Cow::Borrowed(st), Cow::Owned));
+        let context = ev.context.map(|c| raw_redact(s, c));
+        let tags = ev.tags.map(|t| raw_redact(s, t));
+        let extra = if ev.extra.is_empty() {
+            None
+        } else {
+            let mut obj = BytesMut::with_capacity(64);
+            obj.put_u8(b'{');
+            for (i, (k, v)) in ev.extra.iter().enumerate() {
+                if i > 0 {
+                    obj.put_u8(b',');
+                }
+                put_str(&mut obj, k);
+                obj.put_u8(b':');
+                obj.extend_from_slice(v.as_bytes());
+            }
+            obj.put_u8(b'}');
+            // Built from valid JSON pieces, so valid UTF-8.
+            let text = String::from_utf8(obj.to_vec()).unwrap_or_default();
+            Some(s.redact_json(&text).unwrap_or(text))
+        };
+
+        let fp = if ev.fingerprint.is_empty() {
+            fingerprint::compute(name.as_deref(), &message, stack.as_deref())
+        } else {
+            let parts: Vec<&str> = ev.fingerprint.iter().map(|p| p.as_ref()).collect();
+            fingerprint::from_client(&parts)
+        };
+        let (class, severity) = classify::classify(ev.level, name.as_deref(), &message);
+        let occurrence = self.table.observe(fp, rx.unix_ns);
+        let id = ids
+            .generate_from_datetime(rx.time)
+            .unwrap_or_else(|_| Ulid::from_datetime(rx.time));
+
+        // Encode. Field order is part of the documented format.
+        out.reserve(line.len() + 512 + meta.peer_json.len());
+        out.extend_from_slice(b"{\"kind\":\"event\",\"id\":\"");
+        let mut idbuf = [0u8; ulid::ULID_LEN];
+        out.extend_from_slice(id.array_to_str(&mut idbuf).as_bytes());
+        out.extend_from_slice(b"\",\"received\":\"");
+        out.extend_from_slice(rx.rfc3339.as_bytes());
+        out.extend_from_slice(b"\",\"ts\":\"");
+        match ev.ts {
+            Some(parse::Timestamp::UnixNanos(n)) => out.extend_from_slice(
+                record::rfc3339_micros(record::system_time(n)).as_bytes(),
+            ),
+            None => out.extend_from_slice(rx.rfc3339.as_bytes()),
+        }
+        out.extend_from_slice(b"\",\"level\":\"");
+        out.extend_from_slice(ev.level.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"service\":");
+        match &ev.service {
+            Some(svc) => put_str(out, svc),
+            None => out.extend_from_slice(&meta.service_json),
+        }
+        if let Some(n) = &name {
+            out.extend_from_slice(b",\"name\":");
+            put_str(out, n);
+        }
+        out.extend_from_slice(b",\"message\":");
+        put_str(out, &message);
+        out.extend_from_slice(b",\"fingerprint\":\"");
+        out.extend_from_slice(&fp.to_hex());
+        out.extend_from_slice(b"\",\"class\":\"");
+        out.extend_from_slice(class.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"severity\":\"");
+        out.extend_from_slice(severity.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"occurrence\":");
+        put_u64(out, occurrence);
+        out.put_u8(b',');
+        out.extend_from_slice(&self.host_field);
+        out.extend_from_slice(b",\"peer\":");
+        out.extend_from_slice(&meta.peer_json);
+        if let Some(st) = &stack {
+            out.extend_from_slice(b",\"stack\":\"");
+            out.extend_from_slice(st.as_bytes());
+            out.put_u8(b'"');
+        }
+        for (key, val) in [
+            (&b",\"context\":"[..], &context),
+            (b",\"tags\":", &tags),
+            (b",\"extra\":", &extra.map(Cow::Owned)),
+        ] {
+            if let Some(v) = val {
+                out.extend_from_slice(key);
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(Accepted {
+            id,
+            ack: ev.ack,
+            level: ev.level,
+            fingerprint: fp,
+        })
+    }
+}
+
+fn redact<'a>(changed: Option<String>, orig: Cow<'a, str>) -> Cow<'a, str> {
+    changed.map_or(orig, Cow::Owned)
+}
+
+fn raw_redact<'a>(s: &Sanitizer, raw: &'a str) -> Cow<'a, str> {
+    s.redact_json(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
+}
+
+/// Encodes a `{"kind":"daemon",...}` record. `fields` are extra `"key":value` JSON members.
+pub fn daemon_record(out: &mut BytesMut, msg: &str, fields: &[(&str, serde_json::Value)]) {
+    let mut obj = serde_json::Map::new();
+    obj.insert("kind".into(), "daemon".into());
+    obj.insert(
+        "time".into(),
+        record::rfc3339_micros(SystemTime::now()).into(),
+    );
+    obj.insert("msg".into(), msg.into());
+    for (k, v) in fields {
+        obj.insert((*k).into(), v.clone());
+    }
+    json_line(out, &serde_json::Value::Object(obj));
+}
+
+/// Appends any serializable value as one line.
+pub fn json_line(out: &mut BytesMut, v: &serde_json::Value) {
+    let text = v.to_string();
+    out.extend_from_slice(text.as_bytes());
+    out.put_u8(b'\n');
+}
+
+/// Appends `s`'s escaped body; re-exported for reply encoding.
+pub fn put_body(out: &mut BytesMut, s: &str) {
+    put_escaped_body(out, s)
+}

@@ -1,0 +1,180 @@
+//! The fingerprint table: per-fingerprint counts behind the `occurrence` field.
+//!
+//! Sharded `Mutex<HashMap>`s (short critical sections, never held across `.await`), bounded by
+//! `event.max_fingerprints`. When a shard is full, entries idle for longer than the window go
+//! first; if that frees too little, arbitrary entries (hash order) are evicted until
+//! [`EVICT_FRACTION`] of the shard is free, so a flood of distinct fingerprints costs amortized
+//! O(1) per insert and memory stays bounded.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::fingerprint::Fingerprint;
+
+/// Number of shards; a power of two well above the number of cores so ingest tasks rarely meet.
+const SHARDS: usize = 32;
+
+/// When a full shard is swept, at least 1/EVICT_FRACTION of it is freed.
+const EVICT_FRACTION: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    window_start_ns: u64,
+    in_window: u64,
+    total: u64,
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+}
+
+/// Fingerprints are already uniformly distributed hashes: fold, don't rehash.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+type Shard = HashMap<u128, Entry, BuildHasherDefault<FoldHasher>>;
+
+pub struct FingerprintTable {
+    shards: Box<[Mutex<Shard>]>,
+    window_ns: u64,
+    per_shard: usize,
+}
+
+impl FingerprintTable {
+    pub fn new(max_entries: usize, window: Duration) -> Self {
+        let per_shard = max_entries.div_ceil(SHARDS).max(1);
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            window_ns: window.as_nanos().min(u64::MAX as u128) as u64,
+            per_shard,
+        }
+    }
+
+    /// Counts one sighting at `now_ns` (Unix nanoseconds); returns the occurrence number within
+    /// the current window (1 for the first).
+    pub fn observe(&self, fp: Fingerprint, now_ns: u64) -> u64 {
+        let idx = (fp.0 as usize) % SHARDS;
+        let mut shard = match self.shards[idx].lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(e) = shard.get_mut(&fp.0) {
+            if now_ns.saturating_sub(e.window_start_ns) >= self.window_ns {
+                e.window_start_ns = now_ns;
+                e.in_window = 0;
+            }
+            e.in_window += 1;
+            e.total += 1;
+            e.last_seen_ns = e.last_seen_ns.max(now_ns);
+            return e.in_window;
+        }
+        if shard.len() >= self.per_shard {
+            self.evict(&mut shard, now_ns);
+        }
+        shard.insert(
+            fp.0,
+            Entry {
+                window_start_ns: now_ns,
+                in_window: 1,
+                total: 1,
+                first_seen_ns: now_ns,
+                last_seen_ns: now_ns,
+            },
+        );
+        1
+    }
+
+    fn evict(&self, shard: &mut Shard, now_ns: u64) {
+        let window = self.window_ns;
+        shard.retain(|_, e| now_ns.saturating_sub(e.last_seen_ns) < window);
+        let target = self.per_shard - (self.per_shard / EVICT_FRACTION).max(1);
+        if shard.len() > target {
+            let excess = shard.len() - target;
+            let victims: Vec<u128> = shard.keys().take(excess).copied().collect();
+            for k in victims {
+                shard.remove(&k);
+            }
+        }
+    }
+
+    /// Fingerprints currently tracked.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|g| g.len()).unwrap_or(0))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total sightings and first/last seen (Unix ns) of one fingerprint, if tracked.
+    pub fn get(&self, fp: Fingerprint) -> Option<(u64, u64, u64)> {
+        let shard = self.shards[(fp.0 as usize) % SHARDS].lock().ok()?;
+        shard
+            .get(&fp.0)
+            .map(|e| (e.total, e.first_seen_ns, e.last_seen_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn counts_within_window_and_resets_after() {
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        let fp = Fingerprint(42);
+        assert_eq!(t.observe(fp, 10 * S), 1);
+        assert_eq!(t.observe(fp, 20 * S), 2);
+        assert_eq!(t.observe(fp, 69 * S), 3);
+        assert_eq!(t.observe(fp, 70 * S), 1, "new window");
+        assert_eq!(t.get(fp), Some((4, 10 * S, 70 * S)));
+        assert_eq!(t.observe(Fingerprint(7), 70 * S), 1);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_fingerprints_stays_bounded() {
+        let t = FingerprintTable::new(1000, Duration::from_secs(60));
+        for i in 0..200_000u128 {
+            t.observe(Fingerprint(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)), S);
+        }
+        let cap = 1000usize.div_ceil(SHARDS) * SHARDS;
+        assert!(t.len() <= cap, "{} > {cap}", t.len());
+        assert!(t.len() > cap / 2, "evicts too much: {}", t.len());
+    }
+
+    #[test]
+    fn idle_entries_are_evicted_first() {
+        let t = FingerprintTable::new(SHARDS * 4, Duration::from_secs(1));
+        // one old entry per shard slot, then fill with fresh ones
+        let old = Fingerprint(3);
+        t.observe(old, 0);
+        for i in 1..4u128 {
+            t.observe(Fingerprint(3 + i * SHARDS as u128), 10 * S);
+        }
+        // shard of `old` is now full (4); inserting one more evicts the idle one
+        t.observe(Fingerprint(3 + 4 * SHARDS as u128), 10 * S);
+        assert!(t.get(old).is_none());
+        assert!(t.get(Fingerprint(3 + SHARDS as u128)).is_some());
+    }
+}

@@ -1,0 +1,288 @@
+//! One client connection: read → frame → process each line → queue one batch per read.
+//!
+//! The reading half never waits for the client to read replies: replies go through the
+//! connection's bounded [`Replies`] buffer and a separate reply task. Backpressure happens in
+//! exactly one place, `ring.push().await`: while it waits, this task does not read, the
+//! socket's receive buffer fills, and the client's writes block in its kernel.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::time::timeout_at;
+use tokio_util::sync::CancellationToken;
+
+use super::framing::{Frame, Framer};
+use super::peer::Peer;
+use super::reply::Replies;
+use super::Shared;
+use crate::event::parse::RejectCode;
+use crate::event::{ConnMeta, Received};
+use crate::ring::{Batch, PushError};
+
+/// Serves one connection until EOF, error, timeout or shutdown.
+pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
+    let stats = &shared.stats;
+    stats.connections_total.fetch_add(1, Relaxed);
+    stats.connections_active.fetch_add(1, Relaxed);
+
+    let peer = Peer::lookup(&stream).await.unwrap_or_default();
+    let (rd, wr) = stream.into_split();
+    let replies = Arc::new(Replies::new(
+        shared.cfg.reply_buffer_bytes,
+        shared.stats.clone(),
+    ));
+    let done = CancellationToken::new();
+    let mut reply_task = tokio::spawn(reply_loop(wr, replies.clone(), done.clone()));
+
+    let mut conn = Conn {
+        meta: peer.meta(),
+        shared: shared.clone(),
+        replies: replies.clone(),
+        framer: Framer::new(shared.cfg.max_line_bytes.get()),
+        buf: BytesMut::with_capacity(shared.cfg.read_buffer_bytes.get()),
+        out: BytesMut::new(),
+        ids: ulid::Generator::new(),
+        line_no: 0,
+    };
+    conn.read_loop(rd).await;
+
+    // Let pending acks arrive and replies flush, within a bound.
+    done.cancel();
+    let bound = Instant::now() + shared.cfg.read_timeout.max(shared.cfg.shutdown_grace);
+    if timeout_at(bound.into(), &mut reply_task).await.is_err() {
+        reply_task.abort();
+    }
+    stats.connections_active.fetch_sub(1, Relaxed);
+}
+
+struct Conn {
+    meta: ConnMeta,
+    shared: Arc<Shared>,
+    replies: Arc<Replies>,
+    framer: Framer,
+    buf: BytesMut,
+    /// Encoded records of the current read.
+    out: BytesMut,
+    ids: ulid::Generator,
+    line_no: u64,
+}
+
+enum Step {
+    Data,
+    Eof,
+    Stop,
+}
+
+impl Conn {
+    async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
+        let cfg = self.shared.cfg.clone();
+        let cancel = self.shared.cancel.clone();
+        let read_size = cfg.read_buffer_bytes.get();
+        let mut last_data = Instant::now();
+        let mut partial_since: Option<Instant> = None;
+        loop {
+            if self.buf.capacity() - self.buf.len() < read_size / 2 {
+                self.buf.reserve(read_size);
+            }
+            let deadline = match partial_since {
+                Some(t) => t + cfg.read_timeout,
+                None => last_data + cfg.idle_timeout,
+            };
+            let step = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.drain_on_shutdown(&rd).await;
+                    Step::Stop
+                }
+                r = timeout_at(deadline.into(), rd.read_buf(&mut self.buf)) => match r {
+                    Err(_elapsed) => {
+                        if partial_since.is_some() {
+                            self.reject_partial(RejectCode::ReadTimeout, "line not completed within ingest.read_timeout");
+                        }
+                        Step::Stop
+                    }
+                    Ok(Ok(0)) => Step::Eof,
+                    Ok(Ok(n)) => {
+                        self.shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                        Step::Data
+                    }
+                    // Reset or other error: what arrived before it still counts.
+                    Ok(Err(_)) => Step::Eof,
+                },
+            };
+            match step {
+                Step::Data => {
+                    let now = Instant::now();
+                    last_data = now;
+                    self.process(false).await;
+                    partial_since = if self.framer.has_partial(&self.buf) {
+                        partial_since.or(Some(now))
+                    } else {
+                        None
+                    };
+                }
+                Step::Eof => {
+                    self.process(true).await;
+                    return;
+                }
+                Step::Stop => return,
+            }
+        }
+    }
+
+    /// Shutdown: take what the client already sent (whatever is in the socket buffer now),
+    /// within the grace period, without waiting for more.
+    async fn drain_on_shutdown(&mut self, rd: &OwnedReadHalf) {
+        let deadline = Instant::now() + self.shared.cfg.shutdown_grace;
+        loop {
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(self.shared.cfg.read_buffer_bytes.get());
+            }
+            match rd.try_read_buf(&mut self.buf) {
+                Ok(0) => {
+                    self.process(true).await;
+                    return;
+                }
+                Ok(n) => {
+                    self.shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                    self.process(false).await;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        if self.framer.has_partial(&self.buf) {
+            self.reject_partial(
+                RejectCode::ShuttingDown,
+                "daemon shutting down; incomplete line discarded",
+            );
+        }
+    }
+
+    fn reject_partial(&mut self, code: RejectCode, detail: &str) {
+        self.line_no += 1;
+        self.shared.stats.lines.fetch_add(1, Relaxed);
+        self.shared.stats.reject(code);
+        self.replies.reject(code, &detail, self.line_no);
+        self.buf.clear();
+    }
+
+    /// Frames and processes everything buffered, then queues the batch.
+    async fn process(&mut self, eof: bool) {
+        let rx = Received::now();
+        let shared = &*self.shared;
+        let (pipeline, stats) = (&shared.pipeline, &shared.stats);
+        let max_line = shared.cfg.max_line_bytes.get();
+        let (meta, replies, ids, out) = (&self.meta, &self.replies, &mut self.ids, &mut self.out);
+        let line_no = &mut self.line_no;
+        let mut events = 0usize;
+        let mut acks = Vec::new();
+        let mut handle = |frame: Frame<'_>| {
+            *line_no += 1;
+            stats.lines.fetch_add(1, Relaxed);
+            let line = match frame {
+                Frame::TooLong => {
+                    stats.reject(RejectCode::LineTooLong);
+                    replies.reject(
+                        RejectCode::LineTooLong,
+                        &format_args!("line longer than {max_line} bytes (ingest.max_line_bytes)"),
+                        *line_no,
+                    );
+                    return;
+                }
+                Frame::Line(l) => l,
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return; // blank lines are keep-alives, not events
+            }
+            let text = match simdutf8::basic::from_utf8(line) {
+                Ok(t) => t,
+                Err(_) => {
+                    let at = std::str::from_utf8(line)
+                        .err()
+                        .map_or(0, |e| e.valid_up_to());
+                    stats.reject(RejectCode::InvalidUtf8);
+                    replies.reject(
+                        RejectCode::InvalidUtf8,
+                        &format_args!("invalid UTF-8 at byte {at}"),
+                        *line_no,
+                    );
+                    return;
+                }
+            };
+            match pipeline.process(text, meta, &rx, ids, out) {
+                Ok(acc) => {
+                    events += 1;
+                    if acc.ack {
+                        acks.push(acc.id);
+                    }
+                }
+                Err(e) => {
+                    stats.reject(e.code());
+                    replies.reject(e.code(), &e, *line_no);
+                }
+            }
+        };
+        if eof {
+            self.framer.finish(&mut self.buf, &mut handle);
+        } else {
+            self.framer.drain(&mut self.buf, &mut handle);
+        }
+        if events == 0 {
+            return;
+        }
+        stats.accepted.fetch_add(events as u64, Relaxed);
+        let batch = Batch {
+            data: self.out.split().freeze(),
+            events,
+            replies: (!acks.is_empty()).then(|| self.replies.clone()),
+            acks,
+            received: Instant::now(),
+        };
+        self.replies.expect_acks(batch.acks.len());
+        match shared.ring.push(batch).await {
+            Ok(()) => {}
+            Err(PushError::Full(b)) => {
+                stats.dropped_overload.fetch_add(b.events as u64, Relaxed);
+                self.replies.nack(&b.acks, RejectCode::Overloaded);
+            }
+            Err(PushError::Closed(b)) => {
+                stats.dropped_overload.fetch_add(b.events as u64, Relaxed);
+                self.replies.nack(&b.acks, RejectCode::ShuttingDown);
+            }
+        }
+    }
+}
+
+/// Writes queued replies to the client until the connection is done and no acks are pending.
+async fn reply_loop(mut wr: OwnedWriteHalf, replies: Arc<Replies>, done: CancellationToken) {
+    let mut writable = true;
+    loop {
+        let data = replies.take();
+        if !data.is_empty() && writable && wr.write_all(&data).await.is_err() {
+            // The client went away: keep settling acks (they are counted), stop writing.
+            writable = false;
+        }
+        if done.is_cancelled() && replies.pending_acks() == 0 {
+            // One last look: an ack may have landed after `take`.
+            let rest = replies.take();
+            if !rest.is_empty() && writable {
+                let _ = wr.write_all(&rest).await;
+            }
+            break;
+        }
+        tokio::select! {
+            _ = replies.wake.notified() => {}
+            _ = done.cancelled(), if !done.is_cancelled() => {}
+        }
+    }
+    let _ = wr.shutdown().await;
+}

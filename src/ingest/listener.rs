@@ -1,0 +1,178 @@
+//! The listening socket: taken from systemd (`LISTEN_FDS`/`LISTEN_PID`) or bound by us.
+//!
+//! Binding refuses to start when another daemon answers on the path, replaces a stale socket
+//! file only when nothing answers, and never deletes something that is not a socket.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use crate::config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another qerrors daemon is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("{path}: {what}: {err}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        err: io::Error,
+    },
+    #[error("socket group `{0}` does not exist")]
+    NoSuchGroup(String),
+    #[error("systemd socket activation: {0}")]
+    Activation(io::Error),
+}
+
+/// A listening socket, not yet registered with a runtime.
+#[derive(Debug)]
+pub struct Socket {
+    pub listener: UnixListener,
+    /// Set when we created the file (and so remove it at exit); `None` when systemd owns it.
+    pub path: Option<PathBuf>,
+    /// Where clients connect (for messages).
+    pub display: String,
+}
+
+impl Socket {
+    /// Takes the systemd-activated socket if there is one, else binds `cfg.socket`.
+    pub fn open(cfg: &config::Ingest) -> Result<Socket, BindError> {
+        let mut fds = listenfd::ListenFd::from_env();
+        if fds.len() > 0 {
+            if let Some(l) = fds.take_unix_listener(0).map_err(BindError::Activation)? {
+                l.set_nonblocking(true).map_err(BindError::Activation)?;
+                let display = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                    .unwrap_or_else(|| "systemd socket".into());
+                return Ok(Socket {
+                    listener: l,
+                    path: None,
+                    display,
+                });
+            }
+        }
+        bind(cfg)
+    }
+
+    /// Removes the socket file if we created it.
+    pub fn remove_file(&self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> BindError + 'a {
+    move |err| BindError::Io {
+        path: path.to_path_buf(),
+        what,
+        err,
+    }
+}
+
+fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
+    let path = cfg.socket.as_path();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => return Err(BindError::InUse(path.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(io_err(path, "removing stale socket"))?;
+            }
+            Err(e) => return Err(io_err(path, "probing existing socket")(e)),
+        },
+        Ok(_) => return Err(BindError::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path, "inspecting")(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err(dir, "creating directory"))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io_err(path, "binding"))?;
+    // From here on the file is ours: remove it again if a later step fails.
+    let socket = Socket {
+        listener,
+        path: Some(path.to_path_buf()),
+        display: path.display().to_string(),
+    };
+    let finish = || -> Result<(), BindError> {
+        socket
+            .listener
+            .set_nonblocking(true)
+            .map_err(io_err(path, "set_nonblocking"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
+            .map_err(io_err(path, "setting mode"))?;
+        if let Some(group) = &cfg.socket_group {
+            let gid = nix::unistd::Group::from_name(group)
+                .ok()
+                .flatten()
+                .ok_or_else(|| BindError::NoSuchGroup(group.clone()))?
+                .gid;
+            nix::unistd::chown(path, None, Some(gid))
+                .map_err(|e| io_err(path, "setting group")(io::Error::from(e)))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = finish() {
+        socket.remove_file();
+        return Err(e);
+    }
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(path: PathBuf) -> config::Ingest {
+        let mut c = config::RawConfig::default()
+            .validate(&config::Overrides {
+                socket: Some(path),
+                ..Default::default()
+            })
+            .unwrap()
+            .ingest;
+        c.socket_mode = 0o600;
+        c
+    }
+
+    #[test]
+    fn binds_sets_mode_and_refuses_a_live_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/q.sock");
+        let s = bind(&cfg(path.clone())).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(bind(&cfg(path.clone())), Err(BindError::InUse(_))));
+        // dropping the listener leaves a stale file that is replaced
+        drop(s);
+        assert!(path.exists());
+        let s2 = bind(&cfg(path.clone())).unwrap();
+        s2.remove_file();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn never_replaces_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sock");
+        std::fs::write(&path, "precious").unwrap();
+        assert!(matches!(bind(&cfg(path.clone())), Err(BindError::NotASocket(_))));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    }
+
+    #[test]
+    fn unknown_group_is_an_error_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sock");
+        let mut c = cfg(path.clone());
+        c.socket_group = Some("no-such-group-qerrors".into());
+        assert!(matches!(bind(&c), Err(BindError::NoSuchGroup(_))));
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,74 @@
+//! Ingest: the Unix socket listener and one task per client connection.
+//!
+//! A connection permit is taken *before* `accept`, so at most `ingest.max_connections`
+//! connections are served and further clients wait in the kernel's listen backlog.
+
+pub mod connection;
+pub mod framing;
+pub mod listener;
+pub mod peer;
+pub mod reply;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config;
+use crate::event::Pipeline;
+use crate::ring::RingSender;
+use crate::stats::Stats;
+
+/// Pause after an `accept` error such as EMFILE, so a full fd table doesn't spin the loop.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What every connection task shares.
+pub struct Shared {
+    pub cfg: Arc<config::Ingest>,
+    pub pipeline: Arc<Pipeline>,
+    pub ring: RingSender,
+    pub stats: Arc<Stats>,
+    /// Cancelled on shutdown: stop reading new data, drain what was sent.
+    pub cancel: CancellationToken,
+}
+
+/// Accepts connections until `shared.cancel` fires. Connection tasks go on `tracker`.
+pub async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    let limit = Arc::new(Semaphore::new(shared.cfg.max_connections.get()));
+    let mut last_error_log: Option<tokio::time::Instant> = None;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _addr)) => {
+                let shared = shared.clone();
+                tracker.spawn(async move {
+                    connection::serve(stream, shared).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                let now = tokio::time::Instant::now();
+                if last_error_log.is_none_or(|t| now - t > Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "accept failed (logged at most every 10 s)");
+                    last_error_log = Some(now);
+                }
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! qerrors: a sidecar daemon that turns error events from local processes into an enriched,
+//! grouped, rate-limited error log.
+//!
+//! Data flow (one module per stage):
+//!
+//! ```text
+//! apps ─ NDJSON ─▶ ingest   Unix socket, one task per connection: frame (max line) → peer creds
+//!                  event    parse once (raw JSON kept) → validate → sanitize → enrich → fingerprint
+//!                           → classify → encode the record into the read's batch
+//!                  ring     lock-free bounded queue of batches, bounded by events and bytes;
+//!                           backpressure or drop-newest, always counted
+//!                  sink     writer thread: gather batches → one vectored write → fsync policy →
+//!                           acks → release ring space; rotation, reopen, `dropped` summaries
+//! ```
+//!
+//! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
+//! - [`ingest`]: listener (bind / systemd activation), connections, framing, replies, peers.
+//! - [`event`]: parse, sanitize, fingerprint, classify, occurrence table, record encoding.
+//! - [`ring`]: the bounded queue between ingest and the writer.
+//! - [`sink`]: the writer thread and the log file.
+//! - [`stats`]: counters shared by all stages.
+//! - [`app`]: the composition root and the shutdown sequence.
+//! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
+
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod ring;
+pub mod sink;
+pub mod stats;

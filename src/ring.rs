@@ -1,0 +1,269 @@
+//! The ring: a lock-free bounded MPMC queue (crossbeam's array channel) between the connection
+//! tasks and the writer thread, bounded by events **and** encoded bytes.
+//!
+//! The unit of transfer is a [`Batch`]: the encoded records of one socket read, so the hand-off
+//! costs one queue operation per read rather than per event. Space is reserved with two atomic
+//! counters before a batch is queued and released by the writer once the batch is written, so
+//! the bounds cover everything between ingest and the disk. When space is short the policy
+//! decides: `Backpressure` parks the connection task (it stops reading its socket, and the
+//! client blocks in its kernel buffer) until the writer frees space; `DropNewest` hands the batch
+//! back to be counted as dropped.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use tokio::sync::Notify;
+use ulid::Ulid;
+
+use crate::config::OverflowPolicy;
+use crate::ingest::reply::Replies;
+
+/// Encoded records from one read of one connection.
+#[derive(Debug)]
+pub struct Batch {
+    /// Whole NDJSON lines.
+    pub data: Bytes,
+    /// Event records in `data`.
+    pub events: usize,
+    /// Ids to acknowledge once written, all belonging to `replies`' connection.
+    pub acks: Vec<Ulid>,
+    pub replies: Option<Arc<Replies>>,
+    /// When the batch was read from the socket (for ingest→write latency).
+    pub received: Instant,
+}
+
+#[derive(Debug)]
+pub enum PushError {
+    /// No space and the policy is `DropNewest`.
+    Full(Batch),
+    /// The writer is gone.
+    Closed(Batch),
+}
+
+#[derive(Debug)]
+struct State {
+    max_events: usize,
+    max_bytes: usize,
+    policy: OverflowPolicy,
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Signalled by the writer after releasing space.
+    space: Notify,
+    pushed: AtomicU64,
+    popped: AtomicU64,
+}
+
+impl State {
+    /// Reserves room for a batch. A batch always fits into an empty ring, whatever its size, so a
+    /// single oversized batch cannot wedge the pipeline.
+    fn try_reserve(&self, events: usize, bytes: usize) -> bool {
+        let prev_e = self.events.fetch_add(events, Ordering::AcqRel);
+        let prev_b = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let empty = prev_e == 0 && prev_b == 0;
+        if empty || (prev_e + events <= self.max_events && prev_b + bytes <= self.max_bytes) {
+            return true;
+        }
+        self.release(events, bytes);
+        false
+    }
+
+    fn release(&self, events: usize, bytes: usize) {
+        self.events.fetch_sub(events, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Cheap, cloneable view of the ring's fill level.
+#[derive(Debug, Clone)]
+pub struct RingStats(Arc<State>);
+
+impl RingStats {
+    pub fn events(&self) -> usize {
+        self.0.events.load(Ordering::Relaxed)
+    }
+    pub fn bytes(&self) -> usize {
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+    pub fn capacity_events(&self) -> usize {
+        self.0.max_events
+    }
+    pub fn capacity_bytes(&self) -> usize {
+        self.0.max_bytes
+    }
+    /// Batches queued / taken since start.
+    pub fn pushed(&self) -> u64 {
+        self.0.pushed.load(Ordering::Relaxed)
+    }
+    pub fn popped(&self) -> u64 {
+        self.0.popped.load(Ordering::Relaxed)
+    }
+}
+
+/// The producer side, one clone per connection.
+#[derive(Debug, Clone)]
+pub struct RingSender {
+    tx: Sender<Batch>,
+    state: Arc<State>,
+}
+
+/// The consumer side, owned by the writer thread.
+#[derive(Debug)]
+pub struct RingReceiver {
+    rx: Receiver<Batch>,
+    state: Arc<State>,
+}
+
+pub fn ring(max_events: usize, max_bytes: usize, policy: OverflowPolicy) -> (RingSender, RingReceiver) {
+    let max_events = max_events.max(1);
+    // Reservations guarantee at most `max_events` batches are ever queued, so `try_send` never
+    // sees a full channel.
+    let (tx, rx) = crossbeam_channel::bounded(max_events);
+    let state = Arc::new(State {
+        max_events,
+        max_bytes: max_bytes.max(1),
+        policy,
+        events: AtomicUsize::new(0),
+        bytes: AtomicUsize::new(0),
+        space: Notify::new(),
+        pushed: AtomicU64::new(0),
+        popped: AtomicU64::new(0),
+    });
+    (
+        RingSender {
+            tx,
+            state: state.clone(),
+        },
+        RingReceiver { rx, state },
+    )
+}
+
+impl RingSender {
+    pub fn stats(&self) -> RingStats {
+        RingStats(self.state.clone())
+    }
+
+    /// Queues a batch, waiting for space under `Backpressure`.
+    pub async fn push(&self, batch: Batch) -> Result<(), PushError> {
+        let (events, bytes) = (batch.events, batch.data.len());
+        loop {
+            let notified = self.state.space.notified();
+            tokio::pin!(notified);
+            // Register before checking so a release between the check and the await is not missed.
+            notified.as_mut().enable();
+            if self.state.try_reserve(events, bytes) {
+                return self.send(batch);
+            }
+            if self.state.policy == OverflowPolicy::DropNewest {
+                return Err(PushError::Full(batch));
+            }
+            notified.await;
+        }
+    }
+
+    fn send(&self, batch: Batch) -> Result<(), PushError> {
+        let (events, bytes) = (batch.events, batch.data.len());
+        match self.tx.try_send(batch) {
+            Ok(()) => {
+                self.state.pushed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.state.release(events, bytes);
+                Err(PushError::Closed(e.into_inner()))
+            }
+        }
+    }
+}
+
+impl RingReceiver {
+    pub fn stats(&self) -> RingStats {
+        RingStats(self.state.clone())
+    }
+
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Batch, RecvTimeoutError> {
+        let b = self.rx.recv_timeout(timeout)?;
+        self.state.popped.fetch_add(1, Ordering::Relaxed);
+        Ok(b)
+    }
+
+    pub fn try_recv(&self) -> Result<Batch, TryRecvError> {
+        let b = self.rx.try_recv()?;
+        self.state.popped.fetch_add(1, Ordering::Relaxed);
+        Ok(b)
+    }
+
+    /// Frees the space of written (or finally abandoned) batches and wakes blocked producers.
+    pub fn release(&self, events: usize, bytes: usize) {
+        self.state.release(events, bytes);
+        self.state.space.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(events: usize, bytes: usize) -> Batch {
+        Batch {
+            data: Bytes::from(vec![b'x'; bytes]),
+            events,
+            acks: Vec::new(),
+            replies: None,
+            received: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn drop_newest_refuses_when_events_or_bytes_are_exhausted() {
+        let (tx, rx) = ring(3, 100, OverflowPolicy::DropNewest);
+        tx.push(batch(2, 10)).await.unwrap();
+        assert!(matches!(tx.push(batch(2, 10)).await, Err(PushError::Full(_))));
+        tx.push(batch(1, 10)).await.unwrap();
+        let b = rx.try_recv().unwrap();
+        rx.release(b.events, b.data.len());
+        // bytes bound
+        assert!(matches!(tx.push(batch(1, 95)).await, Err(PushError::Full(_))));
+        assert_eq!(tx.stats().events(), 1);
+        assert_eq!(tx.stats().bytes(), 10);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_batch_fits_an_empty_ring() {
+        let (tx, rx) = ring(2, 10, OverflowPolicy::DropNewest);
+        tx.push(batch(5, 50)).await.unwrap();
+        assert_eq!(rx.try_recv().unwrap().events, 5);
+    }
+
+    #[tokio::test]
+    async fn backpressure_waits_until_the_writer_releases() {
+        let (tx, rx) = ring(2, 1000, OverflowPolicy::Backpressure);
+        tx.push(batch(2, 10)).await.unwrap();
+        let tx2 = tx.clone();
+        let blocked = tokio::spawn(async move { tx2.push(batch(1, 10)).await.is_ok() });
+        tokio::task::yield_now().await;
+        assert!(!blocked.is_finished());
+        let writer = std::thread::spawn(move || {
+            let b = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            rx.release(b.events, b.data.len());
+            let b = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            rx.release(b.events, b.data.len());
+            b.events
+        });
+        assert!(blocked.await.unwrap());
+        assert_eq!(writer.join().unwrap(), 1);
+        assert_eq!(tx.stats().pushed(), 2);
+        assert_eq!(tx.stats().popped(), 2);
+    }
+
+    #[tokio::test]
+    async fn closed_when_the_writer_is_gone() {
+        let (tx, rx) = ring(2, 1000, OverflowPolicy::Backpressure);
+        drop(rx);
+        assert!(matches!(tx.push(batch(1, 1)).await, Err(PushError::Closed(_))));
+        assert_eq!(tx.stats().events(), 0);
+    }
+}
