@@ -138,7 +138,7 @@ mod tests {
         let out = r.take();
         assert!(out.len() <= 200 + 100);
         assert!(stats.replies_dropped.load(Ordering::Relaxed) >= 97);
-        let first = out.split(|b| *b == b'\n').next().unwrap();
+        let first = out[..].split(|b| *b == b'\n').next().unwrap();
         let v: serde_json::Value = serde_json::from_slice(first).unwrap();
         assert_eq!(v["error"], "invalid_json");
         assert_eq!(v["detail"], "bad \"thing\"");
@@ -154,7 +154,7 @@ mod tests {
         r.nack(&[Ulid::new()], RejectCode::Overloaded);
         assert_eq!(r.pending_acks(), 0);
         let out = r.take();
-        let lines: Vec<serde_json::Value> = out
+        let lines: Vec<serde_json::Value> = out[..]
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap())
