@@ -414,7 +414,10 @@ impl RawConfig {
         }
         let max_line = i.max_line_bytes.as_u64() as usize;
         if max_line < 64 {
-            return Err(invalid("ingest.max_line_bytes", "must be at least 64 bytes"));
+            return Err(invalid(
+                "ingest.max_line_bytes",
+                "must be at least 64 bytes",
+            ));
         }
         let read_buf = i.read_buffer_bytes.as_u64() as usize;
         if read_buf < 512 {

@@ -117,7 +117,11 @@ pub struct RingReceiver {
     state: Arc<State>,
 }
 
-pub fn ring(max_events: usize, max_bytes: usize, policy: OverflowPolicy) -> (RingSender, RingReceiver) {
+pub fn ring(
+    max_events: usize,
+    max_bytes: usize,
+    policy: OverflowPolicy,
+) -> (RingSender, RingReceiver) {
     let max_events = max_events.max(1);
     // Reservations guarantee at most `max_events` batches are ever queued, so `try_send` never
     // sees a full channel.
@@ -221,12 +225,18 @@ mod tests {
     async fn drop_newest_refuses_when_events_or_bytes_are_exhausted() {
         let (tx, rx) = ring(3, 100, OverflowPolicy::DropNewest);
         tx.push(batch(2, 10)).await.unwrap();
-        assert!(matches!(tx.push(batch(2, 10)).await, Err(PushError::Full(_))));
+        assert!(matches!(
+            tx.push(batch(2, 10)).await,
+            Err(PushError::Full(_))
+        ));
         tx.push(batch(1, 10)).await.unwrap();
         let b = rx.try_recv().unwrap();
         rx.release(b.events, b.data.len());
         // bytes bound
-        assert!(matches!(tx.push(batch(1, 95)).await, Err(PushError::Full(_))));
+        assert!(matches!(
+            tx.push(batch(1, 95)).await,
+            Err(PushError::Full(_))
+        ));
         assert_eq!(tx.stats().events(), 1);
         assert_eq!(tx.stats().bytes(), 10);
     }
@@ -263,7 +273,10 @@ mod tests {
     async fn closed_when_the_writer_is_gone() {
         let (tx, rx) = ring(2, 1000, OverflowPolicy::Backpressure);
         drop(rx);
-        assert!(matches!(tx.push(batch(1, 1)).await, Err(PushError::Closed(_))));
+        assert!(matches!(
+            tx.push(batch(1, 1)).await,
+            Err(PushError::Closed(_))
+        ));
         assert_eq!(tx.stats().events(), 0);
     }
 }

@@ -73,7 +73,9 @@ fn main() -> ExitCode {
                         Err(e) => return fail(&e),
                     }
                 }
-                None => return fail("nothing to send: give a MESSAGE or pipe NDJSON into `send -`"),
+                None => {
+                    return fail("nothing to send: give a MESSAGE or pipe NDJSON into `send -`")
+                }
                 Some(m) => {
                     let mut ev = serde_json::Map::new();
                     ev.insert("message".into(), m.into());

@@ -150,9 +150,9 @@ impl Pipeline {
         out.extend_from_slice(rx.rfc3339.as_bytes());
         out.extend_from_slice(b"\",\"ts\":\"");
         match ev.ts {
-            Some(parse::Timestamp::UnixNanos(n)) => out.extend_from_slice(
-                record::rfc3339_micros(record::system_time(n)).as_bytes(),
-            ),
+            Some(parse::Timestamp::UnixNanos(n)) => {
+                record::put_rfc3339_micros(out, record::system_time(n))
+            }
             None => out.extend_from_slice(rx.rfc3339.as_bytes()),
         }
         out.extend_from_slice(b"\",\"level\":\"");

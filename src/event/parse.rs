@@ -80,7 +80,9 @@ impl Expected {
     fn describe(self) -> &'static str {
         match self {
             Expected::String => "a string",
-            Expected::Level => "one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"fatal\"",
+            Expected::Level => {
+                "one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"fatal\""
+            }
             Expected::Object => "an object",
             Expected::StringMap => "an object whose values are strings",
             Expected::Bool => "true or false",
@@ -507,13 +509,41 @@ mod tests {
         let cases = [
             (r#"{"level":"error"}"#, RejectCode::MissingField, "message"),
             (r#"{"message":42}"#, RejectCode::WrongType, "message"),
-            (r#"{"message":"m","level":"loud"}"#, RejectCode::WrongType, "level"),
-            (r#"{"message":"m","context":[1]}"#, RejectCode::WrongType, "context"),
-            (r#"{"message":"m","tags":{"a":1}}"#, RejectCode::WrongType, "tags"),
-            (r#"{"message":"m","ack":"yes"}"#, RejectCode::WrongType, "ack"),
-            (r#"{"message":"m","ts":"yesterday"}"#, RejectCode::WrongType, "ts"),
-            (r#"{"message":"m","fingerprint":[]}"#, RejectCode::WrongType, "fingerprint"),
-            (r#"{"message":"m","stack":["a"]}"#, RejectCode::WrongType, "stack"),
+            (
+                r#"{"message":"m","level":"loud"}"#,
+                RejectCode::WrongType,
+                "level",
+            ),
+            (
+                r#"{"message":"m","context":[1]}"#,
+                RejectCode::WrongType,
+                "context",
+            ),
+            (
+                r#"{"message":"m","tags":{"a":1}}"#,
+                RejectCode::WrongType,
+                "tags",
+            ),
+            (
+                r#"{"message":"m","ack":"yes"}"#,
+                RejectCode::WrongType,
+                "ack",
+            ),
+            (
+                r#"{"message":"m","ts":"yesterday"}"#,
+                RejectCode::WrongType,
+                "ts",
+            ),
+            (
+                r#"{"message":"m","fingerprint":[]}"#,
+                RejectCode::WrongType,
+                "fingerprint",
+            ),
+            (
+                r#"{"message":"m","stack":["a"]}"#,
+                RejectCode::WrongType,
+                "stack",
+            ),
         ];
         for (line, code, field) in cases {
             let err = parse(line).unwrap_err();
@@ -527,7 +557,10 @@ mod tests {
         let err = parse(r#"{"message":"m" "level":"x"}"#).unwrap_err();
         assert_eq!(err.code(), RejectCode::InvalidJson);
         assert!(err.to_string().contains("column 16"), "{err}");
-        assert_eq!(parse("not json").unwrap_err().code(), RejectCode::InvalidJson);
+        assert_eq!(
+            parse("not json").unwrap_err().code(),
+            RejectCode::InvalidJson
+        );
         assert_eq!(parse("[1,2]").unwrap_err(), ParseError::NotAnObject);
         assert!(matches!(
             parse(r#"{"message":"m""#).unwrap_err(),

@@ -68,6 +68,13 @@ pub fn rfc3339_micros(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// Appends [`rfc3339_micros`] without allocating.
+pub fn put_rfc3339_micros(out: &mut BytesMut, t: SystemTime) {
+    use std::fmt::Write;
+    // Writing into a BytesMut cannot fail.
+    let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+}
+
 /// Converts Unix nanoseconds to a `SystemTime` (clamped at the epoch).
 pub fn system_time(unix_nanos: i128) -> SystemTime {
     let n = unix_nanos.clamp(0, u64::MAX as i128) as u64;
@@ -87,7 +94,14 @@ mod tests {
 
     #[test]
     fn escapes_round_trip_through_serde() {
-        for s in ["plain", "q\"b\\s", "nl\nr\rt\t", "\u{1}\u{1f}", "ünïcødé ✓", ""] {
+        for s in [
+            "plain",
+            "q\"b\\s",
+            "nl\nr\rt\t",
+            "\u{1}\u{1f}",
+            "ünïcødé ✓",
+            "",
+        ] {
             let mut out = BytesMut::new();
             put_str(&mut out, s);
             let back: String = serde_json::from_slice(&out).unwrap();

@@ -156,7 +156,10 @@ mod tests {
     fn a_flood_of_distinct_fingerprints_stays_bounded() {
         let t = FingerprintTable::new(1000, Duration::from_secs(60));
         for i in 0..200_000u128 {
-            t.observe(Fingerprint(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)), S);
+            t.observe(
+                Fingerprint(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)),
+                S,
+            );
         }
         let cap = 1000usize.div_ceil(SHARDS) * SHARDS;
         assert!(t.len() <= cap, "{} > {cap}", t.len());

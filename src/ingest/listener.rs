@@ -162,7 +162,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sock");
         std::fs::write(&path, "precious").unwrap();
-        assert!(matches!(bind(&cfg(path.clone())), Err(BindError::NotASocket(_))));
+        assert!(matches!(
+            bind(&cfg(path.clone())),
+            Err(BindError::NotASocket(_))
+        ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
     }
 

@@ -47,7 +47,10 @@ impl Peer {
     pub fn meta(&self) -> ConnMeta {
         let json = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
         let mut service = BytesMut::new();
-        put_str(&mut service, self.comm.as_deref().unwrap_or(UNKNOWN_SERVICE));
+        put_str(
+            &mut service,
+            self.comm.as_deref().unwrap_or(UNKNOWN_SERVICE),
+        );
         ConnMeta {
             peer_json: json.into_boxed_slice(),
             service_json: service.to_vec().into_boxed_slice(),
@@ -78,7 +81,11 @@ pub fn unit_from_cgroup(cgroup: &str) -> Option<String> {
     let path = cgroup
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
-        .or_else(|| cgroup.lines().find_map(|l| l.split(":name=systemd:").nth(1)))?;
+        .or_else(|| {
+            cgroup
+                .lines()
+                .find_map(|l| l.split(":name=systemd:").nth(1))
+        })?;
     path.split('/')
         .rev()
         .find(|c| SUFFIXES.iter().any(|s| c.ends_with(s)))
@@ -96,8 +103,10 @@ mod tests {
             Some("checkout.service")
         );
         assert_eq!(
-            unit_from_cgroup("0::/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-1.scope\n")
-                .as_deref(),
+            unit_from_cgroup(
+                "0::/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-1.scope\n"
+            )
+            .as_deref(),
             Some("vte-spawn-1.scope")
         );
         assert_eq!(

@@ -86,7 +86,9 @@ impl Replies {
                 b.extend_from_slice(b"\"}\n");
             }
         });
-        self.stats.acks.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.stats
+            .acks
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         self.pending_acks.fetch_sub(ids.len(), Ordering::AcqRel);
         self.wake.notify_one();
     }

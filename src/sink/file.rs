@@ -125,7 +125,10 @@ mod tests {
             let mut slices = [IoSlice::new(line.as_bytes())];
             f.write_all_vectored(&mut &mut slices[..]).unwrap();
         }
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{:059}\n", 9));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{:059}\n", 9)
+        );
         assert_eq!(
             std::fs::read_to_string(numbered(&path, 1)).unwrap(),
             format!("{:059}\n", 8)

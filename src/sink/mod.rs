@@ -113,7 +113,9 @@ impl Writer {
     /// `start` is written first as the `start` daemon record's fields.
     pub fn run(mut self, start: serde_json::Value) -> WriterReport {
         let fields: Vec<(&str, serde_json::Value)> = match &start {
-            serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
+            serde_json::Value::Object(m) => {
+                m.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+            }
             _ => Vec::new(),
         };
         self.daemon("start", &fields);
@@ -136,7 +138,10 @@ impl Writer {
             ("accepted", json!(s.accepted.load(Relaxed))),
             ("written", json!(s.written.load(Relaxed))),
             ("rejected", json!(s.rejected_total())),
-            ("dropped", json!(s.dropped_overload.load(Relaxed) + self.abandoned)),
+            (
+                "dropped",
+                json!(s.dropped_overload.load(Relaxed) + self.abandoned),
+            ),
             ("connections", json!(s.connections_total.load(Relaxed))),
         ];
         self.daemon("stop", &stop);
@@ -287,7 +292,9 @@ impl Writer {
             recs.push(json!({"kind":"dropped","count":invalid,"reason":"invalid","codes":codes,"window_s":window}));
         }
         if shutdown > 0 {
-            recs.push(json!({"kind":"dropped","count":shutdown,"reason":"shutdown","window_s":window}));
+            recs.push(
+                json!({"kind":"dropped","count":shutdown,"reason":"shutdown","window_s":window}),
+            );
         }
         for r in recs {
             crate::event::json_line(&mut self.own, &r);
