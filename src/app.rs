@@ -102,7 +102,13 @@ pub async fn run(p: Prepared) -> anyhow::Result<WriterReport> {
         stats: stats.clone(),
         cancel: cancel.clone(),
     });
-    let accept = tokio::spawn(ingest::accept_loop(listener, shared, tracker.clone()));
+    let socket = Arc::new(socket);
+    let accept = tokio::spawn(ingest::accept_loop(
+        listener,
+        shared,
+        tracker.clone(),
+        socket.clone(),
+    ));
     tracing::info!(socket = %socket.display, log = %cfg.sink.path.display(), "qerrorsd ready");
 
     loop {
@@ -129,7 +135,6 @@ pub async fn run(p: Prepared) -> anyhow::Result<WriterReport> {
     tracing::info!("shutting down: draining connections and the ring");
     cancel.cancel();
     let _ = accept.await;
-    socket.remove_file();
     drop(socket);
     tracker.close();
     let wait = cfg.ingest.shutdown_grace + TASK_GRACE_SLACK;

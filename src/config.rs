@@ -72,8 +72,10 @@ pub struct IngestConfig {
     pub max_connections: usize,
     /// Longest accepted line (one event). Longer lines are rejected with `line_too_long` and
     /// skipped up to the next newline; the connection stays usable.
+    #[serde(serialize_with = "exact_bytes")]
     pub max_line_bytes: ByteSize,
     /// Read size per connection; also the largest batch one connection hands to the ring at once.
+    #[serde(serialize_with = "exact_bytes")]
     pub read_buffer_bytes: ByteSize,
     /// Close a connection that sends nothing for this long.
     #[serde(with = "humantime_serde")]
@@ -84,6 +86,7 @@ pub struct IngestConfig {
     pub read_timeout: Duration,
     /// Per-connection bound on reply bytes waiting for a client that does not read; replies
     /// beyond it are dropped (counted), never buffered without bound and never blocking ingest.
+    #[serde(serialize_with = "exact_bytes")]
     pub reply_buffer_bytes: ByteSize,
     /// On shutdown: how long to keep reading what clients already sent and to wait for acks.
     #[serde(with = "humantime_serde")]
@@ -169,6 +172,7 @@ pub struct RingConfig {
     /// Maximum events queued.
     pub capacity_events: usize,
     /// Maximum encoded bytes queued.
+    #[serde(serialize_with = "exact_bytes")]
     pub capacity_bytes: ByteSize,
     /// `backpressure` or `drop_newest`.
     pub overflow: OverflowPolicy,
@@ -205,8 +209,10 @@ pub struct SinkConfig {
     /// Also write every record to standard output.
     pub stdout: bool,
     /// Target size of one write; the writer gathers queued batches up to this.
+    #[serde(serialize_with = "exact_bytes")]
     pub batch_bytes: ByteSize,
     /// Rotate when the file would grow past this size; 0 turns rotation off.
+    #[serde(serialize_with = "exact_bytes")]
     pub rotate_bytes: ByteSize,
     /// Rotated files kept (`errors.log.1` … `errors.log.N`).
     pub rotate_keep: usize,
@@ -553,6 +559,12 @@ fn parse_mode(key: &'static str, s: &str) -> Result<u32, ConfigError> {
     }
 }
 
+/// Byte sizes are written back as exact integers (bytesize's display rounds to decimal units,
+/// which would not read back as the same value).
+fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.as_u64())
+}
+
 /// The embedded defaults as TOML, for `--print-default-config`.
 pub fn default_toml() -> String {
     toml::to_string_pretty(&RawConfig::default()).unwrap_or_default()
@@ -641,6 +653,8 @@ mod tests {
         let text = default_toml();
         let parsed: RawConfig = toml::from_str(&text).unwrap();
         assert_eq!(parsed.ingest.max_connections, 1024);
+        assert_eq!(parsed.ingest.max_line_bytes.as_u64(), 256 * 1024);
+        assert_eq!(parsed.ring.capacity_bytes.as_u64(), 16 << 20);
         assert!(text.contains("[sink]"));
     }
 }

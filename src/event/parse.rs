@@ -102,6 +102,9 @@ pub enum ParseError {
     },
     NotAnObject,
     TooDeep,
+    /// A string or number that JSON's grammar allows but no JSON reader can take back: a lone
+    /// UTF-16 surrogate escape (`"\ud800"`) or a number out of the f64 range (`1e400`).
+    Unreadable(&'static str),
     Missing(&'static str),
     WrongType(&'static str, Expected),
 }
@@ -109,9 +112,10 @@ pub enum ParseError {
 impl ParseError {
     pub fn code(self) -> RejectCode {
         match self {
-            ParseError::Json { .. } | ParseError::NotAnObject | ParseError::TooDeep => {
-                RejectCode::InvalidJson
-            }
+            ParseError::Json { .. }
+            | ParseError::NotAnObject
+            | ParseError::TooDeep
+            | ParseError::Unreadable(_) => RejectCode::InvalidJson,
             ParseError::Missing(_) => RejectCode::MissingField,
             ParseError::WrongType(..) => RejectCode::WrongType,
         }
@@ -129,6 +133,10 @@ impl fmt::Display for ParseError {
             }
             ParseError::NotAnObject => f.write_str("an event must be a JSON object"),
             ParseError::TooDeep => write!(f, "nesting deeper than {MAX_DEPTH} levels"),
+            ParseError::Unreadable(field) => write!(
+                f,
+                "field `{field}` holds a lone surrogate escape or an out-of-range number"
+            ),
             ParseError::Missing(field) => write!(f, "field `{field}` is required"),
             ParseError::WrongType(field, expected) => {
                 write!(f, "field `{field}` must be {}", expected.describe())
@@ -175,9 +183,6 @@ pub fn parse(line: &str) -> Result<RawEvent<'_>, ParseError> {
             Err(e) => json_error(&e),
         });
     }
-    if too_deep(bytes) {
-        return Err(ParseError::TooDeep);
-    }
     let mut de = serde_json::Deserializer::from_str(line);
     let mut out = Fields::default();
     let res = de.deserialize_map(EventVisitor { out: &mut out });
@@ -215,9 +220,20 @@ fn json_error(e: &serde_json::Error) -> ParseError {
     }
 }
 
-/// Bracket depth outside strings exceeds [`MAX_DEPTH`]. One pass over the bytes; cheap next to
-/// the parse itself and keeps a hostile line from reaching any recursive code.
-fn too_deep(bytes: &[u8]) -> bool {
+/// Nesting of a raw object/array value (itself at depth 2 of the line) exceeds [`MAX_DEPTH`].
+/// serde_json skips raw values iteratively (no recursion limit), so the bound is ours. Fast
+/// path: a SIMD count of `{`/`[` bytes is an upper bound of the depth; only values with more
+/// openers than the limit get the exact, string-aware scan.
+fn too_deep(raw: &str) -> bool {
+    let limit = MAX_DEPTH - 1;
+    let bytes = raw.as_bytes();
+    if memchr::memchr2_iter(b'{', b'[', bytes)
+        .take(limit + 1)
+        .count()
+        <= limit
+    {
+        return false;
+    }
     let mut depth = 0usize;
     let mut in_str = false;
     let mut escaped = false;
@@ -236,7 +252,7 @@ fn too_deep(bytes: &[u8]) -> bool {
             b'"' => in_str = true,
             b'{' | b'[' => {
                 depth += 1;
-                if depth > MAX_DEPTH {
+                if depth > limit {
                     return true;
                 }
             }
@@ -309,6 +325,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let raw: &'de RawValue = map.next_value()?;
             let raw = raw.get();
+            if matches!(raw.as_bytes().first(), Some(b'{' | b'[')) && too_deep(raw) {
+                self.out.error.get_or_insert(ParseError::TooDeep);
+                continue;
+            }
             // Later errors don't overwrite the first one; keep consuming to report JSON errors
             // that come after a type error as what they are.
             let res = match key.as_ref() {
@@ -320,15 +340,16 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                     if raw == "null" {
                         Ok(())
                     } else if raw.starts_with('"') {
-                        ev.stack = Some(&raw[1..raw.len() - 1]);
-                        Ok(())
+                        check_readable(raw, "stack")
+                            .map(|()| ev.stack = Some(&raw[1..raw.len() - 1]))
                     } else {
                         Err(ParseError::WrongType("stack", Expected::String))
                     }
                 }
                 "ts" => timestamp(raw).map(|t| ev.ts = t),
-                "context" => object(raw, "context").map(|o| ev.context = o),
-                "tags" => tags(raw).map(|o| ev.tags = o),
+                "context" => object(raw, "context")
+                    .and_then(|o| check_readable(raw, "context").map(|()| ev.context = o)),
+                "tags" => tags(raw).and_then(|o| check_readable(raw, "tags").map(|()| ev.tags = o)),
                 "fingerprint" => fingerprint(raw).map(|f| ev.fingerprint = f),
                 "ack" => match raw {
                     "true" => {
@@ -338,10 +359,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                     "false" | "null" => Ok(()),
                     _ => Err(ParseError::WrongType("ack", Expected::Bool)),
                 },
-                _ => {
-                    ev.extra.push((key, raw));
-                    Ok(())
-                }
+                _ => check_readable(raw, "extra").map(|()| ev.extra.push((key, raw))),
             };
             if let Err(e) = res {
                 self.out.error.get_or_insert(e);
@@ -365,7 +383,31 @@ fn unquote(raw: &str) -> Option<Cow<'_, str>> {
 }
 
 fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseError> {
-    unquote(raw).ok_or(ParseError::WrongType(field, Expected::String))
+    if !raw.starts_with('"') {
+        return Err(ParseError::WrongType(field, Expected::String));
+    }
+    unquote(raw).ok_or(ParseError::Unreadable(field))
+}
+
+/// Raw text is copied into the log as is, so it must be readable by any JSON reader. serde_json's
+/// raw capture accepts lone surrogate escapes and out-of-range exponents; catch them here.
+/// Fast path: neither a `\u` escape nor a digit-exponent (`1e5`) appears, which is the norm.
+fn check_readable(raw: &str, field: &'static str) -> Result<(), ParseError> {
+    let b = raw.as_bytes();
+    let has_escape = memchr::memmem::find(b, b"\\u").is_some();
+    let has_exponent = || {
+        memchr::memchr2_iter(b'e', b'E', b).any(|i| {
+            i > 0
+                && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.')
+                && matches!(b.get(i + 1), Some(c) if c.is_ascii_digit() || *c == b'+' || *c == b'-')
+        })
+    };
+    if !has_escape && !has_exponent() {
+        return Ok(());
+    }
+    serde_json::from_str::<serde_json::Value>(raw)
+        .map(|_| ())
+        .map_err(|_| ParseError::Unreadable(field))
 }
 
 fn opt_string<'a>(raw: &'a str, field: &'static str) -> Result<Option<Cow<'a, str>>, ParseError> {
@@ -590,6 +632,26 @@ mod tests {
         // brackets inside strings don't count
         let s = format!(r#"{{"message":"{}"}}"#, "[".repeat(500));
         assert!(parse(&s).is_ok());
+    }
+
+    #[test]
+    fn values_no_json_reader_could_take_back_are_rejected() {
+        for line in [
+            r#"{"message":"\ud800"}"#,
+            r#"{"message":"m","stack":"a\udc00b"}"#,
+            r#"{"message":"m","context":{"a":"\ud83d"}}"#,
+            r#"{"message":"m","context":{"n":1e400}}"#,
+            r#"{"message":"m","tags":{"a":"\udfff"}}"#,
+            r#"{"message":"m","other":[-2.5E+999]}"#,
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(matches!(err, ParseError::Unreadable(_)), "{line}: {err:?}");
+            assert_eq!(err.code(), RejectCode::InvalidJson);
+        }
+        // valid pairs, escapes and exponents are fine, also inside strings
+        let ok =
+            r#"{"message":"m","stack":"\ud83d\ude00 \u00e9","context":{"n":1e300,"s":"1e999"}}"#;
+        assert!(parse(ok).is_ok());
     }
 
     #[test]

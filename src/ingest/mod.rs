@@ -36,7 +36,17 @@ pub struct Shared {
 }
 
 /// Accepts connections until `shared.cancel` fires. Connection tasks go on `tracker`.
-pub async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
+///
+/// On cancellation the socket file is removed first (no new client can find it), then every
+/// connection already waiting in the listen backlog is accepted — its client may have written
+/// events already — and drained like the others, regardless of the connection limit (the
+/// backlog itself bounds them).
+pub async fn accept_loop(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    socket: Arc<listener::Socket>,
+) {
     let limit = Arc::new(Semaphore::new(shared.cfg.max_connections.get()));
     let mut last_error_log: Option<tokio::time::Instant> = None;
     loop {
@@ -70,5 +80,19 @@ pub async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, tracker: T
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
+    }
+    socket.remove_file();
+    let mut drained = 0usize;
+    // A zero timeout polls `accept` once: ready connections only, no waiting.
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        let shared = shared.clone();
+        tracker.spawn(connection::serve(stream, shared));
+        drained += 1;
+    }
+    if drained > 0 {
+        tracing::info!(
+            connections = drained,
+            "accepted the listen backlog for draining"
+        );
     }
 }

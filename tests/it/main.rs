@@ -1,1 +1,13 @@
+//! Integration tests: each test starts its own `qerrorsd` (see `util`) and talks to it over its
+//! Unix socket like an application would.
 
+mod bad_input;
+mod ctl;
+mod fingerprint;
+mod ingest;
+mod overload;
+mod sanitize;
+mod shutdown;
+mod sink;
+mod startup;
+mod util;

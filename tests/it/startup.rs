@@ -1,0 +1,154 @@
+//! Startup: refusing a live socket, replacing a stale one, and `--check-config`.
+
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
+
+use crate::util::{
+    event_line, of_kind, scrub_env, spawn_daemon, Daemon, Opts, DAEMON, EVENTS_TIMEOUT,
+    EXIT_TIMEOUT,
+};
+
+#[test]
+fn a_second_daemon_on_the_same_socket_refuses_to_start() {
+    let mut first = spawn_daemon(Opts::new());
+    let mut second = Daemon::spawn(Opts::new().socket(&first.socket));
+    let st = second.wait_exit(EXIT_TIMEOUT);
+    assert!(!st.success(), "the second daemon started: {st}");
+    let err = second.stderr_text();
+    assert!(err.contains("already listening"), "stderr: {err}");
+    // The first one is untouched: its socket is still there and serving.
+    assert!(
+        first.socket.exists(),
+        "the second daemon removed the first one's socket"
+    );
+    assert!(first
+        .send_lines(&[event_line("still here", json!({}))])
+        .is_empty());
+    first.wait_for_events(1, EVENTS_TIMEOUT);
+    let records = first.stop();
+    assert_eq!(of_kind(&records, "event")[0]["message"], "still here");
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists(), "the stale socket file should remain");
+    let mut d = spawn_daemon(Opts::new().socket(&path));
+    assert!(d
+        .send_lines(&[event_line("on a replaced socket", json!({}))])
+        .is_empty());
+    d.wait_for_events(1, EVENTS_TIMEOUT);
+    d.stop();
+    assert!(!path.exists(), "socket file not removed at exit");
+}
+
+#[test]
+fn a_regular_file_at_the_socket_path_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precious");
+    std::fs::write(&path, "data").unwrap();
+    let mut d = Daemon::spawn(Opts::new().socket(&path));
+    let st = d.wait_exit(EXIT_TIMEOUT);
+    assert!(!st.success());
+    assert!(
+        d.stderr_text().contains("not a socket"),
+        "{}",
+        d.stderr_text()
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
+}
+
+fn qerrorsd(args: &[&str], dir: &std::path::Path) -> Output {
+    let mut cmd = Command::new(DAEMON);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    scrub_env(&mut cmd);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn check_config_rejects_a_bad_file_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[ring]\ncapacity_events = 0\n", "ring.capacity_events"),
+        ("[sink]\nrotate_byts = 5\n", "rotate_byts"),
+        ("[ring]\noverflow = \"sometimes\"\n", "ring.overflow"),
+        (
+            "[ingest]\nmax_line_bytes = \"lots\"\n",
+            "ingest.max_line_bytes",
+        ),
+        ("[sink]\nfile_mode = \"rwx\"\n", "sink.file_mode"),
+        (
+            "[ingest]\nmax_line_bytes = 1024\n[ring]\ncapacity_bytes = 512\n",
+            "ring.capacity_bytes",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&f, text).unwrap();
+        let out = qerrorsd(
+            &["--check-config", "--config", f.to_str().unwrap()],
+            dir.path(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {err}");
+        assert!(
+            err.contains(key),
+            "{text:?}: stderr should name {key:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn printed_default_config_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qerrorsd(&["--print-default-config"], dir.path());
+    assert!(out.status.success());
+    let f = dir.path().join("default.toml");
+    std::fs::write(&f, &out.stdout).unwrap();
+    let out = qerrorsd(
+        &["--check-config", "--config", f.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The printed defaults are the defaults: a daemon run with them behaves like one run without
+/// a file. Probe `ingest.max_line_bytes` (256 KiB): a line of exactly that size is accepted.
+#[test]
+fn printed_default_config_is_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qerrorsd(&["--print-default-config"], dir.path());
+    let f = dir.path().join("default.toml");
+    std::fs::write(&f, &out.stdout).unwrap();
+    let line = {
+        let base = event_line("", json!({}));
+        event_line(&"x".repeat(256 * 1024 - base.len()), json!({}))
+    };
+    assert_eq!(line.len(), 256 * 1024);
+    for config in [None, Some(&f)] {
+        let mut opts = Opts::new();
+        if let Some(f) = config {
+            opts = opts.arg("--config").arg(f);
+        }
+        let mut d = spawn_daemon(opts);
+        let replies = d.send_lines(&[&line]);
+        assert!(
+            replies.is_empty(),
+            "config {config:?}: a line of exactly the default max_line_bytes was rejected: {replies:?}"
+        );
+        d.wait_for_events(1, EVENTS_TIMEOUT);
+        d.stop();
+    }
+}
