@@ -49,7 +49,13 @@ fn main() -> ExitCode {
     {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("qerrorsd: invalid configuration: {e}");
+            let source = match (&e, &cli.config) {
+                (config::ConfigError::Invalid { .. }, Some(file)) => {
+                    format!(" in {}", file.display())
+                }
+                _ => String::new(),
+            };
+            eprintln!("qerrorsd: invalid configuration{source}: {e}");
             return ExitCode::from(2);
         }
     };

@@ -340,7 +340,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                     if raw == "null" {
                         Ok(())
                     } else if raw.starts_with('"') {
-                        check_readable(raw, "stack")
+                        check_readable(raw, "stack", false)
                             .map(|()| ev.stack = Some(&raw[1..raw.len() - 1]))
                     } else {
                         Err(ParseError::WrongType("stack", Expected::String))
@@ -348,8 +348,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                 }
                 "ts" => timestamp(raw).map(|t| ev.ts = t),
                 "context" => object(raw, "context")
-                    .and_then(|o| check_readable(raw, "context").map(|()| ev.context = o)),
-                "tags" => tags(raw).and_then(|o| check_readable(raw, "tags").map(|()| ev.tags = o)),
+                    .and_then(|o| check_readable(raw, "context", true).map(|()| ev.context = o)),
+                "tags" => {
+                    tags(raw).and_then(|o| check_readable(raw, "tags", false).map(|()| ev.tags = o))
+                }
                 "fingerprint" => fingerprint(raw).map(|f| ev.fingerprint = f),
                 "ack" => match raw {
                     "true" => {
@@ -359,7 +361,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                     "false" | "null" => Ok(()),
                     _ => Err(ParseError::WrongType("ack", Expected::Bool)),
                 },
-                _ => check_readable(raw, "extra").map(|()| ev.extra.push((key, raw))),
+                _ => check_readable(raw, "extra", true).map(|()| ev.extra.push((key, raw))),
             };
             if let Err(e) = res {
                 self.out.error.get_or_insert(e);
@@ -392,11 +394,13 @@ fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseEr
 /// Raw text is copied into the log as is, so it must be readable by any JSON reader. serde_json's
 /// raw capture accepts lone surrogate escapes and out-of-range exponents; catch them here.
 /// Fast path: neither a `\u` escape nor a digit-exponent (`1e5`) appears, which is the norm.
-fn check_readable(raw: &str, field: &'static str) -> Result<(), ParseError> {
+/// `numbers`: whether the value can hold numbers (objects, arrays); strings need only the escape
+/// check, which keeps the exponent scan off the long stack text.
+fn check_readable(raw: &str, field: &'static str, numbers: bool) -> Result<(), ParseError> {
     let b = raw.as_bytes();
     let has_escape = memchr::memmem::find(b, b"\\u").is_some();
     let has_exponent = || {
-        memchr::memchr2_iter(b'e', b'E', b).any(|i| {
+        numbers && memchr::memchr2_iter(b'e', b'E', b).any(|i| {
             i > 0
                 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.')
                 && matches!(b.get(i + 1), Some(c) if c.is_ascii_digit() || *c == b'+' || *c == b'-')
