@@ -27,18 +27,15 @@ use crate::stats::Stats;
 /// batch and collect acks before we stop waiting for them.
 const TASK_GRACE_SLACK: Duration = Duration::from_secs(2);
 
-/// Everything opened before the runtime starts, so startup errors happen before anything runs.
-pub struct Prepared {
-    cfg: Config,
-    socket: Socket,
-    writer: Writer,
-    ring_tx: ring::RingSender,
-    stats: Arc<Stats>,
-    control: Arc<SinkControl>,
-}
+/// Runs the daemon until a shutdown signal; returns once everything accepted is written.
+///
+/// Startup order: signal handlers first (so an early SIGTERM is a clean stop, not a kill), then
+/// the log file, then the socket (a bad log path fails before anyone can connect).
+pub async fn run(cfg: Config) -> anyhow::Result<WriterReport> {
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
-/// Opens the log file and the socket (in that order: a bad log path fails before we listen).
-pub fn prepare(cfg: Config) -> anyhow::Result<Prepared> {
     let stats = Arc::new(Stats::default());
     let control = Arc::new(SinkControl::default());
     let (ring_tx, ring_rx) = ring::ring(
@@ -49,26 +46,6 @@ pub fn prepare(cfg: Config) -> anyhow::Result<Prepared> {
     let writer = Writer::new(cfg.sink.clone(), ring_rx, stats.clone(), control.clone())
         .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
-    Ok(Prepared {
-        cfg,
-        socket,
-        writer,
-        ring_tx,
-        stats,
-        control,
-    })
-}
-
-/// Runs the daemon until a shutdown signal; returns once everything accepted is written.
-pub async fn run(p: Prepared) -> anyhow::Result<WriterReport> {
-    let Prepared {
-        cfg,
-        socket,
-        writer,
-        ring_tx,
-        stats,
-        control,
-    } = p;
     let pipeline = Arc::new(Pipeline::new(&cfg).context("building the event pipeline")?);
 
     let start = json!({
@@ -86,10 +63,6 @@ pub async fn run(p: Prepared) -> anyhow::Result<WriterReport> {
             let _ = done_tx.send(report);
         })
         .context("starting the writer thread")?;
-
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

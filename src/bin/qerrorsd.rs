@@ -79,14 +79,6 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let prepared = match app::prepare(cfg) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("startup failed: {e:#}");
-            eprintln!("qerrorsd: {e:#}");
-            return ExitCode::from(1);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("qerrors-rt")
@@ -98,7 +90,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(app::run(prepared));
+    let result = runtime.block_on(app::run(cfg));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! Integration tests: each test starts its own `qerrorsd` (see `util`) and talks to it over its
 //! Unix socket like an application would.
 
+mod activation;
 mod bad_input;
 mod ctl;
 mod fingerprint;

@@ -615,3 +615,19 @@ pub fn own_comm() -> String {
         .trim_end()
         .to_string()
 }
+
+/// Waits for a child started outside [`Daemon`]; kills it and panics after `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not exit within {timeout:?}");
+        }
+        thread::sleep(POLL);
+    }
+}
