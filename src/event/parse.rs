@@ -188,7 +188,15 @@ pub fn parse(line: &str) -> Result<RawEvent<'_>, ParseError> {
     let res = de.deserialize_map(EventVisitor { out: &mut out });
     let res = res.and_then(|()| de.end());
     if let Err(e) = res {
-        return Err(out.error.unwrap_or_else(|| json_error(&e)));
+        if let Some(first) = out.error {
+            return Err(first);
+        }
+        return Err(match (e.classify(), out.current) {
+            (serde_json::error::Category::Data, Some((field, expected))) => {
+                ParseError::WrongType(field, expected)
+            }
+            _ => json_error(&e),
+        });
     }
     let Fields { event, error, .. } = out;
     if let Some(e) = error {
@@ -282,6 +290,8 @@ struct Partial<'a> {
 struct Fields<'a> {
     event: Partial<'a>,
     error: Option<ParseError>,
+    /// The typed field being decoded, to name it if serde reports a type error.
+    current: Option<(&'static str, Expected)>,
 }
 
 struct EventVisitor<'o, 'a> {
@@ -323,6 +333,52 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let ev = &mut self.out.event;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            // Plain string fields are decoded in the same pass (borrowed when unescaped). A type
+            // error ends the parse; `parse` turns it into `wrong_type` naming `self.out.current`.
+            let text_field = match key.as_ref() {
+                "message" => Some("message"),
+                "name" => Some("name"),
+                "service" => Some("service"),
+                "level" => Some("level"),
+                _ => None,
+            };
+            if let Some(field) = text_field {
+                let expected = if field == "level" {
+                    Expected::Level
+                } else {
+                    Expected::String
+                };
+                self.out.current = Some((field, expected));
+                let value = if field == "message" {
+                    Some(map.next_value::<Key<'de>>()?.0)
+                } else {
+                    map.next_value::<Option<Key<'de>>>()?.map(|k| k.0)
+                };
+                self.out.current = None;
+                let res = match (field, value) {
+                    ("message", v) => {
+                        ev.message = v;
+                        Ok(())
+                    }
+                    ("level", None) => Ok(()),
+                    ("level", Some(l)) => Level::parse(&l)
+                        .map(|l| ev.level = l)
+                        .ok_or(ParseError::WrongType("level", Expected::Level)),
+                    (f, v) => {
+                        let v = v.filter(|s| !s.is_empty());
+                        if f == "name" {
+                            ev.name = v;
+                        } else {
+                            ev.service = v;
+                        }
+                        Ok(())
+                    }
+                };
+                if let Err(e) = res {
+                    self.out.error.get_or_insert(e);
+                }
+                continue;
+            }
             let raw: &'de RawValue = map.next_value()?;
             let raw = raw.get();
             if matches!(raw.as_bytes().first(), Some(b'{' | b'[')) && too_deep(raw) {
@@ -332,10 +388,6 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
             // Later errors don't overwrite the first one; keep consuming to report JSON errors
             // that come after a type error as what they are.
             let res = match key.as_ref() {
-                "message" => string(raw, "message").map(|s| ev.message = Some(s)),
-                "name" => opt_string(raw, "name").map(|s| ev.name = s),
-                "service" => opt_string(raw, "service").map(|s| ev.service = s),
-                "level" => level(raw).map(|l| ev.level = l),
                 "stack" => {
                     if raw == "null" {
                         Ok(())
@@ -384,29 +436,17 @@ fn unquote(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseError> {
-    if !raw.starts_with('"') {
-        return Err(ParseError::WrongType(field, Expected::String));
-    }
-    unquote(raw).ok_or(ParseError::Unreadable(field))
-}
-
 /// Raw text is copied into the log as is, so it must be readable by any JSON reader. serde_json's
-/// raw capture accepts lone surrogate escapes and out-of-range exponents; catch them here.
-/// Fast path: neither a `\u` escape nor a digit-exponent (`1e5`) appears, which is the norm.
-/// `numbers`: whether the value can hold numbers (objects, arrays); strings need only the escape
-/// check, which keeps the exponent scan off the long stack text.
+/// raw capture accepts lone surrogate escapes and numbers beyond the f64 range (`1e400`, or an
+/// integer of more than 308 digits); catch them here. Cheap prefilters decide whether the exact
+/// check (a full parse) is needed: a `\u` escape, a digit followed by an exponent of three or more
+/// digits, or a run of more than 308 digits. Text inside strings can trip them (a hex id like
+/// `"1e123abc"`), which costs a parse, never a wrong answer.
 fn check_readable(raw: &str, field: &'static str, numbers: bool) -> Result<(), ParseError> {
     let b = raw.as_bytes();
-    let has_escape = memchr::memmem::find(b, b"\\u").is_some();
-    let has_exponent = || {
-        numbers && memchr::memchr2_iter(b'e', b'E', b).any(|i| {
-            i > 0
-                && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.')
-                && matches!(b.get(i + 1), Some(c) if c.is_ascii_digit() || *c == b'+' || *c == b'-')
-        })
-    };
-    if !has_escape && !has_exponent() {
+    let suspicious = memchr::memmem::find(b, b"\\u").is_some()
+        || (numbers && (has_big_exponent(b) || has_long_digit_run(b)));
+    if !suspicious {
         return Ok(());
     }
     serde_json::from_str::<serde_json::Value>(raw)
@@ -414,20 +454,35 @@ fn check_readable(raw: &str, field: &'static str, numbers: bool) -> Result<(), P
         .map_err(|_| ParseError::Unreadable(field))
 }
 
-fn opt_string<'a>(raw: &'a str, field: &'static str) -> Result<Option<Cow<'a, str>>, ParseError> {
-    if raw == "null" {
-        return Ok(None);
-    }
-    string(raw, field).map(|s| (!s.is_empty()).then_some(s))
+/// Most digits a JSON number can have before its value leaves the f64 range (1e308).
+const MAX_F64_DIGITS: usize = 308;
+
+/// `<digit or .>[eE][+-]?<3 digits>`: the only exponents that can overflow an f64.
+fn has_big_exponent(b: &[u8]) -> bool {
+    memchr::memchr2_iter(b'e', b'E', b).any(|i| {
+        if i == 0 || !(b[i - 1].is_ascii_digit() || b[i - 1] == b'.') {
+            return false;
+        }
+        let mut j = i + 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        b.len() >= j + 3 && b[j..j + 3].iter().all(u8::is_ascii_digit)
+    })
 }
 
-fn level(raw: &str) -> Result<Level, ParseError> {
-    if raw == "null" {
-        return Ok(Level::default());
+fn has_long_digit_run(b: &[u8]) -> bool {
+    if b.len() <= MAX_F64_DIGITS {
+        return false;
     }
-    unquote(raw)
-        .and_then(|s| Level::parse(&s))
-        .ok_or(ParseError::WrongType("level", Expected::Level))
+    let mut run = 0usize;
+    for &c in b {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run > MAX_F64_DIGITS {
+            return true;
+        }
+    }
+    false
 }
 
 fn object<'a>(raw: &'a str, field: &'static str) -> Result<Option<&'a str>, ParseError> {
@@ -640,13 +695,16 @@ mod tests {
 
     #[test]
     fn values_no_json_reader_could_take_back_are_rejected() {
+        // A lone surrogate in a decoded string is a JSON syntax error to serde_json.
+        let err = parse(r#"{"message":"\ud800"}"#).unwrap_err();
+        assert_eq!(err.code(), RejectCode::InvalidJson);
         for line in [
-            r#"{"message":"\ud800"}"#,
             r#"{"message":"m","stack":"a\udc00b"}"#,
             r#"{"message":"m","context":{"a":"\ud83d"}}"#,
             r#"{"message":"m","context":{"n":1e400}}"#,
             r#"{"message":"m","tags":{"a":"\udfff"}}"#,
             r#"{"message":"m","other":[-2.5E+999]}"#,
+            r#"{"message":"m","other":[1.8e308]}"#,
         ] {
             let err = parse(line).unwrap_err();
             assert!(matches!(err, ParseError::Unreadable(_)), "{line}: {err:?}");
@@ -656,6 +714,13 @@ mod tests {
         let ok =
             r#"{"message":"m","stack":"\ud83d\ude00 \u00e9","context":{"n":1e300,"s":"1e999"}}"#;
         assert!(parse(ok).is_ok());
+        let long = format!(r#"{{"message":"m","context":{{"n":{}}}}}"#, "9".repeat(400));
+        assert!(matches!(
+            parse(&long),
+            Err(ParseError::Unreadable("context"))
+        ));
+        let long_ok = format!(r#"{{"message":"m","context":{{"n":{}}}}}"#, "9".repeat(300));
+        assert!(parse(&long_ok).is_ok());
     }
 
     #[test]

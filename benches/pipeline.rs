@@ -1,0 +1,83 @@
+//! Per-event CPU cost of the ingest pipeline (parse → sanitize → fingerprint → classify →
+//! encode) against a naive baseline that parses into a `serde_json::Value`, adds the enriched
+//! fields and serializes the whole record again.
+//!
+//! `cargo bench --bench pipeline`
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use qerrors::config::{Overrides, RawConfig};
+use qerrors::event::{fingerprint, Pipeline, Received};
+use qerrors::ingest::peer::Peer;
+
+/// A typical ~875-byte Node.js error event.
+const JS_EVENT: &str = r#"{"message":"Cannot read properties of undefined (reading 'id') while loading order 48151623","name":"TypeError","level":"error","service":"checkout","stack":"TypeError: Cannot read properties of undefined (reading 'id')\n    at getOrderOwner (/srv/app/releases/20261128/src/orders/owner.js:41:23)\n    at OrderService.load (/srv/app/releases/20261128/src/orders/service.js:118:18)\n    at async handler (/srv/app/releases/20261128/src/routes/orders.js:57:5)\n    at Layer.handle [as handle_request] (/srv/app/node_modules/express/lib/router/layer.js:95:5)\n    at next (/srv/app/node_modules/express/lib/router/route.js:149:13)\n    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)","context":{"path":"/api/orders/48151623","method":"GET","user_id":4711,"request_id":"6f1c2a9e-3b7d-4c55-9a1e-0d2f8e7b6c41","attempt":1},"tags":{"region":"eu-1","version":"2026.11.28"}}"#;
+
+fn pipeline() -> Pipeline {
+    let cfg = RawConfig::default()
+        .validate(&Overrides::default())
+        .expect("defaults are valid");
+    Pipeline::new(&cfg).expect("pipeline")
+}
+
+fn bench(c: &mut Criterion) {
+    let p = pipeline();
+    let meta = Peer {
+        pid: Some(4242),
+        uid: 1000,
+        gid: 1000,
+        comm: Some("node".into()),
+        exe: Some("/usr/bin/node".into()),
+        unit: Some("checkout.service".into()),
+    }
+    .meta();
+    let rx = Received::now();
+    let mut ids = ulid::Generator::new();
+    let mut out = BytesMut::with_capacity(1 << 20);
+
+    let mut g = c.benchmark_group("event");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("pipeline_process", |b| {
+        b.iter(|| {
+            if out.len() > (1 << 19) {
+                out.clear();
+            }
+            p.process(black_box(JS_EVENT), &meta, &rx, &mut ids, &mut out)
+                .expect("valid event")
+        })
+    });
+    g.bench_function("naive_value_roundtrip", |b| {
+        let mut buf = Vec::with_capacity(4096);
+        b.iter(|| {
+            let mut v: serde_json::Value = serde_json::from_str(black_box(JS_EVENT)).unwrap();
+            let obj = v.as_object_mut().unwrap();
+            obj.insert("kind".into(), "event".into());
+            obj.insert("id".into(), ulid::Ulid::new().to_string().into());
+            obj.insert("received".into(), rx.rfc3339.clone().into());
+            obj.insert("host".into(), "web-1".into());
+            buf.clear();
+            serde_json::to_writer(&mut buf, &v).unwrap();
+            buf.push(b'\n');
+            buf.len()
+        })
+    });
+    let ev = qerrors::event::parse::parse(JS_EVENT).unwrap();
+    g.bench_function("fingerprint_compute", |b| {
+        b.iter(|| {
+            fingerprint::compute(
+                black_box(ev.name.as_deref()),
+                black_box(&ev.message),
+                black_box(ev.stack),
+            )
+        })
+    });
+    g.bench_function("parse_only", |b| {
+        b.iter(|| qerrors::event::parse::parse(black_box(JS_EVENT)).map(|e| e.message.len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
