@@ -36,6 +36,9 @@ pub enum ConfigError {
     Env { var: String, msg: String },
     #[error("{key}: {msg}")]
     Invalid { key: &'static str, msg: String },
+    /// A sanitizer setting; the message starts with its key path (`sanitize.keys[2]: …`).
+    #[error("{0}")]
+    Sanitize(#[from] sanitize::SanitizeError),
 }
 
 fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
@@ -461,12 +464,7 @@ impl RawConfig {
         };
 
         // Compile once here so a bad pattern fails validation, naming its index.
-        sanitize::Sanitizer::new(&self.sanitize.keys, &self.sanitize.patterns).map_err(|e| {
-            ConfigError::Invalid {
-                key: "sanitize.patterns",
-                msg: e.to_string(),
-            }
-        })?;
+        sanitize::Sanitizer::new(&self.sanitize.keys, &self.sanitize.patterns)?;
 
         let r = self.ring;
         let ring = Ring {
@@ -646,6 +644,15 @@ mod tests {
         let raw = RawConfig::load(None, env(&[("QERRORS_SANITIZE_PATTERNS", "[\"(\"]")])).unwrap();
         let err = raw.validate(&Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("sanitize.patterns"), "{err}");
+    }
+
+    #[test]
+    fn example_config_is_exactly_the_defaults() {
+        let example: RawConfig = toml::from_str(include_str!("../config.example.toml")).unwrap();
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&RawConfig::default()).unwrap()
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => {
             let source = match (&e, &cli.config) {
-                (config::ConfigError::Invalid { .. }, Some(file)) => {
+                (
+                    config::ConfigError::Invalid { .. } | config::ConfigError::Sanitize(_),
+                    Some(file),
+                ) => {
                     format!(" in {}", file.display())
                 }
                 _ => String::new(),
