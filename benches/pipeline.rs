@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     }
     .meta();
     let rx = Received::now();
-    let mut ids = ulid::Generator::new();
+    let mut state = qerrors::event::ConnState::default();
     let mut out = BytesMut::with_capacity(1 << 20);
 
     let mut g = c.benchmark_group("event");
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
             if out.len() > (1 << 19) {
                 out.clear();
             }
-            p.process(black_box(JS_EVENT), &meta, &rx, &mut ids, &mut out)
+            p.process(black_box(JS_EVENT), &meta, &rx, &mut state, &mut out)
                 .expect("valid event")
         })
     });
@@ -72,6 +72,14 @@ fn bench(c: &mut Criterion) {
                 black_box(ev.stack),
             )
         })
+    });
+    let cfg = RawConfig::default()
+        .validate(&Overrides::default())
+        .expect("defaults are valid");
+    let san = qerrors::event::sanitize::Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)
+        .expect("sanitizer");
+    g.bench_function("sanitize_line_is_clean", |b| {
+        b.iter(|| san.line_is_clean(black_box(JS_EVENT)))
     });
     g.bench_function("parse_only", |b| {
         b.iter(|| qerrors::event::parse::parse(black_box(JS_EVENT)).map(|e| e.message.len()))

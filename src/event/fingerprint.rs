@@ -98,7 +98,10 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 pub const MIN_HEX_RUN: usize = 8;
 
 /// Leads every automatic fingerprint's input. Same length as [`CLIENT_TAG`], different bytes.
-pub const AUTO_TAG: &[u8; 16] = b"qerrors/fp/auto1";
+pub const AUTO_TAG: &[u8; 16] = b"qerrors/fp/auto2";
+
+/// Domain separator of [`stack_digest`].
+pub const STACK_TAG: &[u8; 16] = b"qerrors/fp/stck2";
 
 /// Leads every client-supplied fingerprint's input.
 pub const CLIENT_TAG: &[u8; 16] = b"qerrors/fp/user1";
@@ -194,15 +197,19 @@ impl fmt::Display for Fingerprint {
 /// `stack_escaped` is the stack exactly as it appears between the quotes of the JSON string
 /// (still escaped). Any content is accepted: malformed escapes are taken literally.
 pub fn compute(name: Option<&str>, message: &str, stack_escaped: Option<&str>) -> Fingerprint {
+    compute_with(name, message, stack_digest(stack_escaped))
+}
+
+/// The stack's share of a fingerprint: a hash of its normalized in-app frames. It depends on
+/// the stack text alone, so callers may cache it by the stack (the same code path sends the
+/// same stack over and over) and skip frame parsing, the costliest part of [`compute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StackDigest(pub u128);
+
+/// Digest of the frames of an escaped stack (`None`: no stack).
+pub fn stack_digest(stack_escaped: Option<&str>) -> StackDigest {
     let mut sink = Sink::new();
-    sink.write(AUTO_TAG);
-    sink.field(name.unwrap_or("").as_bytes());
-
-    let before = sink.total;
-    mask_message(message.as_bytes(), &mut sink);
-    let masked_len = sink.total - before;
-    sink.write_len(masked_len);
-
+    sink.write(STACK_TAG);
     let mut frames = 0;
     if let Some(stack) = stack_escaped.map(str::as_bytes) {
         let mut buf_a = [0u8; LINE_BUF];
@@ -213,6 +220,68 @@ pub fn compute(name: Option<&str>, message: &str, stack_escaped: Option<&str>) -
         });
     }
     sink.write_len(frames);
+    StackDigest(sink.finish())
+}
+
+/// Stack digests recently computed on one connection, keyed by a 64-bit hash of the escaped
+/// stack text. Bounded: when full it is cleared (a connection's working set of stacks is small;
+/// clearing is cheaper than tracking recency and just as good here).
+#[derive(Debug, Default)]
+pub struct StackCache {
+    map: std::collections::HashMap<u64, StackDigest, std::hash::BuildHasherDefault<IdHasher>>,
+}
+
+/// Entries per connection: 64 × ~24 bytes keeps even 1024 connections under 2 MiB.
+pub const STACK_CACHE_ENTRIES: usize = 64;
+
+impl StackCache {
+    /// [`stack_digest`], from the cache when this exact stack text was seen before.
+    pub fn digest(&mut self, stack_escaped: Option<&str>) -> StackDigest {
+        let Some(stack) = stack_escaped else {
+            return stack_digest(None);
+        };
+        let key = xxhash_rust::xxh3::xxh3_64(stack.as_bytes());
+        if let Some(d) = self.map.get(&key) {
+            return *d;
+        }
+        if self.map.len() >= STACK_CACHE_ENTRIES {
+            self.map.clear();
+        }
+        let d = stack_digest(Some(stack));
+        self.map.insert(key, d);
+        d
+    }
+}
+
+/// The keys are already xxh3 hashes.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// [`compute`] with the stack already digested.
+pub fn compute_with(name: Option<&str>, message: &str, stack: StackDigest) -> Fingerprint {
+    let mut sink = Sink::new();
+    sink.write(AUTO_TAG);
+    sink.field(name.unwrap_or("").as_bytes());
+
+    let before = sink.total;
+    mask_message(message.as_bytes(), &mut sink);
+    let masked_len = sink.total - before;
+    sink.write_len(masked_len);
+    sink.write(&stack.0.to_le_bytes());
     Fingerprint(sink.finish())
 }
 
@@ -1245,6 +1314,29 @@ mod tests {
     }
 
     #[test]
+    fn cached_stack_digests_equal_fresh_ones() {
+        let mut cache = StackCache::default();
+        let a = js_stack("/srv/app", 10, "getUser");
+        let b = js_stack("/srv/app", 10, "getOrder");
+        for _ in 0..3 {
+            for s in [&a, &b] {
+                assert_eq!(cache.digest(Some(s)), stack_digest(Some(s)));
+            }
+        }
+        assert_ne!(cache.digest(Some(&a)), cache.digest(Some(&b)));
+        assert_eq!(cache.digest(None), stack_digest(None));
+        for i in 0..(STACK_CACHE_ENTRIES * 3) {
+            let s = js_stack("/srv/app", i as u32, &format!("f{i}"));
+            assert_eq!(cache.digest(Some(&s)), stack_digest(Some(&s)));
+            assert!(cache.map.len() <= STACK_CACHE_ENTRIES);
+        }
+        assert_eq!(
+            compute_with(Some("E"), "m", cache.digest(Some(&a))),
+            compute(Some("E"), "m", Some(&a))
+        );
+    }
+
+    #[test]
     fn golden_values_are_stable() {
         // If these change, fingerprints change for every user: bump AUTO_TAG / CLIENT_TAG
         // deliberately and update the values.
@@ -1265,7 +1357,7 @@ mod tests {
             GOLDEN_CLIENT
         );
     }
-    const GOLDEN_AUTO: &str = "a39b5af90dc86e2b710366417ef84ab2";
+    const GOLDEN_AUTO: &str = "62b3326c5df6d1e93a815d45d10d5be3";
     const GOLDEN_CLIENT: &str = "6b558ea4fb65183c2588bb3cc6953fc1";
 
     // ---- message masking

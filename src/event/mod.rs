@@ -54,6 +54,14 @@ impl Received {
     }
 }
 
+/// Per-connection mutable state of the pipeline (no sharing, no locks).
+#[derive(Default)]
+pub struct ConnState {
+    /// Monotonic ULIDs within the connection.
+    pub ids: ulid::Generator,
+    pub stacks: fingerprint::StackCache,
+}
+
 /// What the connection needs to know about an accepted event.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
@@ -97,19 +105,32 @@ impl Pipeline {
         line: &str,
         meta: &ConnMeta,
         rx: &Received,
-        ids: &mut ulid::Generator,
+        state: &mut ConnState,
         out: &mut BytesMut,
     ) -> Result<Accepted, ParseError> {
         let ev = parse::parse(line)?;
         let s = &self.sanitizer;
 
-        let message = redact(s.redact_text(&ev.message), ev.message);
-        let name = ev.name.map(|n| redact(s.redact_text(&n), n));
-        let stack: Option<Cow<str>> = ev
-            .stack
-            .map(|st| s.redact_escaped(st).map_or(Cow::Borrowed(st), Cow::Owned));
-        let context = ev.context.map(|c| raw_redact(s, c));
-        let tags = ev.tags.map(|t| raw_redact(s, t));
+        // One prefilter pass over the whole line decides whether any field needs a look.
+        let clean = s.line_is_clean(line);
+        let (message, name, stack, context, tags) = if clean {
+            (
+                ev.message,
+                ev.name,
+                ev.stack.map(Cow::Borrowed),
+                ev.context.map(Cow::Borrowed),
+                ev.tags.map(Cow::Borrowed),
+            )
+        } else {
+            (
+                redact(s.redact_text(&ev.message), ev.message),
+                ev.name.map(|n| redact(s.redact_text(&n), n)),
+                ev.stack
+                    .map(|st| s.redact_escaped(st).map_or(Cow::Borrowed(st), Cow::Owned)),
+                ev.context.map(|c| raw_redact(s, c)),
+                ev.tags.map(|t| raw_redact(s, t)),
+            )
+        };
         let extra = if ev.extra.is_empty() {
             None
         } else {
@@ -126,18 +147,23 @@ impl Pipeline {
             obj.put_u8(b'}');
             // Built from valid JSON pieces, so valid UTF-8.
             let text = String::from_utf8(obj.to_vec()).unwrap_or_default();
-            Some(s.redact_json(&text).unwrap_or(text))
+            Some(match clean {
+                true => text,
+                false => s.redact_json(&text).unwrap_or(text),
+            })
         };
 
         let fp = if ev.fingerprint.is_empty() {
-            fingerprint::compute(name.as_deref(), &message, stack.as_deref())
+            let digest = state.stacks.digest(stack.as_deref());
+            fingerprint::compute_with(name.as_deref(), &message, digest)
         } else {
             let parts: Vec<&str> = ev.fingerprint.iter().map(|p| p.as_ref()).collect();
             fingerprint::from_client(&parts)
         };
         let (class, severity) = classify::classify(ev.level, name.as_deref(), &message);
         let occurrence = self.table.observe(fp, rx.unix_ns);
-        let id = ids
+        let id = state
+            .ids
             .generate_from_datetime(rx.time)
             .unwrap_or_else(|_| Ulid::from_datetime(rx.time));
 

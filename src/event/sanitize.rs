@@ -329,6 +329,14 @@ impl Sanitizer {
         })
     }
 
+    /// Whether a whole client line (raw JSON text) certainly holds nothing to redact: no trigger
+    /// in its escaped text and no user patterns configured. One prefilter pass over the line
+    /// then replaces the per-field passes; escapes that could hide a trigger are triggers
+    /// themselves, so a clean line means every decoded field is clean too.
+    pub fn line_is_clean(&self, raw_line: &str) -> bool {
+        self.user.is_empty() && !self.escaped_prefilter.any(raw_line)
+    }
+
     /// Free text (message, stack lines, string values). Returns `None` when nothing changed —
     /// the fast, allocation-free, common path.
     pub fn redact_text(&self, s: &str) -> Option<String> {
