@@ -154,7 +154,12 @@ impl Daemon {
                     self.stderr_text()
                 );
             }
-            if self.socket.exists() && signals_caught(self.pid(), &READY_SIGNALS) {
+            // The socket file may be a stale one the daemon is about to replace: ready means
+            // it accepts connections (a probe connection is harmless: it sends nothing).
+            if self.socket.exists()
+                && signals_caught(self.pid(), &READY_SIGNALS)
+                && UnixStream::connect(&self.socket).is_ok()
+            {
                 return;
             }
             assert!(
