@@ -16,10 +16,16 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+
+use crate::config::{self, Config};
+use crate::event::daemon_record;
 use crate::event::Pipeline;
 use crate::ingest::{self, listener::Socket};
+use crate::notify;
 use crate::ring;
+use crate::ring::Batch;
 use crate::sink::{SinkControl, Writer, WriterReport};
 use crate::stats::Stats;
 
@@ -31,7 +37,7 @@ const TASK_GRACE_SLACK: Duration = Duration::from_secs(2);
 ///
 /// Startup order: signal handlers first (so an early SIGTERM is a clean stop, not a kill), then
 /// the log file, then the socket (a bad log path fails before anyone can connect).
-pub async fn run(cfg: Config) -> anyhow::Result<WriterReport> {
+pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterReport> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -69,8 +75,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<WriterReport> {
     let listener = tokio::net::UnixListener::from_std(socket.listener.try_clone()?)
         .context("registering the socket with the runtime")?;
     let shared = Arc::new(ingest::Shared {
-        cfg: Arc::new(cfg.ingest.clone()),
-        pipeline,
+        cfg: ArcSwap::from_pointee(cfg.ingest.clone()),
+        pipeline: ArcSwap::new(pipeline),
         ring: ring_tx,
         stats: stats.clone(),
         cancel: cancel.clone(),
@@ -78,22 +84,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<WriterReport> {
     let socket = Arc::new(socket);
     let accept = tokio::spawn(ingest::accept_loop(
         listener,
-        shared,
+        shared.clone(),
         tracker.clone(),
         socket.clone(),
     ));
     tracing::info!(socket = %socket.display, log = %cfg.sink.path.display(), "qerrorsd ready");
+    notify::ready();
+    let watchdog = tokio::spawn(notify::watchdog_and_status(stats.clone()));
 
+    let mut current = cfg;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reopening the log file");
+                tracing::info!("SIGHUP: reopening the log file and reloading the configuration");
                 control.reopen.store(true, Ordering::Release);
+                notify::reloading();
+                current = reload(current, &source, &shared).await;
+                notify::ready();
             }
         }
     }
+    watchdog.abort();
+    notify::stopping();
 
     // A second signal means "now".
     tokio::spawn(async move {
@@ -110,7 +124,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<WriterReport> {
     let _ = accept.await;
     drop(socket);
     tracker.close();
-    let wait = cfg.ingest.shutdown_grace + TASK_GRACE_SLACK;
+    let wait = current.ingest.shutdown_grace + TASK_GRACE_SLACK;
     if tokio::time::timeout(wait, tracker.wait()).await.is_err() {
         tracing::warn!(
             connections = tracker.len(),
@@ -127,4 +141,91 @@ pub async fn run(cfg: Config) -> anyhow::Result<WriterReport> {
         "stopped"
     );
     Ok(report)
+}
+
+/// Where the configuration came from, to read it again on SIGHUP.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub path: Option<std::path::PathBuf>,
+    pub overrides: config::Overrides,
+}
+
+impl ConfigSource {
+    /// Reads and validates the file + environment + command line, exactly as at start.
+    pub fn load(&self) -> Result<Config, config::ConfigError> {
+        config::RawConfig::load(self.path.as_deref(), std::env::vars())
+            .and_then(|raw| raw.validate(&self.overrides))
+    }
+}
+
+/// SIGHUP: re-reads the configuration. A bad one keeps the running one and says why; a good one
+/// is applied live for the keys that can change at run time, and keys that need a restart are
+/// named. Either outcome is written to the log as a `daemon` record. Returns the config now in
+/// force (restart-only keys keep their running values).
+async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared) -> Config {
+    let src = source.clone();
+    let loaded = tokio::task::spawn_blocking(move || src.load()).await;
+    let new = match loaded {
+        Ok(Ok(new)) => new,
+        Ok(Err(e)) => {
+            tracing::error!("configuration reload rejected, keeping the running one: {e}");
+            log_record(
+                shared,
+                "config reload rejected",
+                &[("error", json!(e.to_string()))],
+            )
+            .await;
+            return current;
+        }
+        Err(e) => {
+            tracing::error!("configuration reload failed: {e}");
+            return current;
+        }
+    };
+    let restart = config::restart_required(&current, &new);
+    let table = shared.pipeline.load().fingerprints().clone();
+    let pipeline = match Pipeline::with_table(&new, table) {
+        Ok(p) => p,
+        Err(e) => {
+            // Validation compiled the same sanitizer; this is not expected.
+            tracing::error!("configuration reload rejected: {e}");
+            return current;
+        }
+    };
+    // Restart-only keys keep their running values; everything else takes the new ones.
+    let applied = config::merge_live(&current, new);
+    shared.pipeline.store(Arc::new(pipeline));
+    shared.cfg.store(Arc::new(applied.ingest.clone()));
+    shared.ring.set_policy(applied.ring.overflow);
+    if restart.is_empty() {
+        tracing::info!("configuration reloaded");
+    } else {
+        tracing::warn!(keys = ?restart, "configuration reloaded; these keys need a restart to change");
+    }
+    log_record(
+        shared,
+        "config reloaded",
+        &[("restart_required", json!(restart))],
+    )
+    .await;
+    applied
+}
+
+/// Writes a `daemon` record through the ring, in order with the events around it.
+async fn log_record(shared: &ingest::Shared, msg: &str, fields: &[(&str, serde_json::Value)]) {
+    let mut buf = BytesMut::new();
+    daemon_record(&mut buf, msg, fields);
+    let batch = Batch {
+        data: buf.freeze(),
+        events: 0,
+        acks: Vec::new(),
+        replies: None,
+        received: std::time::Instant::now(),
+    };
+    if shared.ring.push(batch).await.is_err() {
+        tracing::warn!(
+            msg,
+            "could not log a daemon record: the ring is full or closed"
+        );
+    }
 }

@@ -137,7 +137,7 @@ impl Default for EventConfig {
 }
 
 /// `[sanitize]`: secrets that never reach the log (see docs/sanitizing.md).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SanitizeConfig {
     /// Sensitive key words; replaces the built-in list when set.
@@ -274,7 +274,7 @@ pub struct Config {
     pub control: std::net::SocketAddr,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ingest {
     pub socket: PathBuf,
     pub socket_mode: u32,
@@ -288,21 +288,21 @@ pub struct Ingest {
     pub shutdown_grace: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub host: String,
     pub occurrence_window: Duration,
     pub max_fingerprints: NonZeroUsize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ring {
     pub capacity_events: NonZeroUsize,
     pub capacity_bytes: NonZeroUsize,
     pub overflow: OverflowPolicy,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sink {
     pub path: PathBuf,
     pub stdout: bool,
@@ -563,6 +563,65 @@ fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
     s.serialize_u64(v.as_u64())
 }
 
+/// Keys whose new value only takes effect after a restart (see `docs/operations.md`):
+/// the socket, capacities fixed at start, the writer's settings and the control address.
+pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+    let checks: [(&'static str, bool); 10] = [
+        ("ingest.socket", old.ingest.socket != new.ingest.socket),
+        (
+            "ingest.socket_mode",
+            old.ingest.socket_mode != new.ingest.socket_mode,
+        ),
+        (
+            "ingest.socket_group",
+            old.ingest.socket_group != new.ingest.socket_group,
+        ),
+        (
+            "ingest.max_connections",
+            old.ingest.max_connections != new.ingest.max_connections,
+        ),
+        (
+            "event.max_fingerprints",
+            old.event.max_fingerprints != new.event.max_fingerprints,
+        ),
+        (
+            "event.occurrence_window",
+            old.event.occurrence_window != new.event.occurrence_window,
+        ),
+        (
+            "ring.capacity_events",
+            old.ring.capacity_events != new.ring.capacity_events,
+        ),
+        (
+            "ring.capacity_bytes",
+            old.ring.capacity_bytes != new.ring.capacity_bytes,
+        ),
+        ("sink", old.sink != new.sink),
+        ("control.listen", old.control != new.control),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+}
+
+/// The configuration in force after a reload: `new`, except that every restart-only key keeps
+/// its running value from `old`.
+pub fn merge_live(old: &Config, new: Config) -> Config {
+    let mut c = new;
+    c.ingest.socket = old.ingest.socket.clone();
+    c.ingest.socket_mode = old.ingest.socket_mode;
+    c.ingest.socket_group = old.ingest.socket_group.clone();
+    c.ingest.max_connections = old.ingest.max_connections;
+    c.event.max_fingerprints = old.event.max_fingerprints;
+    c.event.occurrence_window = old.event.occurrence_window;
+    c.ring.capacity_events = old.ring.capacity_events;
+    c.ring.capacity_bytes = old.ring.capacity_bytes;
+    c.sink = old.sink.clone();
+    c.control = old.control;
+    c
+}
+
 /// The embedded defaults as TOML, for `--print-default-config`.
 pub fn default_toml() -> String {
     toml::to_string_pretty(&RawConfig::default()).unwrap_or_default()
@@ -653,6 +712,33 @@ mod tests {
             toml::to_string(&example).unwrap(),
             toml::to_string(&RawConfig::default()).unwrap()
         );
+    }
+
+    #[test]
+    fn reload_applies_live_keys_and_names_restart_only_ones() {
+        let old = RawConfig::default()
+            .validate(&Overrides::default())
+            .unwrap();
+        let raw = RawConfig::load(
+            None,
+            env(&[
+                ("QERRORS_RING_OVERFLOW", "drop_newest"),
+                ("QERRORS_INGEST_READ_TIMEOUT", "7s"),
+                ("QERRORS_SANITIZE_PATTERNS", "[\"CUST-[0-9]+\"]"),
+                ("QERRORS_INGEST_SOCKET", "/tmp/other.sock"),
+                ("QERRORS_SINK_FSYNC", "always"),
+            ]),
+        )
+        .unwrap();
+        let new = raw.validate(&Overrides::default()).unwrap();
+        assert_eq!(restart_required(&old, &new), ["ingest.socket", "sink"]);
+        let applied = merge_live(&old, new);
+        assert_eq!(applied.ring.overflow, OverflowPolicy::DropNewest);
+        assert_eq!(applied.ingest.read_timeout, Duration::from_secs(7));
+        assert_eq!(applied.sanitize.patterns, ["CUST-[0-9]+"]);
+        assert_eq!(applied.ingest.socket, old.ingest.socket);
+        assert_eq!(applied.sink, old.sink);
+        assert!(restart_required(&old, &applied).is_empty());
     }
 
     #[test]

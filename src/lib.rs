@@ -19,7 +19,8 @@
 //! - [`ring`]: the bounded queue between ingest and the writer.
 //! - [`sink`]: the writer thread and the log file.
 //! - [`stats`]: counters shared by all stages.
-//! - [`app`]: the composition root and the shutdown sequence.
+//! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
+//! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
 
 pub mod app;
@@ -27,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod event;
 pub mod ingest;
+pub mod notify;
 pub mod ring;
 pub mod sink;
 pub mod stats;

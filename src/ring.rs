@@ -10,7 +10,7 @@
 //! back to be counted as dropped.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,8 @@ pub enum PushError {
 struct State {
     max_events: usize,
     max_bytes: usize,
-    policy: OverflowPolicy,
+    /// `true` = `DropNewest`; changes on config reload.
+    drop_newest: AtomicBool,
     events: AtomicUsize,
     bytes: AtomicUsize,
     /// Signalled by the writer after releasing space.
@@ -129,7 +130,7 @@ pub fn ring(
     let state = Arc::new(State {
         max_events,
         max_bytes: max_bytes.max(1),
-        policy,
+        drop_newest: AtomicBool::new(policy == OverflowPolicy::DropNewest),
         events: AtomicUsize::new(0),
         bytes: AtomicUsize::new(0),
         space: Notify::new(),
@@ -150,6 +151,14 @@ impl RingSender {
         RingStats(self.state.clone())
     }
 
+    /// Switches the overflow policy (config reload); waiting producers re-check it.
+    pub fn set_policy(&self, policy: OverflowPolicy) {
+        self.state
+            .drop_newest
+            .store(policy == OverflowPolicy::DropNewest, Ordering::Relaxed);
+        self.state.space.notify_waiters();
+    }
+
     /// Queues a batch, waiting for space under `Backpressure`.
     pub async fn push(&self, batch: Batch) -> Result<(), PushError> {
         let (events, bytes) = (batch.events, batch.data.len());
@@ -161,7 +170,7 @@ impl RingSender {
             if self.state.try_reserve(events, bytes) {
                 return self.send(batch);
             }
-            if self.state.policy == OverflowPolicy::DropNewest {
+            if self.state.drop_newest.load(Ordering::Relaxed) {
                 return Err(PushError::Full(batch));
             }
             notified.await;

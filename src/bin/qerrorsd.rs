@@ -39,14 +39,15 @@ fn main() -> ExitCode {
         print!("{}", config::default_toml());
         return ExitCode::SUCCESS;
     }
-    let overrides = config::Overrides {
-        socket: cli.socket,
-        log: cli.log,
-        control: cli.control,
+    let source = app::ConfigSource {
+        path: cli.config.clone(),
+        overrides: config::Overrides {
+            socket: cli.socket,
+            log: cli.log,
+            control: cli.control,
+        },
     };
-    let cfg = match config::RawConfig::load(cli.config.as_deref(), std::env::vars())
-        .and_then(|raw| raw.validate(&overrides))
-    {
+    let cfg = match source.load() {
         Ok(cfg) => cfg,
         Err(e) => {
             let source = match (&e, &cli.config) {
@@ -93,7 +94,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(app::run(cfg));
+    let result = runtime.block_on(app::run(cfg, source));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,

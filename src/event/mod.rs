@@ -13,6 +13,7 @@ pub mod sanitize;
 pub mod table;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{BufMut, BytesMut};
@@ -76,25 +77,34 @@ pub struct Pipeline {
     sanitizer: Sanitizer,
     /// `"host":"…",` fragment.
     host_field: Box<[u8]>,
-    table: FingerprintTable,
+    table: Arc<FingerprintTable>,
 }
 
 impl Pipeline {
     pub fn new(cfg: &config::Config) -> Result<Self, sanitize::SanitizeError> {
+        let table = Arc::new(FingerprintTable::new(
+            cfg.event.max_fingerprints.get(),
+            cfg.event.occurrence_window,
+        ));
+        Self::with_table(cfg, table)
+    }
+
+    /// A pipeline for a reloaded config that keeps counting occurrences in `table`.
+    pub fn with_table(
+        cfg: &config::Config,
+        table: Arc<FingerprintTable>,
+    ) -> Result<Self, sanitize::SanitizeError> {
         let mut host = BytesMut::new();
         host.extend_from_slice(b"\"host\":");
         put_str(&mut host, &cfg.event.host);
         Ok(Self {
             sanitizer: Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)?,
             host_field: host.to_vec().into_boxed_slice(),
-            table: FingerprintTable::new(
-                cfg.event.max_fingerprints.get(),
-                cfg.event.occurrence_window,
-            ),
+            table,
         })
     }
 
-    pub fn fingerprints(&self) -> &FingerprintTable {
+    pub fn fingerprints(&self) -> &Arc<FingerprintTable> {
         &self.table
     }
 

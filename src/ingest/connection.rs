@@ -32,10 +32,8 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
 
     let peer = Peer::lookup(&stream).await.unwrap_or_default();
     let (rd, wr) = stream.into_split();
-    let replies = Arc::new(Replies::new(
-        shared.cfg.reply_buffer_bytes,
-        shared.stats.clone(),
-    ));
+    let cfg = shared.cfg.load_full();
+    let replies = Arc::new(Replies::new(cfg.reply_buffer_bytes, shared.stats.clone()));
     let done = CancellationToken::new();
     let mut reply_task = tokio::spawn(reply_loop(wr, replies.clone(), done.clone()));
 
@@ -43,8 +41,8 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
         meta: peer.meta(),
         shared: shared.clone(),
         replies: replies.clone(),
-        framer: Framer::new(shared.cfg.max_line_bytes.get()),
-        buf: BytesMut::with_capacity(shared.cfg.read_buffer_bytes.get()),
+        framer: Framer::new(cfg.max_line_bytes.get()),
+        buf: BytesMut::with_capacity(cfg.read_buffer_bytes.get()),
         out: BytesMut::new(),
         state: ConnState::default(),
         line_no: 0,
@@ -53,7 +51,8 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
 
     // Let pending acks arrive and replies flush, within a bound.
     done.cancel();
-    let bound = Instant::now() + shared.cfg.read_timeout.max(shared.cfg.shutdown_grace);
+    let cfg = shared.cfg.load();
+    let bound = Instant::now() + cfg.read_timeout.max(cfg.shutdown_grace);
     if timeout_at(bound.into(), &mut reply_task).await.is_err() {
         reply_task.abort();
     }
@@ -80,12 +79,13 @@ enum Step {
 
 impl Conn {
     async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
-        let cfg = self.shared.cfg.clone();
         let cancel = self.shared.cancel.clone();
-        let read_size = cfg.read_buffer_bytes.get();
         let mut last_data = Instant::now();
         let mut partial_since: Option<Instant> = None;
         loop {
+            // Timeouts and sizes follow config reloads; the line limit is fixed per connection.
+            let cfg = self.shared.cfg.load_full();
+            let read_size = cfg.read_buffer_bytes.get();
             if self.buf.capacity() - self.buf.len() < read_size / 2 {
                 self.buf.reserve(read_size);
             }
@@ -138,10 +138,11 @@ impl Conn {
     /// Shutdown: take what the client already sent (whatever is in the socket buffer now),
     /// within the grace period, without waiting for more.
     async fn drain_on_shutdown(&mut self, rd: &OwnedReadHalf) {
-        let deadline = Instant::now() + self.shared.cfg.shutdown_grace;
+        let cfg = self.shared.cfg.load_full();
+        let deadline = Instant::now() + cfg.shutdown_grace;
         loop {
             if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(self.shared.cfg.read_buffer_bytes.get());
+                self.buf.reserve(cfg.read_buffer_bytes.get());
             }
             match rd.try_read_buf(&mut self.buf) {
                 Ok(0) => {
@@ -182,8 +183,9 @@ impl Conn {
         // doubling-and-copying series while the batch grows.
         self.out.reserve(self.buf.len() + self.buf.len() / 2 + 1024);
         let shared = &*self.shared;
-        let (pipeline, stats) = (&shared.pipeline, &shared.stats);
-        let max_line = shared.cfg.max_line_bytes.get();
+        let pipeline = shared.pipeline.load();
+        let stats = &shared.stats;
+        let max_line = self.framer.max_line();
         let (meta, replies, state, out) =
             (&self.meta, &self.replies, &mut self.state, &mut self.out);
         let line_no = &mut self.line_no;

@@ -33,6 +33,10 @@ impl Framer {
         }
     }
 
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
     /// Bytes of an incomplete line are buffered (a read timeout applies to them).
     pub fn has_partial(&self, buf: &BytesMut) -> bool {
         !buf.is_empty() || self.discarding

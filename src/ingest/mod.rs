@@ -12,6 +12,7 @@ pub mod reply;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -27,8 +28,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What every connection task shares.
 pub struct Shared {
-    pub cfg: Arc<config::Ingest>,
-    pub pipeline: Arc<Pipeline>,
+    /// Swapped on config reload; connections load it at each read.
+    pub cfg: ArcSwap<config::Ingest>,
+    /// Swapped on config reload; connections load it at each read.
+    pub pipeline: ArcSwap<Pipeline>,
     pub ring: RingSender,
     pub stats: Arc<Stats>,
     /// Cancelled on shutdown: stop reading new data, drain what was sent.
@@ -47,7 +50,8 @@ pub async fn accept_loop(
     tracker: TaskTracker,
     socket: Arc<listener::Socket>,
 ) {
-    let limit = Arc::new(Semaphore::new(shared.cfg.max_connections.get()));
+    // The limit is fixed at start (changing it needs a restart).
+    let limit = Arc::new(Semaphore::new(shared.cfg.load().max_connections.get()));
     let mut last_error_log: Option<tokio::time::Instant> = None;
     loop {
         let permit = tokio::select! {

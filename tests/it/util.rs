@@ -57,6 +57,12 @@ impl Opts {
         self
     }
 
+    /// Sets an environment variable as is (e.g. `NOTIFY_SOCKET`).
+    pub fn raw_env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Extra command-line arguments (after `--socket` and `--log`).
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.args.push(a.into());
