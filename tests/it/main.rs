@@ -13,4 +13,5 @@ mod sanitize;
 mod shutdown;
 mod sink;
 mod startup;
+mod stdout;
 mod util;
