@@ -228,7 +228,7 @@ pub fn stack_digest(stack_escaped: Option<&str>) -> StackDigest {
 /// clearing is cheaper than tracking recency and just as good here).
 #[derive(Debug, Default)]
 pub struct StackCache {
-    map: std::collections::HashMap<u64, StackDigest, std::hash::BuildHasherDefault<IdHasher>>,
+    map: std::collections::HashMap<u64, StackDigest, std::hash::BuildHasherDefault<PrehashedHasher>>,
 }
 
 /// Entries per connection: 64 × ~24 bytes keeps even 1024 connections under 2 MiB.
@@ -253,11 +253,12 @@ impl StackCache {
     }
 }
 
-/// The keys are already xxh3 hashes.
+/// Hasher for keys that are already uniform hashes (fingerprints, xxh3 digests): takes their
+/// bits as they are instead of hashing them again.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct PrehashedHasher(u64);
 
-impl std::hash::Hasher for IdHasher {
+impl std::hash::Hasher for PrehashedHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -268,6 +269,9 @@ impl std::hash::Hasher for IdHasher {
     }
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
     }
 }
 

@@ -7,11 +7,11 @@
 //! O(1) per insert and memory stays bounded.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::fingerprint::Fingerprint;
+use super::fingerprint::{Fingerprint, PrehashedHasher};
 
 /// Number of shards; a power of two well above the number of cores so ingest tasks rarely meet.
 const SHARDS: usize = 32;
@@ -28,27 +28,7 @@ struct Entry {
     last_seen_ns: u64,
 }
 
-/// Fingerprints are already uniformly distributed hashes: fold, don't rehash.
-#[derive(Default)]
-struct FoldHasher(u64);
-
-impl Hasher for FoldHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
-    }
-}
-
-type Shard = HashMap<u128, Entry, BuildHasherDefault<FoldHasher>>;
+type Shard = HashMap<u128, Entry, BuildHasherDefault<PrehashedHasher>>;
 
 pub struct FingerprintTable {
     shards: Box<[Mutex<Shard>]>,
