@@ -26,6 +26,7 @@
 //! function of level, name and message.
 #![forbid(unsafe_code)]
 
+use crate::event::fingerprint::{closing_quote, quote_kind};
 use crate::event::level::Level;
 
 /// What kind of failure an event reports.
@@ -1206,27 +1207,6 @@ fn rule_matches_at(msg: &[u8], i: usize, rule: &MessageRule) -> bool {
         && !(rule.whole_word && msg.get(end).is_some_and(u8::is_ascii_alphanumeric))
 }
 
-fn quote_kind(b: u8) -> Option<usize> {
-    match b {
-        b'\'' => Some(0),
-        b'"' => Some(1),
-        b'`' => Some(2),
-        _ => None,
-    }
-}
-
-/// The first `q` at or after `from` not followed by a letter or digit (as in the fingerprint).
-fn closing_quote(msg: &[u8], from: usize, q: u8) -> Option<usize> {
-    let mut j = from;
-    while let Some(off) = memchr::memchr(q, msg.get(j..)?) {
-        let k = j + off;
-        if !msg.get(k + 1).is_some_and(u8::is_ascii_alphanumeric) {
-            return Some(k);
-        }
-        j = k + 1;
-    }
-    None
-}
 
 #[cfg(test)]
 mod tests {

@@ -499,7 +499,8 @@ fn trigger_bytes(x: u64) -> u64 {
         | zero_bytes(x ^ (u64::from(b'`') * ONES))
 }
 
-fn quote_kind(b: u8) -> Option<usize> {
+/// Index of a quote character (`'`, `"`, `` ` ``) for per-kind state; shared with `classify`.
+pub(crate) fn quote_kind(b: u8) -> Option<usize> {
     match b {
         b'\'' => Some(0),
         b'"' => Some(1),
@@ -509,7 +510,7 @@ fn quote_kind(b: u8) -> Option<usize> {
 }
 
 /// The first `q` at or after `from` that is not followed by a letter or digit.
-fn closing_quote(msg: &[u8], from: usize, q: u8) -> Option<usize> {
+pub(crate) fn closing_quote(msg: &[u8], from: usize, q: u8) -> Option<usize> {
     let mut j = from;
     while let Some(off) = memchr(q, msg.get(j..)?) {
         let k = j + off;
