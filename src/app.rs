@@ -20,8 +20,10 @@ use arc_swap::ArcSwap;
 use bytes::BytesMut;
 
 use crate::config::{self, Config};
+use crate::control;
 use crate::event::daemon_record;
 use crate::event::Pipeline;
+use crate::history::{History, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
 use crate::ingest::{self, listener::Socket};
 use crate::notify;
 use crate::ring;
@@ -54,12 +56,25 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
     let pipeline = Arc::new(Pipeline::new(&cfg).context("building the event pipeline")?);
 
+    // The control plane binds now, so a taken port fails startup with a clear message.
+    let control_listener = match cfg.control {
+        Some(addr) => Some(control::bind(addr).await.with_context(|| {
+            format!("binding the control server on {addr} (set control.listen or --control; empty turns it off)")
+        })?),
+        None => None,
+    };
+    let control_addr = control_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
+
     let start = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
         "host": cfg.event.host,
         "socket": socket.display,
         "overflow": format!("{:?}", cfg.ring.overflow).to_lowercase(),
+        "control": control_addr,
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -74,12 +89,29 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let tracker = TaskTracker::new();
     let listener = tokio::net::UnixListener::from_std(socket.listener.try_clone()?)
         .context("registering the socket with the runtime")?;
+    let history = Arc::new(History::new(DEFAULT_MAX_EVENTS, DEFAULT_MAX_BYTES));
+    let fingerprints = pipeline.fingerprints().clone();
+    let ring_stats = ring_tx.stats();
     let shared = Arc::new(ingest::Shared {
         cfg: ArcSwap::from_pointee(cfg.ingest.clone()),
         pipeline: ArcSwap::new(pipeline),
         ring: ring_tx,
         stats: stats.clone(),
+        history: history.clone(),
         cancel: cancel.clone(),
+    });
+    let control_stop = CancellationToken::new();
+    let control_task = control_listener.map(|listener| {
+        let state = control::ControlState {
+            stats: stats.clone(),
+            ring: ring_stats,
+            history,
+            fingerprints,
+            started: std::time::Instant::now(),
+            shutting_down: cancel.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
+        };
+        tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });
     let socket = Arc::new(socket);
     let accept = tokio::spawn(ingest::accept_loop(
@@ -88,7 +120,12 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         tracker.clone(),
         socket.clone(),
     ));
-    tracing::info!(socket = %socket.display, log = %cfg.sink.path.display(), "qerrorsd ready");
+    tracing::info!(
+        socket = %socket.display,
+        log = %cfg.sink.path.display(),
+        control = control_addr.as_deref().unwrap_or("off"),
+        "qerrorsd ready"
+    );
     notify::ready();
     let watchdog = tokio::spawn(notify::watchdog_and_status(stats.clone()));
 
@@ -134,6 +171,11 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     // Producers that are still alive can't keep the writer from finishing.
     control.closing.store(true, Ordering::Release);
     let report = done_rx.await.context("the writer thread died")?;
+    // The control plane answers (503 on /ready) until everything is written.
+    control_stop.cancel();
+    if let Some(t) = control_task {
+        let _ = t.await;
+    }
     tracing::info!(
         written = report.written,
         rejected = stats.rejected_total(),

@@ -78,3 +78,63 @@ where
     }
     Ok(report)
 }
+
+/// Default control-plane address (`control.listen`).
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:9464";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("qerrorsd's control server is not reachable at {addr} ({msg}); is the daemon running? (--control / QERRORS_CONTROL)")]
+    Unreachable { addr: String, msg: String },
+    #[error("{addr}{path}: HTTP {status}: {body}")]
+    Status {
+        addr: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// `GET http://ADDR/PATH` on the control plane: `(status, body)`; non-2xx statuses are returned,
+/// not errors, so callers can show `/ready`'s reason.
+pub fn control_get(addr: &str, path: &str) -> Result<(u16, String), ControlError> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let url = format!("http://{addr}{path}");
+    let mut resp = agent
+        .get(&url)
+        .call()
+        .map_err(|e| ControlError::Unreachable {
+            addr: addr.to_string(),
+            msg: e.to_string(),
+        })?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| ControlError::Unreachable {
+            addr: addr.to_string(),
+            msg: e.to_string(),
+        })?;
+    Ok((status, body))
+}
+
+/// [`control_get`] that wants 200 and JSON.
+pub fn control_json(addr: &str, path: &str) -> Result<serde_json::Value, ControlError> {
+    let (status, body) = control_get(addr, path)?;
+    if status != 200 {
+        return Err(ControlError::Status {
+            addr: addr.to_string(),
+            path: path.to_string(),
+            status,
+            body,
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| ControlError::Unreachable {
+        addr: addr.to_string(),
+        msg: format!("not JSON: {e}"),
+    })
+}

@@ -227,6 +227,11 @@ pub struct SinkConfig {
     /// How often counts of dropped/rejected events are written as `dropped` records.
     #[serde(with = "humantime_serde")]
     pub summary_interval: Duration,
+    /// How often the writer checks that `path` still names the file it writes to; if the file
+    /// was deleted or replaced behind its back (rotation without SIGHUP, an operator removing
+    /// it), it is reopened, so records never go into an unlinked file.
+    #[serde(with = "humantime_serde")]
+    pub reopen_check_interval: Duration,
     /// Permission bits of new log files, octal string.
     pub file_mode: String,
 }
@@ -242,16 +247,18 @@ impl Default for SinkConfig {
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_secs(1),
             summary_interval: Duration::from_secs(1),
+            reopen_check_interval: Duration::from_secs(1),
             file_mode: "0640".into(),
         }
     }
 }
 
-/// `[control]`: the loopback control plane (metrics, health; see later releases).
+/// `[control]`: the loopback control plane (metrics, health, stats, dashboard).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Address of the control server.
+    /// Address of the control server (`127.0.0.1:0` picks a free port, written in the start
+    /// record); empty turns the control plane off.
     pub listen: String,
 }
 
@@ -271,7 +278,8 @@ pub struct Config {
     pub sanitize: SanitizeConfig,
     pub ring: Ring,
     pub sink: Sink,
-    pub control: std::net::SocketAddr,
+    /// `None`: control plane off.
+    pub control: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -312,6 +320,7 @@ pub struct Sink {
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
     pub summary_interval: Duration,
+    pub reopen_check_interval: Duration,
     pub file_mode: u32,
 }
 
@@ -497,6 +506,7 @@ impl RawConfig {
             fsync: s.fsync,
             fsync_interval: positive("sink.fsync_interval", s.fsync_interval)?,
             summary_interval: positive("sink.summary_interval", s.summary_interval)?,
+            reopen_check_interval: positive("sink.reopen_check_interval", s.reopen_check_interval)?,
             file_mode: parse_mode("sink.file_mode", &s.file_mode)?,
         };
         if sink.rotate_bytes > 0 && sink.rotate_keep == 0 {
@@ -507,12 +517,16 @@ impl RawConfig {
         }
 
         let listen = overrides.control.clone().unwrap_or(self.control.listen);
-        let control = listen.parse().map_err(|e| {
-            invalid(
-                "control.listen",
-                format!("`{listen}` is not an address:port: {e}"),
-            )
-        })?;
+        let control = if listen.trim().is_empty() {
+            None
+        } else {
+            Some(listen.parse().map_err(|e| {
+                invalid(
+                    "control.listen",
+                    format!("`{listen}` is not an address:port: {e}"),
+                )
+            })?)
+        };
 
         Ok(Config {
             ingest,

@@ -13,12 +13,14 @@
 //!                           acks → release ring space; rotation, reopen, `dropped` summaries
 //! ```
 //!
+//! - [`control`]: loopback HTTP: /metrics, /health, /ready, /stats, /recent, /fingerprints, dashboard.
 //! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
 //! - [`ingest`]: listener (bind / systemd activation), connections, framing, replies, peers.
 //! - [`event`]: parse, sanitize, fingerprint, classify, occurrence table, record encoding.
 //! - [`ring`]: the bounded queue between ingest and the writer.
 //! - [`sink`]: the writer thread and the log file.
-//! - [`stats`]: counters shared by all stages.
+//! - [`stats`]: counters and histograms shared by all stages.
+//! - [`history`]: the last events, for `/recent`.
 //! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
@@ -26,7 +28,9 @@
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod event;
+pub mod history;
 pub mod ingest;
 pub mod notify;
 pub mod ring;

@@ -14,6 +14,9 @@ struct Cli {
     /// Daemon socket (default: as the daemon's, see PROTOCOL.md; env QERRORS_SOCKET).
     #[arg(long, global = true, env = "QERRORS_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Control server address (env QERRORS_CONTROL).
+    #[arg(long, global = true, env = "QERRORS_CONTROL", value_name = "ADDR", default_value = client::DEFAULT_CONTROL)]
+    control: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -49,12 +52,77 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Is the daemon up and ready? One line of vital signs; exit 0 ready, 1 not ready, 2 down.
+    Status,
+    /// All counters as JSON (`/stats`).
+    Stats,
+    /// The last events from the daemon's error history.
+    Recent {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: usize,
+        /// Minimum level (warn shows warn, error, fatal).
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// Print the records as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The most frequent fingerprints.
+    Top {
+        #[arg(short = 'n', long, default_value_t = 10)]
+        n: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the daemon to reload its configuration and reopen its log (SIGHUP).
+    Reload,
+    /// Validate a configuration file the way the daemon does; exit 2 naming the key if invalid.
+    CheckConfig {
+        /// The file (default: embedded defaults + QERRORS_* environment).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let socket = cli.socket.unwrap_or_else(config::default_socket_path);
+    let ctl = cli.control.as_str();
     match cli.cmd {
+        Cmd::Status => status(ctl),
+        Cmd::Stats => match client::control_json(ctl, "/stats") {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+        Cmd::Recent {
+            n,
+            level,
+            service,
+            json,
+        } => recent(ctl, n, level, service, json),
+        Cmd::Top { n, json } => top(ctl, n, json),
+        Cmd::Reload => reload(ctl),
+        Cmd::CheckConfig { config: path } => {
+            match config::RawConfig::load(path.as_deref(), std::env::vars())
+                .and_then(|raw| raw.validate(&config::Overrides::default()))
+            {
+                Ok(c) => {
+                    println!(
+                        "configuration OK (socket {}, log {})",
+                        c.ingest.socket.display(),
+                        c.sink.path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("invalid configuration: {e}")),
+            }
+        }
         Cmd::Send {
             message,
             level,
@@ -161,6 +229,149 @@ fn read_stdin(wait: bool) -> Result<Vec<String>, String> {
         out.push(line);
     }
     Ok(out)
+}
+
+fn status(ctl: &str) -> ExitCode {
+    let stats = match client::control_json(ctl, "/stats") {
+        Ok(v) => v,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let (ready_status, ready_body) = match client::control_get(ctl, "/ready") {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let ev = &stats["events"];
+    println!(
+        "qerrorsd {} (pid {}) up {}s: {}; {} written, {} rejected, {} dropped; ring {}/{} events; {} connections; rss {:.1} MiB",
+        stats["version"].as_str().unwrap_or("?"),
+        stats["pid"],
+        stats["uptime_s"],
+        ready_body.trim(),
+        ev["written"],
+        ev["rejected_total"],
+        ev["dropped"]["overload"],
+        stats["ring"]["events"],
+        stats["ring"]["capacity_events"],
+        stats["connections"]["active"],
+        stats["memory"]["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+    );
+    if ready_status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn recent(
+    ctl: &str,
+    n: usize,
+    level: Option<String>,
+    service: Option<String>,
+    json: bool,
+) -> ExitCode {
+    let mut q = format!("/recent?n={n}");
+    if let Some(l) = level {
+        q.push_str(&format!("&level={}", urlencode(&l)));
+    }
+    if let Some(s) = service {
+        q.push_str(&format!("&service={}", urlencode(&s)));
+    }
+    let rows = match client::control_json(ctl, &q) {
+        Ok(serde_json::Value::Array(rows)) => rows,
+        Ok(other) => return fail(&format!("unexpected reply: {other}")),
+        Err(e) => return fail(&e.to_string()),
+    };
+    for r in rows {
+        if json {
+            println!("{r}");
+        } else {
+            let fp = r["fingerprint"].as_str().unwrap_or("");
+            println!(
+                "{} {:5} {} {}{} [{}] x{}",
+                r["received"].as_str().unwrap_or(""),
+                r["level"].as_str().unwrap_or(""),
+                r["service"].as_str().unwrap_or(""),
+                r["name"]
+                    .as_str()
+                    .map(|n| format!("{n}: "))
+                    .unwrap_or_default(),
+                r["message"].as_str().unwrap_or(""),
+                &fp[..fp.len().min(8)],
+                r["occurrence"],
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn top(ctl: &str, n: usize, json: bool) -> ExitCode {
+    let rows = match client::control_json(ctl, &format!("/fingerprints?top={n}")) {
+        Ok(serde_json::Value::Array(rows)) => rows,
+        Ok(other) => return fail(&format!("unexpected reply: {other}")),
+        Err(e) => return fail(&e.to_string()),
+    };
+    if json {
+        for r in rows {
+            println!("{r}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:>8}  {:8}  {:12}  {:8}  {:16}  what",
+        "count", "fp", "class", "severity", "service"
+    );
+    for r in rows {
+        let fp = r["fingerprint"].as_str().unwrap_or("");
+        println!(
+            "{:>8}  {:8}  {:12}  {:8}  {:16}  {}{}",
+            r["count"],
+            &fp[..fp.len().min(8)],
+            r["class"].as_str().unwrap_or(""),
+            r["severity"].as_str().unwrap_or(""),
+            r["service"].as_str().unwrap_or(""),
+            r["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default(),
+            r["message"].as_str().unwrap_or(""),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGHUP to the daemon's pid as reported by its control server.
+fn reload(ctl: &str) -> ExitCode {
+    let stats = match client::control_json(ctl, "/stats") {
+        Ok(v) => v,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let Some(pid) = stats["pid"].as_i64().and_then(|p| i32::try_from(p).ok()) else {
+        return fail("the daemon did not report its pid");
+    };
+    match nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    ) {
+        Ok(()) => {
+            println!("sent SIGHUP to qerrorsd (pid {pid}); see its log for the outcome");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!(
+            "cannot signal pid {pid}: {e} (run as the daemon's user or root)"
+        )),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -1207,7 +1207,6 @@ fn rule_matches_at(msg: &[u8], i: usize, rule: &MessageRule) -> bool {
         && !(rule.whole_word && msg.get(end).is_some_and(u8::is_ascii_alphanumeric))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

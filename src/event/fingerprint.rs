@@ -228,7 +228,8 @@ pub fn stack_digest(stack_escaped: Option<&str>) -> StackDigest {
 /// clearing is cheaper than tracking recency and just as good here).
 #[derive(Debug, Default)]
 pub struct StackCache {
-    map: std::collections::HashMap<u64, StackDigest, std::hash::BuildHasherDefault<PrehashedHasher>>,
+    map:
+        std::collections::HashMap<u64, StackDigest, std::hash::BuildHasherDefault<PrehashedHasher>>,
 }
 
 /// Entries per connection: 64 × ~24 bytes keeps even 1024 connections under 2 MiB.

@@ -34,6 +34,8 @@ pub struct ConnMeta {
     pub peer_json: Box<[u8]>,
     /// Default `service` (the peer's process name), as a quoted JSON string.
     pub service_json: Box<[u8]>,
+    /// The same, plain.
+    pub service: Box<str>,
 }
 
 /// Receive time of one read from a socket; every line of that read shares it.
@@ -61,6 +63,8 @@ pub struct ConnState {
     /// Monotonic ULIDs within the connection.
     pub ids: ulid::Generator,
     pub stacks: fingerprint::StackCache,
+    /// Counts of the current read, handed to [`crate::stats::Stats::add`] per batch.
+    pub tally: crate::stats::Tally,
 }
 
 /// What the connection needs to know about an accepted event.
@@ -171,7 +175,20 @@ impl Pipeline {
             fingerprint::from_client(&parts)
         };
         let (class, severity) = classify::classify(ev.level, name.as_deref(), &message);
-        let occurrence = self.table.observe(fp, rx.unix_ns);
+        let occurrence = self.table.observe(fp, rx.unix_ns, || table::FpMeta {
+            class,
+            severity,
+            level: ev.level,
+            service: ev.service.as_deref().unwrap_or(&meta.service).into(),
+            name: name.as_deref().unwrap_or("").into(),
+            message: truncate(&message, table::MESSAGE_SAMPLE).into(),
+        });
+        state.tally.count(
+            ev.level,
+            class,
+            severity,
+            ev.service.as_deref().unwrap_or(&meta.service),
+        );
         let id = state
             .ids
             .generate_from_datetime(rx.time)
@@ -239,6 +256,18 @@ impl Pipeline {
             fingerprint: fp,
         })
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn redact<'a>(changed: Option<String>, orig: Cow<'a, str>) -> Cow<'a, str> {

@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::classify::{Class, Severity};
 use super::fingerprint::{Fingerprint, PrehashedHasher};
+use super::level::Level;
 
 /// Number of shards; a power of two well above the number of cores so ingest tasks rarely meet.
 const SHARDS: usize = 32;
@@ -19,13 +21,40 @@ const SHARDS: usize = 32;
 /// When a full shard is swept, at least 1/EVICT_FRACTION of it is freed.
 const EVICT_FRACTION: usize = 8;
 
-#[derive(Debug, Clone, Copy)]
+/// Longest message sample kept per fingerprint (bytes).
+pub const MESSAGE_SAMPLE: usize = 200;
+
+/// What the first event of a fingerprint looked like, for `/fingerprints`. Made only when a
+/// fingerprint is first inserted.
+#[derive(Debug, Clone)]
+pub struct FpMeta {
+    pub class: Class,
+    pub severity: Severity,
+    pub level: Level,
+    pub service: Box<str>,
+    pub name: Box<str>,
+    /// Sanitized, at most [`MESSAGE_SAMPLE`] bytes.
+    pub message: Box<str>,
+}
+
+#[derive(Debug, Clone)]
 struct Entry {
     window_start_ns: u64,
     in_window: u64,
     total: u64,
     first_seen_ns: u64,
     last_seen_ns: u64,
+    meta: Arc<FpMeta>,
+}
+
+/// One row of [`FingerprintTable::top`].
+#[derive(Debug, Clone)]
+pub struct FpSummary {
+    pub fingerprint: Fingerprint,
+    pub total: u64,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub meta: Arc<FpMeta>,
 }
 
 type Shard = HashMap<u128, Entry, BuildHasherDefault<PrehashedHasher>>;
@@ -48,7 +77,7 @@ impl FingerprintTable {
 
     /// Counts one sighting at `now_ns` (Unix nanoseconds); returns the occurrence number within
     /// the current window (1 for the first).
-    pub fn observe(&self, fp: Fingerprint, now_ns: u64) -> u64 {
+    pub fn observe(&self, fp: Fingerprint, now_ns: u64, meta: impl FnOnce() -> FpMeta) -> u64 {
         let idx = (fp.0 as usize) % SHARDS;
         let mut shard = match self.shards[idx].lock() {
             Ok(g) => g,
@@ -75,9 +104,36 @@ impl FingerprintTable {
                 total: 1,
                 first_seen_ns: now_ns,
                 last_seen_ns: now_ns,
+                meta: Arc::new(meta()),
             },
         );
         1
+    }
+
+    /// The `n` fingerprints seen most often (total), most first. Walks every shard: for the
+    /// control plane, not the hot path.
+    pub fn top(&self, n: usize) -> Vec<FpSummary> {
+        let mut all: Vec<FpSummary> = Vec::new();
+        for shard in self.shards.iter() {
+            let g = match shard.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            all.extend(g.iter().map(|(k, e)| FpSummary {
+                fingerprint: Fingerprint(*k),
+                total: e.total,
+                first_seen_ns: e.first_seen_ns,
+                last_seen_ns: e.last_seen_ns,
+                meta: e.meta.clone(),
+            }));
+        }
+        all.sort_by(|a, b| {
+            b.total
+                .cmp(&a.total)
+                .then(a.fingerprint.0.cmp(&b.fingerprint.0))
+        });
+        all.truncate(n);
+        all
     }
 
     fn evict(&self, shard: &mut Shard, now_ns: u64) {
@@ -120,16 +176,42 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    fn meta() -> FpMeta {
+        FpMeta {
+            class: Class::Unknown,
+            severity: Severity::Low,
+            level: Level::Error,
+            service: "svc".into(),
+            name: "E".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn top_orders_by_total() {
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        for (fp, n) in [(1u128, 3), (2, 5), (3, 1)] {
+            for _ in 0..n {
+                t.observe(Fingerprint(fp), S, meta);
+            }
+        }
+        let top = t.top(2);
+        assert_eq!(top.len(), 2);
+        assert_eq!((top[0].fingerprint.0, top[0].total), (2, 5));
+        assert_eq!((top[1].fingerprint.0, top[1].total), (1, 3));
+        assert_eq!(&*top[0].meta.service, "svc");
+    }
+
     #[test]
     fn counts_within_window_and_resets_after() {
         let t = FingerprintTable::new(100, Duration::from_secs(60));
         let fp = Fingerprint(42);
-        assert_eq!(t.observe(fp, 10 * S), 1);
-        assert_eq!(t.observe(fp, 20 * S), 2);
-        assert_eq!(t.observe(fp, 69 * S), 3);
-        assert_eq!(t.observe(fp, 70 * S), 1, "new window");
+        assert_eq!(t.observe(fp, 10 * S, meta), 1);
+        assert_eq!(t.observe(fp, 20 * S, meta), 2);
+        assert_eq!(t.observe(fp, 69 * S, meta), 3);
+        assert_eq!(t.observe(fp, 70 * S, meta), 1, "new window");
         assert_eq!(t.get(fp), Some((4, 10 * S, 70 * S)));
-        assert_eq!(t.observe(Fingerprint(7), 70 * S), 1);
+        assert_eq!(t.observe(Fingerprint(7), 70 * S, meta), 1);
     }
 
     #[test]
@@ -139,6 +221,7 @@ mod tests {
             t.observe(
                 Fingerprint(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)),
                 S,
+                meta,
             );
         }
         let cap = 1000usize.div_ceil(SHARDS) * SHARDS;
@@ -151,12 +234,12 @@ mod tests {
         let t = FingerprintTable::new(SHARDS * 4, Duration::from_secs(1));
         // one old entry per shard slot, then fill with fresh ones
         let old = Fingerprint(3);
-        t.observe(old, 0);
+        t.observe(old, 0, meta);
         for i in 1..4u128 {
-            t.observe(Fingerprint(3 + i * SHARDS as u128), 10 * S);
+            t.observe(Fingerprint(3 + i * SHARDS as u128), 10 * S, meta);
         }
         // shard of `old` is now full (4); inserting one more evicts the idle one
-        t.observe(Fingerprint(3 + 4 * SHARDS as u128), 10 * S);
+        t.observe(Fingerprint(3 + 4 * SHARDS as u128), 10 * S, meta);
         assert!(t.get(old).is_none());
         assert!(t.get(Fingerprint(3 + SHARDS as u128)).is_some());
     }

@@ -246,8 +246,11 @@ impl Conn {
             return;
         }
         stats.accepted.fetch_add(events as u64, Relaxed);
+        stats.add(&std::mem::take(&mut self.state.tally));
+        let data = self.out.split().freeze();
+        shared.history.push(data.clone(), events);
         let batch = Batch {
-            data: self.out.split().freeze(),
+            data,
             events,
             replies: (!acks.is_empty()).then(|| self.replies.clone()),
             acks,

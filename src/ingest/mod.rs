@@ -34,6 +34,8 @@ pub struct Shared {
     pub pipeline: ArcSwap<Pipeline>,
     pub ring: RingSender,
     pub stats: Arc<Stats>,
+    /// The last events, for `/recent`.
+    pub history: Arc<crate::history::History>,
     /// Cancelled on shutdown: stop reading new data, drain what was sent.
     pub cancel: CancellationToken,
 }

@@ -46,14 +46,13 @@ impl Peer {
     /// The per-connection record fragments.
     pub fn meta(&self) -> ConnMeta {
         let json = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        let name = self.comm.as_deref().unwrap_or(UNKNOWN_SERVICE);
         let mut service = BytesMut::new();
-        put_str(
-            &mut service,
-            self.comm.as_deref().unwrap_or(UNKNOWN_SERVICE),
-        );
+        put_str(&mut service, name);
         ConnMeta {
             peer_json: json.into_boxed_slice(),
             service_json: service.to_vec().into_boxed_slice(),
+            service: name.into(),
         }
     }
 }

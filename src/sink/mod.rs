@@ -4,7 +4,12 @@
 //! issues one vectored write for all of it (records were encoded by the connection tasks). Then,
 //! in order: fsync when `fsync = "always"`, acks to the clients, release of the ring's space.
 //! With nothing queued the writer sleeps in the channel; a short tick drives housekeeping:
-//! reopen after SIGHUP, periodic fsync, and `dropped` summary records.
+//! reopen after SIGHUP, a check that the path still names the open file (reopen if it was
+//! deleted or replaced), periodic fsync, and `dropped` summary records.
+//!
+//! Faults (see docs/durability.md): a write or (with `fsync = "always"`) an fsync that fails is
+//! cut back to the last whole line and retried with backoff, holding the batches — the ring
+//! fills and ingest applies backpressure — until it succeeds. Nothing is acked before that.
 
 pub mod file;
 
@@ -22,7 +27,7 @@ use crate::event::daemon_record;
 use crate::event::parse::RejectCode;
 use crate::ring::{Batch, RingReceiver};
 use crate::stats::Stats;
-use file::LogFile;
+use file::{LogFile, PathChange, TailRepair};
 
 /// Longest the writer sleeps before housekeeping (reopen requests, fsync, summaries).
 const TICK: Duration = Duration::from_millis(50);
@@ -33,6 +38,9 @@ const MAX_GROUP: usize = 256;
 /// Backoff bounds for retrying a failed write.
 const RETRY_MIN: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// I/O errors are logged at most this often (they repeat while a disk stays full).
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Reject codes summarized as `"reason":"invalid"`; `shutting_down` is its own reason.
 const INVALID_CODES: [RejectCode; 6] = [
@@ -53,6 +61,10 @@ pub struct SinkControl {
     pub closing: AtomicBool,
     /// Forced exit: stop retrying failed writes.
     pub abandon: AtomicBool,
+    /// Set by the writer while log writes fail and are being retried (disk full, I/O error);
+    /// cleared when a write succeeds again. For readiness checks: a daemon in this state
+    /// accepts nothing new once the ring is full.
+    pub write_failing: AtomicBool,
 }
 
 /// What the final `stop` record and the caller learn.
@@ -79,6 +91,9 @@ pub struct Writer {
     reported_rejects: [u64; RejectCode::ALL.len()],
     last_error_log: Option<Instant>,
     abandoned: u64,
+    last_path_check: Instant,
+    /// Daemon records noted where none can be written (inside a write retry), written next.
+    deferred: Vec<(&'static str, Vec<(&'static str, serde_json::Value)>)>,
 }
 
 impl Writer {
@@ -89,7 +104,19 @@ impl Writer {
         stats: Arc<Stats>,
         control: Arc<SinkControl>,
     ) -> io::Result<Writer> {
-        let file = LogFile::open(&cfg.path, cfg.file_mode, cfg.rotate_bytes, cfg.rotate_keep)?;
+        let mut file = LogFile::open(&cfg.path, cfg.file_mode, cfg.rotate_bytes, cfg.rotate_keep)?;
+        let mut deferred = Vec::new();
+        match file.take_repair() {
+            Some(TailRepair::Truncated(n)) => {
+                tracing::warn!(bytes = n, path = %cfg.path.display(), "cut off a torn last line (an unclean stop)");
+                deferred.push(("repaired torn last line", vec![("removed_bytes", json!(n))]));
+            }
+            Some(TailRepair::Terminated) => {
+                tracing::warn!(path = %cfg.path.display(), "the log did not end with a newline; added one");
+                deferred.push(("terminated last line", Vec::new()));
+            }
+            None => {}
+        }
         let now = Instant::now();
         Ok(Writer {
             rx,
@@ -106,6 +133,8 @@ impl Writer {
             reported_rejects: [0; RejectCode::ALL.len()],
             last_error_log: None,
             abandoned: 0,
+            last_path_check: now,
+            deferred,
         })
     }
 
@@ -119,6 +148,7 @@ impl Writer {
             _ => Vec::new(),
         };
         self.daemon("start", &fields);
+        self.write_deferred();
         loop {
             match self.rx.recv_timeout(TICK) {
                 Ok(first) => self.write_group(first),
@@ -132,6 +162,7 @@ impl Writer {
             self.housekeeping();
         }
         // Drained: final summaries, the stop record, and a last fsync whatever the policy.
+        self.write_deferred();
         self.summaries();
         let s = &self.stats;
         let stop = [
@@ -169,12 +200,15 @@ impl Writer {
         let events: usize = group.iter().map(|b| b.events).sum();
         let datas: Vec<&Bytes> = group.iter().map(|b| &b.data).collect();
         let ok = self.write_out(&datas, bytes as u64);
-        if ok && self.cfg.fsync == FsyncPolicy::Always {
-            self.sync();
-        }
         if ok {
             self.stats.written.fetch_add(events as u64, Relaxed);
             self.stats.batches.fetch_add(1, Relaxed);
+            self.stats.batch_events.observe(events as u64);
+            for b in group.iter().filter(|b| b.events > 0) {
+                self.stats
+                    .write_latency
+                    .observe_duration_us(b.received.elapsed());
+            }
             for b in &group {
                 if let Some(r) = &b.replies {
                     r.ack(&b.acks);
@@ -191,9 +225,30 @@ impl Writer {
         self.rx.release(events, bytes);
     }
 
-    /// Writes whole buffers to the file (and stdout), retrying with backoff until it succeeds
-    /// or the daemon gives up (forced exit). Returns false only in that last case.
+    /// Writes whole buffers to the file (fsynced when `fsync = "always"`) and stdout,
+    /// retrying with backoff until it succeeds or the daemon gives up (forced exit). Returns
+    /// false only in that last case.
+    ///
+    /// A failed attempt is cut back to the last whole line (what landed of this write is
+    /// truncated away) and retried whole; while it keeps failing, each retry first probes for
+    /// space ([`LogFile::reserve`]) so a full disk is not written to and truncated again and
+    /// again. The file thus ends with a whole line at every moment. Only where cutting back is
+    /// impossible (a FIFO) does the retry continue from the exact unwritten remainder, which
+    /// completes the line instead. Between attempts — never with part of a line written — the
+    /// file may be reopened (SIGHUP, or the path was deleted: an operator freeing space).
     fn write_out(&mut self, datas: &[&Bytes], total: u64) -> bool {
+        if self.file.unlinked().unwrap_or(false) {
+            match self.file.reopen() {
+                Ok(()) => {
+                    tracing::warn!(path = %self.file.path().display(), "the log file was deleted; recreated it");
+                    self.deferred.push((
+                        "reopened log file",
+                        vec![("reason", json!(PathChange::Missing.as_str()))],
+                    ));
+                }
+                Err(e) => self.log_error("the log file was deleted; recreating it failed", &e),
+            }
+        }
         match self.file.rotate_if_needed(total) {
             Ok(true) => {
                 self.stats.rotations.fetch_add(1, Relaxed);
@@ -201,20 +256,71 @@ impl Writer {
             Ok(false) => {}
             Err(e) => self.log_error("rotating the log failed; writing on", &e),
         }
-        let mut slices: Vec<IoSlice<'_>> = datas.iter().map(|d| IoSlice::new(d)).collect();
-        let mut rest = &mut slices[..];
+        // Bytes of this write that are in the file (not cut back).
+        let mut landed = 0u64;
+        let mut failures = 0u64;
+        let mut failing_since = None;
         let mut backoff = RETRY_MIN;
-        while let Err(e) = self.file.write_all_vectored(&mut rest) {
+        loop {
+            let probe = failures > 0 && landed == 0;
+            let err = match self.attempt(datas, total, &mut landed, probe) {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            failures += 1;
+            failing_since.get_or_insert_with(Instant::now);
             self.stats.write_errors.fetch_add(1, Relaxed);
-            self.log_error("writing the log failed; retrying", &e);
+            self.stats.note_write_error();
+            self.control.write_failing.store(true, Ordering::Release);
+            if landed > 0 {
+                // Where cutting back fails (a FIFO), the next try finishes the line instead.
+                if self.file.truncate_back(landed).is_ok() {
+                    landed = 0;
+                }
+            }
+            let pending = self.rx.stats().events();
+            self.log_error(
+                &format!(
+                    "writing the log failed; retrying with backoff ({pending} events waiting)"
+                ),
+                &err,
+            );
             if self.control.abandon.load(Ordering::Acquire) {
                 return false;
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(RETRY_MAX);
-            if self.control.reopen.swap(false, Ordering::AcqRel) {
-                let _ = self.file.reopen();
+            if landed == 0 {
+                // Safe points to switch files: nothing of this write is in the old one.
+                if self.control.reopen.swap(false, Ordering::AcqRel) {
+                    if let Err(e) = self.file.reopen() {
+                        self.log_error("reopening the log failed; keeping the old file", &e);
+                    }
+                }
+                if let Some(change) = self.check_path(Instant::now()) {
+                    self.deferred.push((
+                        "reopened log file",
+                        vec![("reason", json!(change.as_str()))],
+                    ));
+                }
             }
+        }
+        if let Some(since) = failing_since {
+            let secs = (since.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+            tracing::warn!(
+                failed_attempts = failures,
+                seconds = secs,
+                path = %self.file.path().display(),
+                "writing the log works again"
+            );
+            self.control.write_failing.store(false, Ordering::Release);
+            self.deferred.push((
+                "log writable again",
+                vec![
+                    ("failed_attempts", json!(failures)),
+                    ("failing_s", json!(secs)),
+                ],
+            ));
         }
         self.stats.bytes_out.fetch_add(total, Relaxed);
         self.dirty = true;
@@ -230,14 +336,85 @@ impl Writer {
         true
     }
 
+    /// One try at writing what has not landed yet (then fsync under `always`). `landed` counts
+    /// the bytes of this write now in the file, also when the try fails.
+    fn attempt(
+        &mut self,
+        datas: &[&Bytes],
+        total: u64,
+        landed: &mut u64,
+        probe: bool,
+    ) -> io::Result<()> {
+        if probe {
+            self.file.reserve(total)?;
+        }
+        let mut slices: Vec<IoSlice<'_>> = datas.iter().map(|d| IoSlice::new(d)).collect();
+        let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, *landed as usize);
+        let before = self.file.size();
+        let written = self.file.write_all_vectored(&mut rest);
+        *landed += self.file.size() - before;
+        written?;
+        if self.cfg.fsync == FsyncPolicy::Always {
+            match self.file.sync() {
+                Ok(()) => {
+                    self.dirty = false;
+                    self.last_sync = Instant::now();
+                }
+                // A file system without fsync: nothing to retry.
+                Err(e) if fsync_unsupported(&e) => {
+                    self.log_error("fsync is not supported for the log file", &e)
+                }
+                // The data may not be on disk (and after a failed fsync Linux may have dropped
+                // the dirty pages): cut this write back and write it again.
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reopens the log if its path no longer names the open file (checked every
+    /// `sink.reopen_check_interval`). Returns why it reopened.
+    fn check_path(&mut self, now: Instant) -> Option<PathChange> {
+        if now.duration_since(self.last_path_check) < self.cfg.reopen_check_interval {
+            return None;
+        }
+        self.last_path_check = now;
+        match self.file.path_changed() {
+            Ok(None) => None,
+            Ok(Some(change)) => match self.file.reopen() {
+                Ok(()) => {
+                    tracing::warn!(
+                        reason = change.as_str(),
+                        path = %self.file.path().display(),
+                        "the log file was deleted or replaced; reopened it"
+                    );
+                    Some(change)
+                }
+                Err(e) => {
+                    self.log_error("the log file was deleted or replaced; reopening failed", &e);
+                    None
+                }
+            },
+            Err(e) => {
+                self.log_error("checking the log path failed", &e);
+                None
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
         let now = Instant::now();
         if self.control.reopen.swap(false, Ordering::AcqRel) {
             match self.file.reopen() {
-                Ok(()) => self.daemon("reopened log file", &[]),
+                Ok(()) => self.daemon("reopened log file", &[("reason", json!("sighup"))]),
                 Err(e) => self.log_error("reopening the log failed; keeping the old file", &e),
             }
         }
+        if let Some(change) = self.check_path(now) {
+            self.daemon("reopened log file", &[("reason", json!(change.as_str()))]);
+        }
+        self.write_deferred();
         if self.dirty
             && self.cfg.fsync == FsyncPolicy::Interval
             && now.duration_since(self.last_sync) >= self.cfg.fsync_interval
@@ -249,9 +426,16 @@ impl Writer {
         }
     }
 
+    fn write_deferred(&mut self) {
+        for (msg, fields) in std::mem::take(&mut self.deferred) {
+            self.daemon(msg, &fields);
+        }
+    }
+
     fn sync(&mut self) {
         if let Err(e) = self.file.sync() {
             self.stats.write_errors.fetch_add(1, Relaxed);
+            self.stats.note_write_error();
             self.log_error("fsync failed", &e);
         }
         self.dirty = false;
@@ -315,15 +499,23 @@ impl Writer {
         self.write_out(&[&data], data.len() as u64);
     }
 
-    /// Logs an I/O failure at most once per 10 s (they repeat while a disk stays full).
+    /// Logs an I/O failure at most once per [`ERROR_LOG_INTERVAL`].
     fn log_error(&mut self, what: &str, e: &io::Error) {
         let now = Instant::now();
         if self
             .last_error_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+            .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL)
         {
             tracing::error!(error = %e, path = %self.file.path().display(), "{what}");
             self.last_error_log = Some(now);
         }
     }
+}
+
+/// fsync errors that say "this file can't be synced" rather than "the data is not on disk".
+fn fsync_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+    )
 }

@@ -22,7 +22,7 @@ fn uses_the_socket_passed_by_systemd() {
     // `sh` sets LISTEN_PID to its own pid, which `exec` hands to qerrorsd unchanged.
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --socket "$1" --log "$2""#)
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --socket "$1" --log "$2" --control 127.0.0.1:0"#)
         .arg(DAEMON)
         .arg(&never)
         .arg(&log)

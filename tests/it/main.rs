@@ -3,6 +3,7 @@
 
 mod activation;
 mod bad_input;
+mod control;
 mod ctl;
 mod fingerprint;
 mod ingest;

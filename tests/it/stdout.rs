@@ -12,7 +12,9 @@ fn records_are_copied_to_stdout() {
     let sock = dir.path().join("q.sock");
     let log = dir.path().join("errors.log");
     let mut cmd = Command::new(DAEMON);
-    cmd.arg("--socket")
+    cmd.arg("--control")
+        .arg("127.0.0.1:0")
+        .arg("--socket")
         .arg(&sock)
         .arg("--log")
         .arg(&log)

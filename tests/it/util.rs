@@ -118,6 +118,11 @@ impl Daemon {
         let fifo = opts.fifo_log.then(|| open_fifo_reader(&log));
 
         let mut cmd = Command::new(DAEMON);
+        // Many daemons run at once: each gets a free control port unless the test picks one
+        // (the address is in the start record).
+        if !opts.args.iter().any(|a| a == "--control") {
+            cmd.arg("--control").arg("127.0.0.1:0");
+        }
         cmd.arg("--socket")
             .arg(&socket)
             .arg("--log")

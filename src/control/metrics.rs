@@ -1,0 +1,326 @@
+//! `/metrics`: the daemon's counters in Prometheus/OpenMetrics text, encoded with the
+//! `prometheus-client` crate from the live atomics at scrape time (a custom collector, so the
+//! hot path keeps its plain atomics and nothing is copied between scrapes).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::ControlState;
+use crate::event::classify::{Class, Severity};
+use crate::event::level::Level;
+use crate::event::parse::RejectCode;
+use crate::stats::Histogram;
+
+/// Metric names start with this.
+const PREFIX: &str = "qerrors";
+
+/// Renders every metric.
+pub fn encode(st: &ControlState, rss_bytes: u64) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(Snapshot {
+        st: st.clone(),
+        rss_bytes,
+    }));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+struct Snapshot {
+    st: ControlState,
+    rss_bytes: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: i64,
+) -> std::fmt::Result {
+    e.encode_descriptor(name, help, unit, MetricType::Gauge)?
+        .encode_gauge(&v)
+}
+
+/// One counter family with a single label.
+fn counter_by(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (String, u64)>,
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, v) in values {
+        let labels = [(label, value.as_str())];
+        m.encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+    }
+    Ok(())
+}
+
+fn labelled<const N: usize, T: Copy>(
+    all: [T; N],
+    name: fn(T) -> &'static str,
+    counters: &[AtomicU64],
+) -> Vec<(String, u64)> {
+    all.into_iter()
+        .enumerate()
+        .map(|(i, t)| (name(t).to_string(), counters[i].load(Relaxed)))
+        .collect()
+}
+
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    h: &Histogram,
+    scale: f64,
+) -> std::fmt::Result {
+    let buckets: Vec<(f64, u64)> = h
+        .cumulative()
+        .into_iter()
+        .map(|(bound, c)| (bound * scale, c))
+        .collect();
+    // The encoder takes per-bucket counts and accumulates them itself.
+    let mut prev = 0;
+    let per_bucket: Vec<(f64, u64)> = buckets
+        .iter()
+        .map(|&(b, c)| {
+            let n = c - prev;
+            prev = c;
+            (b, n)
+        })
+        .collect();
+    e.encode_descriptor(name, help, unit, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(h.sum() as f64 * scale, h.count(), &per_bucket, None)
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let st = &self.st;
+        let s = &st.stats;
+        let e = &mut e;
+        counter(
+            e,
+            "lines_received",
+            "Lines read from clients (valid or not).",
+            s.lines.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "events_accepted",
+            "Events that passed validation.",
+            s.accepted.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "events_written",
+            "Event records written to the log.",
+            s.written.load(Relaxed),
+        )?;
+        counter_by(
+            e,
+            "events_rejected",
+            "Lines rejected, by reply code.",
+            "code",
+            labelled(RejectCode::ALL, RejectCode::as_str, &s.rejected),
+        )?;
+        counter_by(
+            e,
+            "events_dropped",
+            "Accepted events not written, by reason.",
+            "reason",
+            [("overload".to_string(), s.dropped_overload.load(Relaxed))],
+        )?;
+        counter_by(
+            e,
+            "events_suppressed",
+            "Events suppressed (rate limits, duplicates, pressure), by reason.",
+            "reason",
+            Vec::new(),
+        )?;
+        counter_by(
+            e,
+            "events_by_level",
+            "Accepted events by level.",
+            "level",
+            labelled(Level::ALL, Level::as_str, &s.by_level),
+        )?;
+        counter_by(
+            e,
+            "events_by_class",
+            "Accepted events by error class.",
+            "class",
+            labelled(Class::ALL, Class::as_str, &s.by_class),
+        )?;
+        counter_by(
+            e,
+            "events_by_severity",
+            "Accepted events by severity.",
+            "severity",
+            labelled(Severity::ALL, Severity::as_str, &s.by_severity),
+        )?;
+        counter_by(
+            e,
+            "events_by_service",
+            "Accepted events by service (top 20).",
+            "service",
+            s.top_services(20),
+        )?;
+        counter(
+            e,
+            "bytes_in",
+            "Bytes read from client sockets.",
+            s.bytes_in.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "bytes_out",
+            "Bytes written to the log.",
+            s.bytes_out.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "write_batches",
+            "Vectored writes issued.",
+            s.batches.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "write_errors",
+            "Failed log writes (each retried).",
+            s.write_errors.load(Relaxed),
+        )?;
+        counter(e, "rotations", "Log rotations.", s.rotations.load(Relaxed))?;
+        counter(e, "acks", "Acks sent to clients.", s.acks.load(Relaxed))?;
+        counter(
+            e,
+            "replies_dropped",
+            "Replies dropped for clients that do not read.",
+            s.replies_dropped.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "connections",
+            "Client connections accepted.",
+            s.connections_total.load(Relaxed),
+        )?;
+        gauge(
+            e,
+            "connections_active",
+            "Client connections open.",
+            None,
+            s.connections_active.load(Relaxed) as i64,
+        )?;
+        counter(
+            e,
+            "ring_pushed",
+            "Batches queued to the writer.",
+            st.ring.pushed(),
+        )?;
+        counter(
+            e,
+            "ring_popped",
+            "Batches taken by the writer.",
+            st.ring.popped(),
+        )?;
+        gauge(
+            e,
+            "ring_events",
+            "Events queued or being written.",
+            None,
+            st.ring.events() as i64,
+        )?;
+        gauge(
+            e,
+            "ring_bytes",
+            "Bytes queued or being written.",
+            Some(&Unit::Bytes),
+            st.ring.bytes() as i64,
+        )?;
+        gauge(
+            e,
+            "ring_capacity_events",
+            "Ring capacity in events.",
+            None,
+            st.ring.capacity_events() as i64,
+        )?;
+        gauge(
+            e,
+            "ring_capacity_bytes",
+            "Ring capacity in bytes.",
+            Some(&Unit::Bytes),
+            st.ring.capacity_bytes() as i64,
+        )?;
+        gauge(
+            e,
+            "memory_rss",
+            "Resident set size.",
+            Some(&Unit::Bytes),
+            self.rss_bytes as i64,
+        )?;
+        gauge(
+            e,
+            "fingerprints_tracked",
+            "Fingerprints in the occurrence table.",
+            None,
+            st.fingerprints.len() as i64,
+        )?;
+        let (hist_events, hist_bytes) = st.history.size();
+        gauge(
+            e,
+            "history_events",
+            "Events kept for /recent.",
+            None,
+            hist_events as i64,
+        )?;
+        gauge(
+            e,
+            "history_bytes",
+            "Bytes kept for /recent.",
+            Some(&Unit::Bytes),
+            hist_bytes as i64,
+        )?;
+        gauge(
+            e,
+            "uptime",
+            "Time since start.",
+            Some(&Unit::Seconds),
+            st.started.elapsed().as_secs() as i64,
+        )?;
+        histogram(
+            e,
+            "write_latency",
+            "Socket read to log write, per batch (bucket bounds are powers of two microseconds).",
+            Some(&Unit::Seconds),
+            &s.write_latency,
+            1e-6,
+        )?;
+        histogram(
+            e,
+            "batch_events",
+            "Events per log write.",
+            None,
+            &s.batch_events,
+            1.0,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,300 @@
+//! The control plane: a small HTTP server on loopback (`control.listen`, default
+//! `127.0.0.1:9464`) for operators and `qerrorsctl`.
+//!
+//! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
+//! - `GET /health`: liveness (the event loop answers).
+//! - `GET /ready`: 200 when accepting and the log is writable, 503 otherwise (with the reason).
+//! - `GET /stats`: counters as JSON.
+//! - `GET /recent?n=&level=&service=`: the last events from the error history.
+//! - `GET /fingerprints?top=`: most frequent fingerprints with first/last seen and class.
+//! - `GET /`: the dashboard (embedded; no file reads, no CDN).
+//!
+//! Bounded: at most [`MAX_IN_FLIGHT`] requests at once, a [`REQUEST_TIMEOUT`] per request, GET
+//! only, no request bodies. Work that walks big structures runs on the blocking pool.
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::classify::{Class, Severity};
+use crate::event::level::Level;
+use crate::event::parse::RejectCode;
+use crate::event::record::{rfc3339_micros, system_time};
+use crate::event::table::FingerprintTable;
+use crate::history::{Filter, History};
+use crate::ring::RingStats;
+use crate::stats::Stats;
+
+/// Requests served at once; more wait (then time out). Loopback tooling needs few.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Deadline for one request, including waiting for a slot.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most rows `/recent` and `/fingerprints` return.
+pub const MAX_ROWS: usize = 1000;
+/// A write error within this window makes `/ready` fail.
+pub const WRITE_ERROR_WINDOW: Duration = Duration::from_secs(10);
+
+static DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+
+/// What the handlers read. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlState {
+    pub stats: Arc<Stats>,
+    pub ring: RingStats,
+    pub history: Arc<History>,
+    pub fingerprints: Arc<FingerprintTable>,
+    pub started: Instant,
+    /// Cancelled when shutdown begins (`/ready` turns 503).
+    pub shutting_down: CancellationToken,
+    pub slots: Arc<Semaphore>,
+}
+
+pub fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/metrics", get(metrics_text))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/stats", get(stats))
+        .route("/recent", get(recent))
+        .route("/fingerprints", get(fingerprints))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
+        .with_state(state)
+}
+
+/// Binds the control address; fails at startup (not later) if it is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ControlState,
+    stop: CancellationToken,
+) {
+    let app = router(state);
+    let res = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "control server failed");
+    }
+}
+
+/// In-flight limit and per-request deadline.
+async fn limit(
+    State(st): State<ControlState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let work = async {
+        let _permit = st.slots.acquire().await;
+        next.run(req).await
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n").into_response(),
+    }
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+async fn metrics_text(State(st): State<ControlState>) -> Response {
+    let rss = rss_bytes().await;
+    match metrics::encode(&st, rss) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn ready(State(st): State<ControlState>) -> Response {
+    if st.shutting_down.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if let Some(age) = last_write_error_age(&st.stats) {
+        if age < WRITE_ERROR_WINDOW {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "log not writable (last error {:.1}s ago)\n",
+                    age.as_secs_f64()
+                ),
+            )
+                .into_response();
+        }
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+fn last_write_error_age(stats: &Stats) -> Option<Duration> {
+    let ms = stats.last_write_error_unix_ms.load(Relaxed);
+    if ms == 0 {
+        return None;
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Some(now.saturating_sub(Duration::from_millis(ms)))
+}
+
+/// Resident set size from /proc/self/statm, read on the blocking pool.
+pub async fn rss_bytes() -> u64 {
+    tokio::task::spawn_blocking(|| {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(
+            pages
+                * nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                    .ok()??
+                    .max(1) as u64,
+        )
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0)
+}
+
+fn named<const N: usize, T: Copy>(
+    all: [T; N],
+    name: impl Fn(T) -> &'static str,
+    counters: &[std::sync::atomic::AtomicU64],
+) -> Value {
+    let mut m = serde_json::Map::new();
+    for (i, item) in all.into_iter().enumerate() {
+        m.insert(name(item).into(), counters[i].load(Relaxed).into());
+    }
+    Value::Object(m)
+}
+
+/// The `/stats` document (its shape is documented in README and used by the dashboard).
+pub fn stats_json(st: &ControlState, rss: u64) -> Value {
+    let s = &st.stats;
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "uptime_s": (st.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "events": {
+            "received": s.lines.load(Relaxed),
+            "accepted": s.accepted.load(Relaxed),
+            "written": s.written.load(Relaxed),
+            "rejected": named(RejectCode::ALL, RejectCode::as_str, &s.rejected),
+            "rejected_total": s.rejected_total(),
+            "dropped": {"overload": s.dropped_overload.load(Relaxed)},
+            "by_level": named(Level::ALL, Level::as_str, &s.by_level),
+            "by_class": named(Class::ALL, Class::as_str, &s.by_class),
+            "by_severity": named(Severity::ALL, Severity::as_str, &s.by_severity),
+        },
+        "bytes": {"in": s.bytes_in.load(Relaxed), "out": s.bytes_out.load(Relaxed)},
+        "ring": {
+            "events": st.ring.events(),
+            "bytes": st.ring.bytes(),
+            "capacity_events": st.ring.capacity_events(),
+            "capacity_bytes": st.ring.capacity_bytes(),
+        },
+        "connections": {
+            "active": s.connections_active.load(Relaxed),
+            "total": s.connections_total.load(Relaxed),
+        },
+        "memory": {"rss_bytes": rss, "budget_bytes": Value::Null},
+        "fingerprints": {"tracked": st.fingerprints.len()},
+        "top_services": s.top_services(10).into_iter()
+            .map(|(service, count)| json!({"service": service, "count": count}))
+            .collect::<Vec<_>>(),
+        "latency_us": {
+            "p50": s.write_latency.quantile(0.50),
+            "p90": s.write_latency.quantile(0.90),
+            "p99": s.write_latency.quantile(0.99),
+        },
+        "breakers": {},
+    })
+}
+
+async fn stats(State(st): State<ControlState>) -> Json<Value> {
+    let rss = rss_bytes().await;
+    Json(stats_json(&st, rss))
+}
+
+#[derive(Debug, Deserialize)]
+struct RecentQuery {
+    n: Option<usize>,
+    level: Option<String>,
+    service: Option<String>,
+}
+
+async fn recent(State(st): State<ControlState>, Query(q): Query<RecentQuery>) -> Response {
+    let min_level = match q.level.as_deref().map(|l| Level::parse(l).ok_or(l)) {
+        Some(Err(l)) => {
+            return (StatusCode::BAD_REQUEST, format!("unknown level `{l}`\n")).into_response()
+        }
+        Some(Ok(l)) => Some(l),
+        None => None,
+    };
+    let filter = Filter {
+        min_level,
+        service: q.service,
+    };
+    let n = q.n.unwrap_or(50).min(MAX_ROWS);
+    let history = st.history.clone();
+    match tokio::task::spawn_blocking(move || history.recent(n, &filter)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TopQuery {
+    top: Option<usize>,
+}
+
+async fn fingerprints(State(st): State<ControlState>, Query(q): Query<TopQuery>) -> Response {
+    let n = q.top.unwrap_or(10).min(MAX_ROWS);
+    let table = st.fingerprints.clone();
+    let rows = match tokio::task::spawn_blocking(move || table.top(n)).await {
+        Ok(rows) => rows,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let ts = |ns: u64| rfc3339_micros(system_time(ns as i128));
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "fingerprint": r.fingerprint.to_string(),
+                "count": r.total,
+                "first_seen": ts(r.first_seen_ns),
+                "last_seen": ts(r.last_seen_ns),
+                "class": r.meta.class.as_str(),
+                "severity": r.meta.severity.as_str(),
+                "level": r.meta.level.as_str(),
+                "service": &*r.meta.service,
+                "name": &*r.meta.name,
+                "message": &*r.meta.message,
+                "advice": Value::Null,
+            })
+        })
+        .collect();
+    Json(out).into_response()
+}
