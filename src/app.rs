@@ -69,7 +69,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         .map(|a| a.to_string());
 
     let start = json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": crate::VERSION,
         "pid": std::process::id(),
         "host": cfg.event.host,
         "socket": socket.display,

@@ -25,6 +25,14 @@
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
 
+/// `CARGO_PKG_VERSION (git describe)`, shown by `--version` and in the start record.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("QERRORS_GIT_DESCRIBE"),
+    ")"
+);
+
 pub mod app;
 pub mod client;
 pub mod config;

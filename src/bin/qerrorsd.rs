@@ -11,7 +11,32 @@ use tracing_subscriber::EnvFilter;
 
 /// qerrors daemon: reads NDJSON error events from a Unix socket and writes an enriched log.
 #[derive(Debug, Parser)]
-#[command(name = "qerrorsd", version, about, long_about = None)]
+#[command(
+    name = "qerrorsd",
+    version = qerrors::VERSION,
+    about,
+    after_long_help = "\
+Clients write one JSON object per line to the socket, e.g.
+  echo '{\"message\":\"disk full\",\"level\":\"warn\"}' | socat - UNIX-CONNECT:/run/qerrors.sock
+and the daemon appends enriched records to the log (see README / docs/PROTOCOL.md).
+
+Defaults (no config): socket $XDG_RUNTIME_DIR/qerrors.sock or ./qerrors.sock (/run/qerrors.sock as
+root); log ./qerrors-logs/errors.log (/var/log/qerrors/errors.log as root); control server
+127.0.0.1:9464.
+
+Environment:
+  QERRORS_<SECTION>_<KEY>  override any config key, e.g. QERRORS_RING_OVERFLOW=drop_newest
+  QERRORS_LOG              the daemon's own log filter (default info), e.g. debug
+  LISTEN_FDS/LISTEN_PID    systemd socket activation (the passed socket is used)
+  NOTIFY_SOCKET            systemd notifications (READY, RELOADING, STOPPING, WATCHDOG, STATUS)
+
+Signals:
+  SIGTERM, SIGINT  drain what clients sent, write everything, remove the socket, exit 0;
+                   a second one exits at once
+  SIGHUP           reopen the log file and reload the configuration
+
+Exit codes: 0 clean stop, 1 runtime/startup failure, 2 invalid configuration."
+)]
 struct Cli {
     /// Config file (TOML). Without it the embedded defaults apply.
     #[arg(long, short = 'c', value_name = "FILE")]

@@ -152,3 +152,31 @@ fn printed_default_config_is_the_defaults() {
         d.stop();
     }
 }
+
+#[test]
+fn version_carries_the_git_description_and_help_documents_signals() {
+    let out = std::process::Command::new(crate::util::DAEMON)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.starts_with(&format!("qerrorsd {} (", env!("CARGO_PKG_VERSION")))
+            && text.trim_end().ends_with(')'),
+        "{text}"
+    );
+    let help = std::process::Command::new(crate::util::DAEMON)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "SIGHUP",
+        "QERRORS_<SECTION>_<KEY>",
+        "--check-config",
+        "LISTEN_FDS",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}
