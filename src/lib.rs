@@ -44,3 +44,4 @@ pub mod notify;
 pub mod ring;
 pub mod sink;
 pub mod stats;
+pub mod tail;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use qerrors::{client, config};
 
 #[derive(Debug, Parser)]
-#[command(name = "qerrorsctl", version, about = "Talk to the qerrors daemon")]
+#[command(name = "qerrorsctl", version = qerrors::VERSION, about = "Talk to the qerrors daemon")]
 struct Cli {
     /// Daemon socket (default: as the daemon's, see PROTOCOL.md; env QERRORS_SOCKET).
     #[arg(long, global = true, env = "QERRORS_SOCKET", value_name = "PATH")]
@@ -85,6 +85,8 @@ enum Cmd {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Follow the log like `tail -F` (survives rotation), with filters; `--json` for raw lines.
+    Tail(qerrors::tail::TailArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
     let socket = cli.socket.unwrap_or_else(config::default_socket_path);
     let ctl = cli.control.as_str();
     match cli.cmd {
+        Cmd::Tail(args) => qerrors::tail::cli(args),
         Cmd::Status => status(ctl),
         Cmd::Stats => match client::control_json(ctl, "/stats") {
             Ok(v) => {

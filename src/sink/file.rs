@@ -67,11 +67,16 @@ impl LogFile {
     /// Opens (creating the directory and file if needed) for appending. A last line without a
     /// newline — a write torn by a crash or power loss — is repaired first (see [`TailRepair`]),
     /// so new records never run into it; [`take_repair`](LogFile::take_repair) tells what was
-    /// done.
+    /// done. The repair is best effort: a file the daemon may append to but not read is used
+    /// as it is.
     pub fn open(path: &Path, mode: u32, rotate_bytes: u64, keep: usize) -> io::Result<LogFile> {
         let mut f = LogFile::open_plain(path, mode, rotate_bytes, keep)?;
         if f.regular && f.size > 0 {
-            f.repaired = f.repair_tail()?;
+            match f.repair_tail() {
+                Ok(r) => f.repaired = r,
+                Err(e) => tracing::warn!(error = %e, path = %path.display(),
+                    "could not check the log's last line for a torn record"),
+            }
         }
         Ok(f)
     }
@@ -80,6 +85,9 @@ impl LogFile {
         create_parent(path)?;
         let file = open_append(path, mode)?;
         let meta = file.metadata()?;
+        // A file just created (or renamed into place by rotation) must keep its directory entry
+        // through a power loss, or `fsync = "always"` would guard data in a file that vanishes.
+        sync_parent(path);
         Ok(LogFile {
             path: path.to_path_buf(),
             file,
@@ -282,6 +290,17 @@ fn numbered(path: &Path, i: usize) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{i}"));
     PathBuf::from(s)
+}
+
+/// `fsync` on the directory holding `path`, best effort (some file systems refuse it).
+fn sync_parent(path: &Path) {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d,
+        None => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 fn create_parent(path: &Path) -> io::Result<()> {

@@ -108,11 +108,18 @@ impl Writer {
         let mut deferred = Vec::new();
         match file.take_repair() {
             Some(TailRepair::Truncated(n)) => {
-                tracing::warn!(bytes = n, path = %cfg.path.display(), "cut off a torn last line (an unclean stop)");
+                tracing::warn!(
+                    bytes = n,
+                    path = %cfg.path.display(),
+                    "cut off a torn last line (an unclean stop)"
+                );
                 deferred.push(("repaired torn last line", vec![("removed_bytes", json!(n))]));
             }
             Some(TailRepair::Terminated) => {
-                tracing::warn!(path = %cfg.path.display(), "the log did not end with a newline; added one");
+                tracing::warn!(
+                    path = %cfg.path.display(),
+                    "the log did not end with a newline; added one"
+                );
                 deferred.push(("terminated last line", Vec::new()));
             }
             None => {}
@@ -229,18 +236,22 @@ impl Writer {
     /// retrying with backoff until it succeeds or the daemon gives up (forced exit). Returns
     /// false only in that last case.
     ///
-    /// A failed attempt is cut back to the last whole line (what landed of this write is
-    /// truncated away) and retried whole; while it keeps failing, each retry first probes for
-    /// space ([`LogFile::reserve`]) so a full disk is not written to and truncated again and
-    /// again. The file thus ends with a whole line at every moment. Only where cutting back is
-    /// impossible (a FIFO) does the retry continue from the exact unwritten remainder, which
-    /// completes the line instead. Between attempts — never with part of a line written — the
-    /// file may be reopened (SIGHUP, or the path was deleted: an operator freeing space).
+    /// A failed attempt is cut back to the last whole line it wrote (a partial record is
+    /// truncated away; whole records stay) and the rest is retried. While it keeps failing,
+    /// each retry first probes for room for the next record ([`LogFile::reserve`]), so a full
+    /// disk is not written to and truncated again and again: the file ends with a whole line
+    /// at every moment. Only where cutting back is impossible (a FIFO) does the retry continue
+    /// from the exact unwritten remainder, which completes the line instead. Between attempts,
+    /// at a line boundary, the file may be reopened (SIGHUP, or the path was deleted: an
+    /// operator freeing space); a record never spans two files.
     fn write_out(&mut self, datas: &[&Bytes], total: u64) -> bool {
         if self.file.unlinked().unwrap_or(false) {
             match self.file.reopen() {
                 Ok(()) => {
-                    tracing::warn!(path = %self.file.path().display(), "the log file was deleted; recreated it");
+                    tracing::warn!(
+                        path = %self.file.path().display(),
+                        "the log file was deleted; recreated it"
+                    );
                     self.deferred.push((
                         "reopened log file",
                         vec![("reason", json!(PathChange::Missing.as_str()))],
@@ -256,27 +267,33 @@ impl Writer {
             Ok(false) => {}
             Err(e) => self.log_error("rotating the log failed; writing on", &e),
         }
-        // Bytes of this write that are in the file (not cut back).
+        // Bytes of this write that are in the file (not cut back), and whether they end with a
+        // whole line.
         let mut landed = 0u64;
+        let mut at_line_end = true;
         let mut failures = 0u64;
         let mut failing_since = None;
         let mut backoff = RETRY_MIN;
         loop {
-            let probe = failures > 0 && landed == 0;
-            let err = match self.attempt(datas, total, &mut landed, probe) {
+            let probe = (failures > 0 && at_line_end).then(|| next_line_len(datas, landed));
+            let (err, keep) = match self.attempt(datas, &mut landed, probe) {
                 Ok(()) => break,
-                Err(e) => e,
+                Err(Failed::Write(e)) => (e, line_end_before(datas, landed)),
+                // The data may not be on disk, and after a failed fsync Linux may have dropped
+                // the dirty pages: cut all of this write back and write it again.
+                Err(Failed::Sync(e)) => (e, 0),
             };
             failures += 1;
             failing_since.get_or_insert_with(Instant::now);
             self.stats.write_errors.fetch_add(1, Relaxed);
             self.stats.note_write_error();
             self.control.write_failing.store(true, Ordering::Release);
-            if landed > 0 {
-                // Where cutting back fails (a FIFO), the next try finishes the line instead.
-                if self.file.truncate_back(landed).is_ok() {
-                    landed = 0;
-                }
+            // Where cutting back fails (a FIFO), the next try finishes the line instead.
+            if keep == landed || self.file.truncate_back(landed - keep).is_ok() {
+                landed = keep;
+                at_line_end = true;
+            } else {
+                at_line_end = false;
             }
             let pending = self.rx.stats().events();
             self.log_error(
@@ -290,11 +307,16 @@ impl Writer {
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(RETRY_MAX);
-            if landed == 0 {
-                // Safe points to switch files: nothing of this write is in the old one.
+            if at_line_end {
+                // Safe points to switch files: no record would be split.
                 if self.control.reopen.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = self.file.reopen() {
-                        self.log_error("reopening the log failed; keeping the old file", &e);
+                    match self.file.reopen() {
+                        Ok(()) => self
+                            .deferred
+                            .push(("reopened log file", vec![("reason", json!("sighup"))])),
+                        Err(e) => {
+                            self.log_error("reopening the log failed; keeping the old file", &e)
+                        }
                     }
                 }
                 if let Some(change) = self.check_path(Instant::now()) {
@@ -336,17 +358,17 @@ impl Writer {
         true
     }
 
-    /// One try at writing what has not landed yet (then fsync under `always`). `landed` counts
-    /// the bytes of this write now in the file, also when the try fails.
+    /// One try at writing what has not landed yet (then fsync under `always`), after probing
+    /// for `probe` bytes of room if asked. `landed` counts the bytes of this write now in the
+    /// file, also when the try fails.
     fn attempt(
         &mut self,
         datas: &[&Bytes],
-        total: u64,
         landed: &mut u64,
-        probe: bool,
-    ) -> io::Result<()> {
-        if probe {
-            self.file.reserve(total)?;
+        probe: Option<u64>,
+    ) -> Result<(), Failed> {
+        if let Some(len) = probe {
+            self.file.reserve(len).map_err(Failed::Write)?;
         }
         let mut slices: Vec<IoSlice<'_>> = datas.iter().map(|d| IoSlice::new(d)).collect();
         let mut rest = &mut slices[..];
@@ -354,7 +376,7 @@ impl Writer {
         let before = self.file.size();
         let written = self.file.write_all_vectored(&mut rest);
         *landed += self.file.size() - before;
-        written?;
+        written.map_err(Failed::Write)?;
         if self.cfg.fsync == FsyncPolicy::Always {
             match self.file.sync() {
                 Ok(()) => {
@@ -365,9 +387,7 @@ impl Writer {
                 Err(e) if fsync_unsupported(&e) => {
                     self.log_error("fsync is not supported for the log file", &e)
                 }
-                // The data may not be on disk (and after a failed fsync Linux may have dropped
-                // the dirty pages): cut this write back and write it again.
-                Err(e) => return Err(e),
+                Err(e) => return Err(Failed::Sync(e)),
             }
         }
         Ok(())
@@ -518,4 +538,69 @@ fn fsync_unsupported(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
     )
+}
+
+/// How an attempt to write failed.
+enum Failed {
+    Write(io::Error),
+    Sync(io::Error),
+}
+
+/// Offset just after the last `\n` in the first `upto` bytes of `datas` (0 if none).
+fn line_end_before(datas: &[&Bytes], upto: u64) -> u64 {
+    let mut start = 0u64;
+    let mut best = 0u64;
+    for d in datas {
+        if start >= upto {
+            break;
+        }
+        let n = (upto - start).min(d.len() as u64) as usize;
+        if let Some(i) = memchr::memrchr(b'\n', &d[..n]) {
+            best = start + i as u64 + 1;
+        }
+        start += d.len() as u64;
+    }
+    best
+}
+
+/// Bytes from offset `from` of `datas` up to and including the next `\n` (or to the end).
+fn next_line_len(datas: &[&Bytes], from: u64) -> u64 {
+    let mut start = 0u64;
+    for d in datas {
+        let end = start + d.len() as u64;
+        if end > from {
+            let skip = from.saturating_sub(start) as usize;
+            if let Some(i) = memchr::memchr(b'\n', &d[skip..]) {
+                return start + (skip + i + 1) as u64 - from;
+            }
+        }
+        start = end;
+    }
+    start.saturating_sub(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_boundaries_across_buffers() {
+        let (a, b, c) = (
+            Bytes::from_static(b"ab\ncd"),
+            Bytes::from_static(b"e\n"),
+            Bytes::from_static(b"fgh\n"),
+        );
+        let datas = [&a, &b, &c];
+        // Whole lines within the first n bytes.
+        let ends: Vec<u64> = (0..=11).map(|n| line_end_before(&datas, n)).collect();
+        assert_eq!(ends, [0, 0, 0, 3, 3, 3, 3, 7, 7, 7, 7, 11]);
+        // The next record from an offset.
+        assert_eq!(next_line_len(&datas, 0), 3);
+        assert_eq!(next_line_len(&datas, 3), 4);
+        assert_eq!(next_line_len(&datas, 5), 2);
+        assert_eq!(next_line_len(&datas, 7), 4);
+        assert_eq!(next_line_len(&datas, 11), 0);
+        let open = Bytes::from_static(b"no newline");
+        assert_eq!(next_line_len(&[&open], 3), 7);
+    }
 }
