@@ -35,6 +35,10 @@ use crate::stats::Stats;
 /// batch and collect acks before we stop waiting for them.
 const TASK_GRACE_SLACK: Duration = Duration::from_secs(2);
 
+/// Extra time, beyond `ingest.shutdown_grace`, for the writer to drain the ring at shutdown
+/// before a failing log (disk full) makes it give up (under systemd's default stop timeout).
+const WRITER_DRAIN_SLACK: Duration = Duration::from_secs(15);
+
 /// Runs the daemon until a shutdown signal; returns once everything accepted is written.
 ///
 /// Startup order: signal handlers first (so an early SIGTERM is a clean stop, not a kill), then
@@ -170,7 +174,21 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     }
     // Producers that are still alive can't keep the writer from finishing.
     control.closing.store(true, Ordering::Release);
-    let report = done_rx.await.context("the writer thread died")?;
+    // A writer stuck retrying (disk full) gets a bounded time to finish; then it gives up on
+    // what it holds, counting it as dropped in the stop record and in this process's log.
+    let mut done_rx = done_rx;
+    let drain = current.ingest.shutdown_grace + WRITER_DRAIN_SLACK;
+    let report = match tokio::time::timeout(drain, &mut done_rx).await {
+        Ok(r) => r.context("the writer thread died")?,
+        Err(_) => {
+            tracing::error!(
+                queued_events = shared.ring.stats().events(),
+                "the log is still not writable {drain:?} into shutdown; abandoning queued events"
+            );
+            control.abandon.store(true, Ordering::Release);
+            done_rx.await.context("the writer thread died")?
+        }
+    };
     // The control plane answers (503 on /ready) until everything is written.
     control_stop.cancel();
     if let Some(t) = control_task {

@@ -108,6 +108,7 @@ fn main() -> ExitCode {
         )
         .init();
 
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("qerrors-rt")
@@ -128,5 +129,19 @@ fn main() -> ExitCode {
             eprintln!("qerrorsd: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, so `ingest.max_connections` is reachable
+/// even without systemd's `LimitNOFILE=` (each connection is one fd).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open-files limit");
+            }
+        }
+        _ => {}
     }
 }
