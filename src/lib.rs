@@ -23,6 +23,7 @@
 //! - [`history`]: the last events, for `/recent`.
 //! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
 //! - [`notify`]: systemd readiness, status and watchdog.
+//! - [`tail`]: `qerrorsctl tail`, following the log across rotation.
 //! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
 
 /// `CARGO_PKG_VERSION (git describe)`, shown by `--version` and in the start record.
