@@ -117,24 +117,28 @@ impl Collector for Snapshot {
         let st = &self.st;
         let s = &st.stats;
         let e = &mut e;
-        counter(
-            e,
-            "lines_received",
-            "Lines read from clients (valid or not).",
-            s.lines.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "events_accepted",
-            "Events that passed validation.",
-            s.accepted.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "events_written",
-            "Event records written to the log.",
-            s.written.load(Relaxed),
-        )?;
+        let (hist_events, hist_bytes) = st.history.size();
+        // Plain counters and gauges: (name, help, value); rendered in this order.
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "lines_received",
+                "Lines read from clients (valid or not).",
+                s.lines.load(Relaxed),
+            ),
+            (
+                "events_accepted",
+                "Events that passed validation.",
+                s.accepted.load(Relaxed),
+            ),
+            (
+                "events_written",
+                "Event records written to the log.",
+                s.written.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(e, name, help, v)?;
+        }
         counter_by(
             e,
             "events_rejected",
@@ -184,127 +188,114 @@ impl Collector for Snapshot {
             "service",
             s.top_services(20),
         )?;
-        counter(
-            e,
-            "bytes_in",
-            "Bytes read from client sockets.",
-            s.bytes_in.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "bytes_out",
-            "Bytes written to the log.",
-            s.bytes_out.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "write_batches",
-            "Vectored writes issued.",
-            s.batches.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "write_errors",
-            "Failed log writes (each retried).",
-            s.write_errors.load(Relaxed),
-        )?;
-        counter(e, "rotations", "Log rotations.", s.rotations.load(Relaxed))?;
-        counter(e, "acks", "Acks sent to clients.", s.acks.load(Relaxed))?;
-        counter(
-            e,
-            "replies_dropped",
-            "Replies dropped for clients that do not read.",
-            s.replies_dropped.load(Relaxed),
-        )?;
-        counter(
-            e,
-            "connections",
-            "Client connections accepted.",
-            s.connections_total.load(Relaxed),
-        )?;
-        gauge(
-            e,
-            "connections_active",
-            "Client connections open.",
-            None,
-            s.connections_active.load(Relaxed) as i64,
-        )?;
-        counter(
-            e,
-            "ring_pushed",
-            "Batches queued to the writer.",
-            st.ring.pushed(),
-        )?;
-        counter(
-            e,
-            "ring_popped",
-            "Batches taken by the writer.",
-            st.ring.popped(),
-        )?;
-        gauge(
-            e,
-            "ring_events",
-            "Events queued or being written.",
-            None,
-            st.ring.events() as i64,
-        )?;
-        gauge(
-            e,
-            "ring_bytes",
-            "Bytes queued or being written.",
-            Some(&Unit::Bytes),
-            st.ring.bytes() as i64,
-        )?;
-        gauge(
-            e,
-            "ring_capacity_events",
-            "Ring capacity in events.",
-            None,
-            st.ring.capacity_events() as i64,
-        )?;
-        gauge(
-            e,
-            "ring_capacity_bytes",
-            "Ring capacity in bytes.",
-            Some(&Unit::Bytes),
-            st.ring.capacity_bytes() as i64,
-        )?;
-        gauge(
-            e,
-            "memory_rss",
-            "Resident set size.",
-            Some(&Unit::Bytes),
-            self.rss_bytes as i64,
-        )?;
-        gauge(
-            e,
-            "fingerprints_tracked",
-            "Fingerprints in the occurrence table.",
-            None,
-            st.fingerprints.len() as i64,
-        )?;
-        let (hist_events, hist_bytes) = st.history.size();
-        gauge(
-            e,
-            "history_events",
-            "Events kept for /recent.",
-            None,
-            hist_events as i64,
-        )?;
-        gauge(
-            e,
-            "history_bytes",
-            "Bytes kept for /recent.",
-            Some(&Unit::Bytes),
-            hist_bytes as i64,
-        )?;
-        gauge(
-            e,
-            "uptime",
-            "Time since start.",
-            Some(&Unit::Seconds),
-            st.started.elapsed().as_secs() as i64,
-        )?;
+        let counters: [(&str, &str, u64); 10] = [
+            (
+                "bytes_in",
+                "Bytes read from client sockets.",
+                s.bytes_in.load(Relaxed),
+            ),
+            (
+                "bytes_out",
+                "Bytes written to the log.",
+                s.bytes_out.load(Relaxed),
+            ),
+            (
+                "write_batches",
+                "Vectored writes issued.",
+                s.batches.load(Relaxed),
+            ),
+            (
+                "write_errors",
+                "Failed log writes (each retried).",
+                s.write_errors.load(Relaxed),
+            ),
+            ("rotations", "Log rotations.", s.rotations.load(Relaxed)),
+            ("acks", "Acks sent to clients.", s.acks.load(Relaxed)),
+            (
+                "replies_dropped",
+                "Replies dropped for clients that do not read.",
+                s.replies_dropped.load(Relaxed),
+            ),
+            (
+                "connections",
+                "Client connections accepted.",
+                s.connections_total.load(Relaxed),
+            ),
+            (
+                "ring_pushed",
+                "Batches queued to the writer.",
+                st.ring.pushed(),
+            ),
+            (
+                "ring_popped",
+                "Batches taken by the writer.",
+                st.ring.popped(),
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(e, name, help, v)?;
+        }
+        let bytes = Some(&Unit::Bytes);
+        let gauges: [(&str, &str, Option<&Unit>, u64); 10] = [
+            (
+                "connections_active",
+                "Client connections open.",
+                None,
+                s.connections_active.load(Relaxed),
+            ),
+            (
+                "ring_events",
+                "Events queued or being written.",
+                None,
+                st.ring.events() as u64,
+            ),
+            (
+                "ring_bytes",
+                "Bytes queued or being written.",
+                bytes,
+                st.ring.bytes() as u64,
+            ),
+            (
+                "ring_capacity_events",
+                "Ring capacity in events.",
+                None,
+                st.ring.capacity_events() as u64,
+            ),
+            (
+                "ring_capacity_bytes",
+                "Ring capacity in bytes.",
+                bytes,
+                st.ring.capacity_bytes() as u64,
+            ),
+            ("memory_rss", "Resident set size.", bytes, self.rss_bytes),
+            (
+                "fingerprints_tracked",
+                "Fingerprints in the occurrence table.",
+                None,
+                st.fingerprints.len() as u64,
+            ),
+            (
+                "history_events",
+                "Events kept for /recent.",
+                None,
+                hist_events as u64,
+            ),
+            (
+                "history_bytes",
+                "Bytes kept for /recent.",
+                bytes,
+                hist_bytes as u64,
+            ),
+            (
+                "uptime",
+                "Time since start.",
+                Some(&Unit::Seconds),
+                st.started.elapsed().as_secs(),
+            ),
+        ];
+        for (name, help, unit, v) in gauges {
+            gauge(e, name, help, unit, v as i64)?;
+        }
         histogram(
             e,
             "write_latency",

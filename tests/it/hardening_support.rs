@@ -85,7 +85,7 @@ impl Proc {
                 );
             }
             if self.socket.exists()
-                && sig_caught(self.pid(), &[libc::SIGTERM, libc::SIGHUP])
+                && crate::util::signals_caught(self.pid(), &[libc::SIGTERM, libc::SIGHUP])
                 && UnixStream::connect(&self.socket).is_ok()
             {
                 return;
@@ -145,20 +145,6 @@ impl Drop for Proc {
             eprintln!("--- qerrorsd stderr ---\n{}\n---", self.stderr_text());
         }
     }
-}
-
-fn sig_caught(pid: i32, sigs: &[i32]) -> bool {
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    let Some(mask) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-    else {
-        return false;
-    };
-    sigs.iter().all(|s| mask & (1u64 << (s - 1)) != 0)
 }
 
 /// A notice that must be seen: written to the real stderr, past the test harness's capture

@@ -428,7 +428,7 @@ pub fn scrub_env(cmd: &mut Command) {
 }
 
 /// Whether every signal in `sigs` has a handler in process `pid`.
-fn signals_caught(pid: i32, sigs: &[i32]) -> bool {
+pub fn signals_caught(pid: i32, sigs: &[i32]) -> bool {
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return false;
     };
