@@ -84,10 +84,7 @@ impl Proc {
                     self.stderr_text()
                 );
             }
-            if self.socket.exists()
-                && crate::util::signals_caught(self.pid(), &[libc::SIGTERM, libc::SIGHUP])
-                && UnixStream::connect(&self.socket).is_ok()
-            {
+            if crate::util::daemon_ready(self.pid(), &self.socket) {
                 return;
             }
             assert!(

@@ -165,12 +165,7 @@ impl Daemon {
                     self.stderr_text()
                 );
             }
-            // The socket file may be a stale one the daemon is about to replace: ready means
-            // it accepts connections (a probe connection is harmless: it sends nothing).
-            if self.socket.exists()
-                && signals_caught(self.pid(), &READY_SIGNALS)
-                && UnixStream::connect(&self.socket).is_ok()
-            {
+            if daemon_ready(self.pid(), &self.socket) {
                 return;
             }
             assert!(
@@ -425,6 +420,12 @@ pub fn scrub_env(cmd: &mut Command) {
             cmd.env_remove(&*k);
         }
     }
+}
+
+/// A daemon is ready when its signal handlers are installed and its socket accepts (the file
+/// may be a stale one about to be replaced; a probe connection is harmless: it sends nothing).
+pub fn daemon_ready(pid: i32, socket: &Path) -> bool {
+    socket.exists() && signals_caught(pid, &READY_SIGNALS) && UnixStream::connect(socket).is_ok()
 }
 
 /// Whether every signal in `sigs` has a handler in process `pid`.
