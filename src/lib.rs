@@ -20,6 +20,10 @@
 //! - [`ring`]: the bounded queue between ingest and the writer.
 //! - [`sink`]: the writer thread and the log file.
 //! - [`stats`]: counters and histograms shared by all stages.
+//! - [`suppress`]: per-fingerprint counts of suppressed events, written as `suppressed` records.
+//! - [`notice`]: `daemon` records posted by background subsystems for the writer.
+//! - [`breaker`]: the circuit breaker around outbound calls (Redis, the LLM endpoint).
+//! - [`memory`]: the memory pressure level every bounded structure listens to.
 //! - [`history`]: the last events, for `/recent`.
 //! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
 //! - [`notify`]: systemd readiness, status and watchdog.
@@ -35,14 +39,18 @@ pub const VERSION: &str = concat!(
 );
 
 pub mod app;
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod event;
 pub mod history;
 pub mod ingest;
+pub mod memory;
+pub mod notice;
 pub mod notify;
 pub mod ring;
 pub mod sink;
 pub mod stats;
+pub mod suppress;
 pub mod tail;

@@ -10,10 +10,12 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::ControlState;
+use crate::breaker::State as BreakerState;
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
 use crate::event::parse::RejectCode;
 use crate::stats::Histogram;
+use crate::suppress::Reason;
 
 /// Metric names start with this.
 const PREFIX: &str = "qerrors";
@@ -158,8 +160,35 @@ impl Collector for Snapshot {
             "events_suppressed",
             "Events suppressed (rate limits, duplicates, pressure), by reason.",
             "reason",
-            Vec::new(),
+            Reason::ALL.map(|r| (r.as_str().to_string(), s.suppressed.total(r))),
         )?;
+        let breakers = s.breakers();
+        let mut m = e.encode_descriptor(
+            "breaker_state",
+            "Circuit breaker state (1 for the current state), by breaker.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for b in &breakers {
+            for state in BreakerState::ALL {
+                let labels = [("breaker", b.name), ("state", state.as_str())];
+                m.encode_family(&labels)?
+                    .encode_gauge(&i64::from(b.state() == state))?;
+            }
+        }
+        let mut m = e.encode_descriptor(
+            "breaker_transitions",
+            "Circuit breaker transitions, by breaker and state entered.",
+            None,
+            MetricType::Counter,
+        )?;
+        for b in &breakers {
+            for state in BreakerState::ALL {
+                let labels = [("breaker", b.name), ("state", state.as_str())];
+                m.encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&b.transitions_to(state), None)?;
+            }
+        }
         counter_by(
             e,
             "events_by_level",

@@ -37,6 +37,7 @@ use crate::event::table::FingerprintTable;
 use crate::history::{Filter, History};
 use crate::ring::RingStats;
 use crate::stats::Stats;
+use crate::suppress::Reason;
 
 /// Requests served at once; more wait (then time out). Loopback tooling needs few.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -204,6 +205,11 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "rejected": named(RejectCode::ALL, RejectCode::as_str, &s.rejected),
             "rejected_total": s.rejected_total(),
             "dropped": {"overload": s.dropped_overload.load(Relaxed)},
+            "suppressed": {
+                "rate_limit": s.suppressed.total(Reason::RateLimit),
+                "duplicate": s.suppressed.total(Reason::Duplicate),
+                "pressure": s.suppressed.total(Reason::Pressure),
+            },
             "by_level": named(Level::ALL, Level::as_str, &s.by_level),
             "by_class": named(Class::ALL, Class::as_str, &s.by_class),
             "by_severity": named(Severity::ALL, Severity::as_str, &s.by_severity),
@@ -229,7 +235,10 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "p90": s.write_latency.quantile(0.90),
             "p99": s.write_latency.quantile(0.99),
         },
-        "breakers": {},
+        "breakers": s.breakers().iter()
+            .map(|b| (b.name.to_string(), b.to_json()))
+            .collect::<serde_json::Map<_, _>>(),
+        "notices": {"posted": s.notices.posted(), "lost": s.notices.lost()},
     })
 }
 

@@ -65,6 +65,8 @@ pub struct ConnState {
     pub stacks: fingerprint::StackCache,
     /// Counts of the current read, handed to [`crate::stats::Stats::add`] per batch.
     pub tally: crate::stats::Tally,
+    /// Events suppressed in the current read, merged into [`crate::stats::Stats::suppressed`].
+    pub suppressed: crate::suppress::SuppressTally,
 }
 
 /// What the connection needs to know about an accepted event.

@@ -242,6 +242,7 @@ impl Conn {
         } else {
             self.framer.drain(&mut self.buf, &mut handle);
         }
+        stats.suppressed.merge(&mut self.state.suppressed);
         if events == 0 {
             return;
         }

@@ -88,6 +88,8 @@ pub struct Writer {
     last_summary: Instant,
     /// Counter values already reported in `dropped` records.
     reported_overload: u64,
+    /// `stats.notices.lost()` already reported.
+    reported_lost_notices: u64,
     reported_rejects: [u64; RejectCode::ALL.len()],
     last_error_log: Option<Instant>,
     abandoned: u64,
@@ -137,6 +139,7 @@ impl Writer {
             last_sync: now,
             last_summary: now,
             reported_overload: 0,
+            reported_lost_notices: 0,
             reported_rejects: [0; RejectCode::ALL.len()],
             last_error_log: None,
             abandoned: 0,
@@ -170,6 +173,7 @@ impl Writer {
         }
         // Drained: final summaries, the stop record, and a last fsync whatever the policy.
         self.write_deferred();
+        self.notices();
         self.summaries();
         let s = &self.stats;
         let stop = [
@@ -180,6 +184,7 @@ impl Writer {
                 "dropped",
                 json!(s.dropped_overload.load(Relaxed) + self.abandoned),
             ),
+            ("suppressed", json!(s.suppressed.total_all())),
             ("connections", json!(s.connections_total.load(Relaxed))),
         ];
         self.daemon("stop", &stop);
@@ -435,6 +440,7 @@ impl Writer {
             self.daemon("reopened log file", &[("reason", json!(change.as_str()))]);
         }
         self.write_deferred();
+        self.notices();
         if self.dirty
             && self.cfg.fsync == FsyncPolicy::Interval
             && now.duration_since(self.last_sync) >= self.cfg.fsync_interval
@@ -500,8 +506,29 @@ impl Writer {
                 json!({"kind":"dropped","count":shutdown,"reason":"shutdown","window_s":window}),
             );
         }
+        for s in self.stats.suppressed.drain() {
+            recs.push(s.to_json(window));
+        }
         for r in recs {
             crate::event::json_line(&mut self.own, &r);
+        }
+        self.flush_own();
+    }
+
+    /// `daemon` records posted by background subsystems.
+    fn notices(&mut self) {
+        let lost = self.stats.notices.lost();
+        for n in self.stats.notices.drain() {
+            daemon_record(&mut self.own, &n.msg, &n.fields);
+        }
+        if lost > self.reported_lost_notices {
+            let n = lost - self.reported_lost_notices;
+            self.reported_lost_notices = lost;
+            daemon_record(
+                &mut self.own,
+                "notices lost: the notice queue was full",
+                &[("count", json!(n))],
+            );
         }
         self.flush_own();
     }
