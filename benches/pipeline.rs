@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
             fingerprint::compute(
                 black_box(ev.name.as_deref()),
                 black_box(&ev.message),
-                black_box(ev.stack),
+                black_box(ev.stack.as_deref()),
             )
         })
     });
