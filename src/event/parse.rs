@@ -376,16 +376,6 @@ impl<'a> Partial<'a> {
         };
         let mut extra = std::mem::take(&mut self.extra);
         mark(&mut extra, msg_src);
-        // An error object's `message` that says what the event says is not kept twice.
-        for f in extra.iter_mut() {
-            if let ExtraValue::Members(members) = &f.value {
-                for (m, (k, raw)) in members.iter().enumerate().take(MAX_LIFTED_MEMBERS) {
-                    if k == "message" && unquote(raw).is_some_and(|v| v == message) {
-                        f.lifted |= 1 << m;
-                    }
-                }
-            }
-        }
         let level = win(self.level, &mut extra).unwrap_or_default();
         let stack = win(self.stack, &mut extra);
         let mut name = win(self.name, &mut extra);
@@ -397,6 +387,23 @@ impl<'a> Partial<'a> {
                 Cow::Borrowed(s) => formats::name_from_stack(s).map(Cow::Borrowed),
                 Cow::Owned(s) => formats::name_from_stack(s).map(|n| Cow::Owned(n.to_owned())),
             });
+        }
+        // An error object's members that say what the record says are not kept twice (pino's
+        // `err.name` next to `err.type`, `err.message` equal to `msg`).
+        for f in extra.iter_mut() {
+            if let ExtraValue::Members(members) = &f.value {
+                for (m, (k, raw)) in members.iter().enumerate().take(MAX_LIFTED_MEMBERS) {
+                    let same = match k.as_ref() {
+                        "message" => Some(&message),
+                        "name" | "type" => name.as_ref(),
+                        "code" => code.as_ref(),
+                        _ => None,
+                    };
+                    if same.is_some_and(|s| unquote(raw).is_some_and(|v| v == *s)) {
+                        f.lifted |= 1 << m;
+                    }
+                }
+            }
         }
         let extra = extra.into_iter().filter_map(render_extra).collect();
         Ok(RawEvent {

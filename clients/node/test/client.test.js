@@ -1,5 +1,5 @@
 'use strict';
-// Unit tests: `node --test test/` (also run by `cargo test`, tests/it/formats.rs).
+// Unit tests: `npm test` (`node --test test/client.test.js`) (also run by `cargo test`, tests/it/formats.rs).
 // The "daemon" here is a plain Unix-socket server that records lines.
 const test = require('node:test');
 const assert = require('node:assert');
