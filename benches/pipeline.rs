@@ -2,6 +2,11 @@
 //! encode) against a naive baseline that parses into a `serde_json::Value`, adds the enriched
 //! fields and serializes the whole record again.
 //!
+//! The `*_pino` / `*_structlog` cases are the same error as pino and structlog write it (format
+//! recognition: aliases, the `err` object lifted member by member, numeric level and time);
+//! compare them and `pipeline_process` against the figures before recognition existed
+//! (docs/formats.md, "Cost").
+//!
 //! `cargo bench --bench pipeline`
 
 use std::hint::black_box;
@@ -14,6 +19,12 @@ use qerrors::ingest::peer::Peer;
 
 /// A typical ~875-byte Node.js error event.
 const JS_EVENT: &str = r#"{"message":"Cannot read properties of undefined (reading 'id') while loading order 48151623","name":"TypeError","level":"error","service":"checkout","stack":"TypeError: Cannot read properties of undefined (reading 'id')\n    at getOrderOwner (/srv/app/releases/20261128/src/orders/owner.js:41:23)\n    at OrderService.load (/srv/app/releases/20261128/src/orders/service.js:118:18)\n    at async handler (/srv/app/releases/20261128/src/routes/orders.js:57:5)\n    at Layer.handle [as handle_request] (/srv/app/node_modules/express/lib/router/layer.js:95:5)\n    at next (/srv/app/node_modules/express/lib/router/route.js:149:13)\n    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)","context":{"path":"/api/orders/48151623","method":"GET","user_id":4711,"request_id":"6f1c2a9e-3b7d-4c55-9a1e-0d2f8e7b6c41","attempt":1},"tags":{"region":"eu-1","version":"2026.11.28"}}"#;
+
+/// The same error as pino writes it (`logger.error({ err, ...context }, msg)`).
+const PINO_EVENT: &str = r#"{"level":50,"time":1764345943123,"pid":4242,"hostname":"web-1","name":"checkout","err":{"type":"TypeError","message":"Cannot read properties of undefined (reading 'id')","stack":"TypeError: Cannot read properties of undefined (reading 'id')\n    at getOrderOwner (/srv/app/releases/20261128/src/orders/owner.js:41:23)\n    at OrderService.load (/srv/app/releases/20261128/src/orders/service.js:118:18)\n    at async handler (/srv/app/releases/20261128/src/routes/orders.js:57:5)\n    at Layer.handle [as handle_request] (/srv/app/node_modules/express/lib/router/layer.js:95:5)\n    at next (/srv/app/node_modules/express/lib/router/route.js:149:13)\n    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)"},"path":"/api/orders/48151623","method":"GET","user_id":4711,"request_id":"6f1c2a9e-3b7d-4c55-9a1e-0d2f8e7b6c41","msg":"Cannot read properties of undefined (reading 'id') while loading order 48151623"}"#;
+
+/// A Python error as structlog writes it (`format_exc_info`, `JSONRenderer`).
+const STRUCTLOG_EVENT: &str = r#"{"event": "loading order 48151623 failed", "level": "error", "timestamp": "2026-11-28T16:49:03.123456Z", "path": "/api/orders/48151623", "user_id": 4711, "exception": "Traceback (most recent call last):\n  File \"/srv/app/orders/views.py\", line 57, in handler\n    owner = load_owner(order)\n  File \"/srv/app/orders/owner.py\", line 41, in load_owner\n    return order[\"owner\"][\"id\"]\nKeyError: 'owner'"}"#;
 
 fn pipeline() -> Pipeline {
     let cfg = RawConfig::default()
@@ -63,13 +74,30 @@ fn bench(c: &mut Criterion) {
             buf.len()
         })
     });
+    for (name, line) in [
+        ("pipeline_process_pino", PINO_EVENT),
+        ("pipeline_process_structlog", STRUCTLOG_EVENT),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                if out.len() > (1 << 19) {
+                    out.clear();
+                }
+                p.process(black_box(line), &meta, &rx, &mut state, &mut out)
+                    .expect("valid event")
+            })
+        });
+    }
+    g.bench_function("parse_only_pino", |b| {
+        b.iter(|| qerrors::event::parse::parse(black_box(PINO_EVENT)).map(|e| e.message.len()))
+    });
     let ev = qerrors::event::parse::parse(JS_EVENT).unwrap();
     g.bench_function("fingerprint_compute", |b| {
         b.iter(|| {
             fingerprint::compute(
                 black_box(ev.name.as_deref()),
                 black_box(&ev.message),
-                black_box(ev.stack),
+                black_box(ev.stack.as_deref()),
             )
         })
     });

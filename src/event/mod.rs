@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod fingerprint;
+pub mod formats;
 pub mod level;
 pub mod parse;
 pub mod record;
@@ -133,7 +134,7 @@ impl Pipeline {
             (
                 ev.message,
                 ev.name,
-                ev.stack.map(Cow::Borrowed),
+                ev.stack,
                 ev.context.map(Cow::Borrowed),
                 ev.tags.map(Cow::Borrowed),
             )
@@ -142,7 +143,7 @@ impl Pipeline {
                 redact(s.redact_text(&ev.message), ev.message),
                 ev.name.map(|n| redact(s.redact_text(&n), n)),
                 ev.stack
-                    .map(|st| s.redact_escaped(st).map_or(Cow::Borrowed(st), Cow::Owned)),
+                    .map(|st| s.redact_escaped(&st).map_or(st, Cow::Owned)),
                 ev.context.map(|c| raw_redact(s, c)),
                 ev.tags.map(|t| raw_redact(s, t)),
             )
@@ -220,6 +221,13 @@ impl Pipeline {
         if let Some(n) = &name {
             out.extend_from_slice(b",\"name\":");
             put_str(out, n);
+        }
+        if let Some(c) = &ev.code {
+            out.extend_from_slice(b",\"code\":");
+            match clean {
+                true => put_str(out, c),
+                false => put_str(out, s.redact_text(c).as_deref().unwrap_or(c)),
+            }
         }
         out.extend_from_slice(b",\"message\":");
         put_str(out, &message);

@@ -7,6 +7,7 @@ mod control;
 mod ctl;
 mod dashboard;
 mod fingerprint;
+mod formats;
 mod hardening_crash;
 mod hardening_disk;
 mod hardening_hostile;

@@ -1,0 +1,75 @@
+"""Used by tests/it/formats.rs: one real Python logger, configured as its docs show, writing
+JSON straight into the daemon's socket (or through this package's handler).
+
+    python3 real_loggers.py SOCKET jsonlogger|structlog|structlog-dict|handler
+"""
+import logging
+import os
+import socket
+import sys
+
+sock_path, which = sys.argv[1], sys.argv[2]
+
+
+def sockfile():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock_path)
+    return s.makefile("w", encoding="utf-8")
+
+
+def fail():
+    raise ZeroDivisionError("division by zero")
+
+
+if which == "jsonlogger":
+    from pythonjsonlogger.json import JsonFormatter
+
+    f = sockfile()
+    handler = logging.StreamHandler(f)
+    handler.setFormatter(JsonFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    log = logging.getLogger("billing.jsonlogger")
+    log.addHandler(handler)
+    try:
+        fail()
+    except ZeroDivisionError:
+        log.exception("jsonlogger invoice failed")
+    log.warning("jsonlogger just a warning")
+    handler.flush()
+    f.close()
+elif which in ("structlog", "structlog-dict"):
+    import structlog
+
+    f = sockfile()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks
+            if which == "structlog-dict"
+            else structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(file=f),
+    )
+    log = structlog.get_logger()
+    try:
+        fail()
+    except ZeroDivisionError:
+        log.exception(f"{which} payment failed", order=42)
+    log.critical(f"{which} on fire")
+    f.close()
+elif which == "handler":
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from qerrors_client import QerrorsHandler
+
+    h = QerrorsHandler(socket_path=sock_path, service="py-handler")
+    log = logging.getLogger("app.handler")
+    log.addHandler(h)
+    try:
+        fail()
+    except ZeroDivisionError:
+        log.exception("handler charge failed", extra={"invoice": 7})
+    log.critical("handler on fire")
+    h.close(timeout=5.0)
+else:
+    sys.exit(f"unknown logger {which}")
