@@ -121,8 +121,11 @@ pub struct BreakerSettings {
     pub min_calls: u32,
     /// Failure rate (0–1] that opens the breaker.
     pub failure_rate: f64,
-    /// Consecutive timed-out calls that open the breaker at once; 0 = only the failure rate.
+    /// Consecutive timed-out calls that open the breaker at once; 0 = off.
     pub max_timeouts: u32,
+    /// Consecutive failed calls (refused, reset, error reply, timeout) that open the breaker at
+    /// once, however healthy the window was; 0 = off.
+    pub max_failures: u32,
     /// Time the breaker stays open before a probe call.
     #[serde(with = "humantime_serde")]
     pub cool_down: Duration,
@@ -136,6 +139,7 @@ impl Default for BreakerSettings {
             min_calls: d.min_calls,
             failure_rate: d.failure_rate,
             max_timeouts: d.max_timeouts,
+            max_failures: 3,
             cool_down: d.cool_down,
         }
     }
@@ -164,6 +168,7 @@ impl BreakerSettings {
             min_calls: self.min_calls.max(1),
             failure_rate: self.failure_rate,
             max_timeouts: self.max_timeouts,
+            max_failures: self.max_failures,
             cool_down: self.cool_down,
             probes: 1,
         })
