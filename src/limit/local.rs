@@ -231,8 +231,10 @@ impl Shards {
             None => {
                 let moved = s.old.remove(&key).unwrap_or_default();
                 if s.cur.len() >= cap / 2 {
-                    let dropped = std::mem::replace(&mut s.old, std::mem::take(&mut s.cur));
-                    self.evicted.fetch_add(dropped.len() as u64, Relaxed);
+                    // Reuse the old generation's allocation for the new one (no regrowth).
+                    self.evicted.fetch_add(s.old.len() as u64, Relaxed);
+                    s.old.clear();
+                    std::mem::swap(&mut s.cur, &mut s.old);
                 }
                 s.cur.entry(key).or_insert(moved)
             }
