@@ -58,7 +58,13 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let writer = Writer::new(cfg.sink.clone(), ring_rx, stats.clone(), control.clone())
         .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
-    let pipeline = Arc::new(Pipeline::new(&cfg).context("building the event pipeline")?);
+    // Rate limits: one limiter for every pipeline generation, synced by its own task.
+    let limiter = Arc::new(crate::limit::Limiter::new(&cfg.limit));
+    let pipeline = Arc::new(
+        Pipeline::new(&cfg)
+            .context("building the event pipeline")?
+            .with_limiter(limiter.clone()),
+    );
 
     // The control plane binds now, so a taken port fails startup with a clear message.
     let control_listener = match cfg.control {
@@ -105,6 +111,16 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         cancel: cancel.clone(),
     });
     let control_stop = CancellationToken::new();
+    // TODO(memory governor): pass the governor's pressure receiver here.
+    let (_pressure_tx, pressure_rx) = crate::memory::channel();
+    let limit_stop = CancellationToken::new();
+    let limit_task = tokio::spawn(crate::limit::run(
+        limiter,
+        cfg.limit.clone(),
+        pressure_rx,
+        stats.clone(),
+        limit_stop.clone(),
+    ));
     let control_task = control_listener.map(|listener| {
         let state = control::ControlState {
             stats: stats.clone(),
@@ -172,6 +188,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
             "connections still open after the shutdown grace; their unread data is lost"
         );
     }
+    // No more decisions to sync.
+    limit_stop.cancel();
+    let _ = limit_task.await;
     // Producers that are still alive can't keep the writer from finishing.
     control.closing.store(true, Ordering::Release);
     // A writer stuck retrying (disk full) gets a bounded time to finish; then it gives up on
@@ -244,8 +263,9 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
     };
     let restart = config::restart_required(&current, &new);
     let table = shared.pipeline.load().fingerprints().clone();
+    let limiter = shared.pipeline.load().limiter().clone();
     let pipeline = match Pipeline::with_table(&new, table) {
-        Ok(p) => p,
+        Ok(p) => p.with_limiter(limiter.clone()),
         Err(e) => {
             // Validation compiled the same sanitizer; this is not expected.
             tracing::error!("configuration reload rejected: {e}");
@@ -254,6 +274,7 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
     };
     // Restart-only keys keep their running values; everything else takes the new ones.
     let applied = config::merge_live(&current, new);
+    limiter.reload(&applied.limit.rules);
     shared.pipeline.store(Arc::new(pipeline));
     shared.cfg.store(Arc::new(applied.ingest.clone()));
     shared.ring.set_policy(applied.ring.overflow);

@@ -5,7 +5,9 @@
 //!   (bounded memory whatever the call rate). The breaker opens when, over at least
 //!   `min_calls` calls in the window, the failure rate reaches `failure_rate`, or when
 //!   `max_timeouts` calls in a row timed out (a dead peer that only times out should not need
-//!   `min_calls` slow calls to be noticed).
+//!   `min_calls` slow calls to be noticed), or `max_failures` calls in a row failed in any way
+//!   (a refused connection after a long healthy run should not need the failure rate of the
+//!   whole window to be noticed).
 //! - `Open`: calls are refused without being tried, for `cool_down`.
 //! - `HalfOpen`: after the cool-down up to `probes` trial calls go through; one success closes
 //!   the breaker, one failure opens it again for another cool-down.
@@ -73,6 +75,9 @@ pub struct BreakerConfig {
     pub failure_rate: f64,
     /// Consecutive timeouts that open the breaker regardless of `min_calls`.
     pub max_timeouts: u32,
+    /// Consecutive failed calls (timeouts included) that open the breaker regardless of the
+    /// window; 0 = off.
+    pub max_failures: u32,
     /// Time spent `Open` before probing.
     pub cool_down: Duration,
     /// Trial calls allowed at once while `HalfOpen`.
@@ -86,6 +91,7 @@ impl Default for BreakerConfig {
             min_calls: 5,
             failure_rate: 0.5,
             max_timeouts: 2,
+            max_failures: 0,
             cool_down: Duration::from_secs(2),
             probes: 1,
         }
@@ -156,6 +162,7 @@ pub struct Breaker {
     opened_at: Instant,
     probes_in_flight: u32,
     consecutive_timeouts: u32,
+    consecutive_failures: u32,
     status: Arc<BreakerStatus>,
 }
 
@@ -171,6 +178,7 @@ impl Breaker {
             opened_at: now,
             probes_in_flight: 0,
             consecutive_timeouts: 0,
+            consecutive_failures: 0,
             status: Arc::new(BreakerStatus {
                 name,
                 state: AtomicU8::new(State::Closed as u8),
@@ -224,6 +232,11 @@ impl Breaker {
     /// Records the outcome of a call that [`Breaker::try_acquire`] allowed.
     pub fn record(&mut self, now: Instant, outcome: Outcome) -> Option<Transition> {
         let failed = outcome != Outcome::Success;
+        self.consecutive_failures = if failed {
+            self.consecutive_failures + 1
+        } else {
+            0
+        };
         match outcome {
             Outcome::Success => {
                 self.status.successes.fetch_add(1, Relaxed);
@@ -267,6 +280,9 @@ impl Breaker {
         if self.cfg.max_timeouts > 0 && self.consecutive_timeouts >= self.cfg.max_timeouts {
             return true;
         }
+        if self.cfg.max_failures > 0 && self.consecutive_failures >= self.cfg.max_failures {
+            return true;
+        }
         let (calls, failures) = self.window_totals(now);
         calls >= self.cfg.min_calls.max(1)
             && f64::from(failures) >= self.cfg.failure_rate * f64::from(calls)
@@ -303,6 +319,7 @@ impl Breaker {
     fn reset_window(&mut self) {
         self.buckets = [Bucket::default(); BUCKETS];
         self.consecutive_timeouts = 0;
+        self.consecutive_failures = 0;
     }
 
     fn open(&mut self, now: Instant) -> Option<Transition> {
@@ -333,9 +350,30 @@ mod tests {
             min_calls: 4,
             failure_rate: 0.5,
             max_timeouts: 2,
+            max_failures: 0,
             cool_down: Duration::from_secs(5),
             probes: 1,
         }
+    }
+
+    #[test]
+    fn consecutive_failures_open_after_a_healthy_run() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(
+            "t",
+            BreakerConfig {
+                max_failures: 3,
+                ..cfg()
+            },
+            t0,
+        );
+        for _ in 0..100 {
+            call(&mut b, t0, Outcome::Success);
+        }
+        assert_eq!(call(&mut b, t0, Outcome::Failure), None);
+        assert_eq!(call(&mut b, t0, Outcome::Failure), None);
+        assert!(call(&mut b, t0, Outcome::Failure).is_some(), "3 in a row");
+        assert_eq!(b.state(), State::Open);
     }
 
     fn call(b: &mut Breaker, now: Instant, o: Outcome) -> Option<Transition> {

@@ -18,7 +18,9 @@ use crate::event::sanitize;
 pub const ENV_PREFIX: &str = "QERRORS_";
 
 /// Sections that env overrides may address (the first word after the prefix).
-const SECTIONS: &[&str] = &["ingest", "event", "sanitize", "ring", "sink", "control"];
+const SECTIONS: &[&str] = &[
+    "ingest", "event", "sanitize", "ring", "sink", "control", "limit",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,6 +41,9 @@ pub enum ConfigError {
     /// A sanitizer setting; the message starts with its key path (`sanitize.keys[2]: …`).
     #[error("{0}")]
     Sanitize(#[from] sanitize::SanitizeError),
+    /// A `[limit]` setting; the message starts with its key path.
+    #[error("{0}")]
+    Limit(#[from] crate::limit::rules::LimitConfigError),
 }
 
 fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
@@ -58,6 +63,7 @@ pub struct RawConfig {
     pub ring: RingConfig,
     pub sink: SinkConfig,
     pub control: ControlConfig,
+    pub limit: crate::limit::rules::LimitConfig,
 }
 
 /// `[ingest]`: the Unix socket clients write to.
@@ -280,6 +286,7 @@ pub struct Config {
     pub sink: Sink,
     /// `None`: control plane off.
     pub control: Option<std::net::SocketAddr>,
+    pub limit: crate::limit::rules::Settings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -535,6 +542,7 @@ impl RawConfig {
             ring,
             sink,
             control,
+            limit: self.limit.validate()?,
         })
     }
 }
@@ -616,6 +624,7 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     checks
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
+        .chain(crate::limit::rules::restart_required(&old.limit, &new.limit))
         .collect()
 }
 
@@ -633,6 +642,7 @@ pub fn merge_live(old: &Config, new: Config) -> Config {
     c.ring.capacity_bytes = old.ring.capacity_bytes;
     c.sink = old.sink.clone();
     c.control = old.control;
+    c.limit = crate::limit::rules::merge_live(&old.limit, c.limit);
     c
 }
 

@@ -6,6 +6,8 @@
 //! ```text
 //! apps ─ NDJSON ─▶ ingest   Unix socket, one task per connection: frame (max line) → peer creds
 //!                  event    parse once (raw JSON kept) → validate → sanitize → enrich → fingerprint
+//!                  limit    admit or suppress (counted) right after the fingerprint; shared
+//!                           limits sync with Redis in the background
 //!                           → classify → encode the record into the read's batch
 //!                  ring     lock-free bounded queue of batches, bounded by events and bytes;
 //!                           backpressure or drop-newest, always counted
@@ -17,6 +19,7 @@
 //! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
 //! - [`ingest`]: listener (bind / systemd activation), connections, framing, replies, peers.
 //! - [`event`]: parse, sanitize, fingerprint, classify, occurrence table, record encoding.
+//! - [`limit`]: rate limits and the duplicate policy (local, Redis-shared behind a breaker).
 //! - [`ring`]: the bounded queue between ingest and the writer.
 //! - [`sink`]: the writer thread and the log file.
 //! - [`stats`]: counters and histograms shared by all stages.
@@ -46,6 +49,7 @@ pub mod control;
 pub mod event;
 pub mod history;
 pub mod ingest;
+pub mod limit;
 pub mod memory;
 pub mod notice;
 pub mod notify;

@@ -37,6 +37,8 @@ pub struct ConnMeta {
     pub service_json: Box<[u8]>,
     /// The same, plain.
     pub service: Box<str>,
+    /// The peer's uid (0 when unknown), for `uid` rate limits.
+    pub uid: u32,
 }
 
 /// Receive time of one read from a socket; every line of that read shares it.
@@ -77,6 +79,9 @@ pub struct Accepted {
     pub ack: bool,
     pub level: Level,
     pub fingerprint: Fingerprint,
+    /// `Some`: the event was suppressed (counted in `state.suppressed`, nothing appended to
+    /// `out`, `id` is nil); the client gets `rate_limited` if it asked for an ack.
+    pub suppressed: Option<crate::suppress::Reason>,
 }
 
 /// Shared, read-only (but for the fingerprint table's interior counters) event processing.
@@ -85,6 +90,8 @@ pub struct Pipeline {
     /// `"host":"…",` fragment.
     host_field: Box<[u8]>,
     table: Arc<FingerprintTable>,
+    /// Rate limits and the duplicate policy; kept across reloads (see [`Pipeline::with_limiter`]).
+    limiter: Arc<crate::limit::Limiter>,
 }
 
 impl Pipeline {
@@ -108,7 +115,18 @@ impl Pipeline {
             sanitizer: Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)?,
             host_field: host.to_vec().into_boxed_slice(),
             table,
+            limiter: Arc::new(crate::limit::Limiter::disabled()),
         })
+    }
+
+    /// Uses `limiter` (built by the composition root, shared with its sync task).
+    pub fn with_limiter(mut self, limiter: Arc<crate::limit::Limiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    pub fn limiter(&self) -> &Arc<crate::limit::Limiter> {
+        &self.limiter
     }
 
     pub fn fingerprints(&self) -> &Arc<FingerprintTable> {
@@ -177,6 +195,18 @@ impl Pipeline {
             let parts: Vec<&str> = ev.fingerprint.iter().map(|p| p.as_ref()).collect();
             fingerprint::from_client(&parts)
         };
+        // Admission: decided before classification and encoding, so suppressed events are cheap.
+        let service = ev.service.as_deref().unwrap_or(&meta.service);
+        if let Some(reason) = self.limiter.decide(fp, service, meta.uid, rx.unix_ns) {
+            state.suppressed.count(fp, reason);
+            return Ok(Accepted {
+                id: Ulid::nil(),
+                ack: ev.ack,
+                level: ev.level,
+                fingerprint: fp,
+                suppressed: Some(reason),
+            });
+        }
         let (class, severity) = classify::classify(ev.level, name.as_deref(), &message);
         let occurrence = self.table.observe(fp, rx.unix_ns, || table::FpMeta {
             class,
@@ -264,6 +294,7 @@ impl Pipeline {
             ack: ev.ack,
             level: ev.level,
             fingerprint: fp,
+            suppressed: None,
         })
     }
 }

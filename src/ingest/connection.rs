@@ -225,6 +225,12 @@ impl Conn {
                 }
             };
             match pipeline.process(text, meta, &rx, state, out) {
+                Ok(acc) if acc.suppressed.is_some() => {
+                    // Not a rejected line: counted in `suppressed` records, not `rejected`.
+                    if acc.ack {
+                        replies.rate_limited(acc.suppressed, *line_no);
+                    }
+                }
                 Ok(acc) => {
                     events += 1;
                     if acc.ack {

@@ -53,6 +53,7 @@ impl Peer {
             peer_json: json.into_boxed_slice(),
             service_json: service.to_vec().into_boxed_slice(),
             service: name.into(),
+            uid: self.uid,
         }
     }
 }

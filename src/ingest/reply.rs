@@ -67,6 +67,21 @@ impl Replies {
         });
     }
 
+    /// `{"ok":false,"error":"rate_limited","reason":REASON,"detail":…,"line":N}` for an event
+    /// that asked for an ack and was suppressed (PROTOCOL.md). Not a rejection: not counted as one.
+    pub fn rate_limited(&self, reason: Option<crate::suppress::Reason>, line: u64) {
+        let reason = reason.map_or("rate_limit", |r| r.as_str());
+        self.push_with(|b| {
+            b.extend_from_slice(b"{\"ok\":false,\"error\":\"rate_limited\",\"reason\":\"");
+            b.extend_from_slice(reason.as_bytes());
+            b.extend_from_slice(
+                b"\",\"detail\":\"suppressed by a limit; counted in a suppressed record\",\"line\":",
+            );
+            b.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
+            b.extend_from_slice(b"}\n");
+        });
+    }
+
     /// Marks `n` acked events as queued; each is later settled by [`ack`](Self::ack) or
     /// [`nack`](Self::nack).
     pub fn expect_acks(&self, n: usize) {

@@ -1,0 +1,488 @@
+//! Local limiter state: a bounded, sharded map from (rule, key) to a small [`Entry`], and the
+//! per-event decisions on it (GCRA for local limits, a fixed-window count for duplicates, a
+//! Redis lease for shared limits).
+//!
+//! Bounded memory: each shard holds two generations of entries (`cur`, `old`). A hit in `old`
+//! moves the entry to `cur`; when `cur` reaches half the shard's capacity, `old` is dropped and
+//! `cur` becomes `old`. So at most `capacity` entries live per shard, the least recently used
+//! are the ones dropped, and every operation is O(1) with no per-entry list links. A periodic
+//! [`Shards::sweep`] rotates every shard so idle keys leave even without churn. Under memory
+//! pressure the capacity shrinks (a quarter at `High`, a sixteenth at `Critical`).
+//!
+//! Why not the `governor` crate: its keyed limiter (GCRA on a `DashMap`) has no size bound
+//! besides a manual `retain_recent`, cannot shrink on pressure, and a shared limit needs more
+//! per key than a GCRA cell (the Redis lease, unreported admissions, demand). The GCRA itself
+//! is ten lines here.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
+
+/// Shards of the key map: enough that connection tasks on different workers rarely meet on one
+/// lock, few enough that a sweep is cheap.
+pub const SHARDS: usize = 16;
+
+/// Keys waiting for the next Redis sync, per shard. A key that finds the list full is synced
+/// when it is next seen after a sync drained the list.
+pub const MAX_DIRTY_PER_SHARD: usize = 1024;
+
+/// One limited key: a rule index and the key's value (fingerprint, service hash, uid or 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub rule: u16,
+    pub value: u128,
+}
+
+/// Rule index used for the duplicate policy's per-fingerprint counts.
+pub const DUPLICATE_RULE: u16 = u16::MAX;
+
+impl Key {
+    /// A well-mixed 64-bit hash (values are hashes already, or small integers).
+    fn hash64(&self) -> u64 {
+        let v = (self.value as u64) ^ ((self.value >> 64) as u64) ^ u64::from(self.rule);
+        // splitmix64 finalizer: spreads small uids and rule numbers over all bits.
+        let mut z = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash64());
+    }
+}
+
+/// Passes the key's own mixed hash through (no SipHash per lookup).
+#[derive(Default)]
+pub struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Map = HashMap<Key, Entry, BuildHasherDefault<PassHasher>>;
+
+/// State of one key (40 bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// GCRA theoretical arrival time, wall-clock ns.
+    pub tat: u64,
+    /// Index of the window the counters below belong to.
+    pub window: u64,
+    /// Duplicates: copies seen in `window`. Shared limits: admissions made before the first
+    /// lease of `window` arrived (capped, see [`Limits::pre_lease`]).
+    pub count: u32,
+    /// Shared limits: tokens left from Redis leases for `window`.
+    pub lease: u32,
+    /// Shared limits: admissions not yet added to the Redis count.
+    pub unreported: u32,
+    /// Shared limits: events seen (admitted or not) since the last sync.
+    pub demand: u32,
+    /// A lease for `window` has arrived.
+    pub leased: bool,
+    /// Listed for the next sync.
+    pub dirty: bool,
+}
+
+/// Per-rule numbers the decisions need, precomputed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// GCRA emission interval: ns between admissions at the sustained rate.
+    pub emission_ns: u64,
+    /// GCRA: how far the arrival time may run ahead of now (burst).
+    pub tolerance_ns: u64,
+    /// Events per window (shared limits).
+    pub rate: u64,
+    pub window_ns: u64,
+    /// Admissions allowed in a window before the first lease arrives: one sync interval's
+    /// worth of the rate. It bounds over-admission to hosts × rate × sync interval.
+    pub pre_lease: u32,
+}
+
+impl Limits {
+    /// Local GCRA limits for `rate` per `window_ns`, burst `burst`, scaled by `share`.
+    pub fn new(rate: u64, window_ns: u64, burst: u64, share: f64, sync_ns: u64) -> Self {
+        let scaled = ((rate as f64) * share).max(1.0);
+        let emission_ns = ((window_ns as f64) / scaled).max(1.0) as u64;
+        let burst = ((burst as f64) * share).max(1.0) as u64;
+        let pre = ((rate as f64) * (sync_ns as f64) / (window_ns as f64)).ceil();
+        Self {
+            emission_ns,
+            tolerance_ns: emission_ns.saturating_mul(burst.saturating_sub(1)),
+            rate,
+            window_ns,
+            pre_lease: pre.clamp(1.0, rate as f64) as u32,
+        }
+    }
+}
+
+impl Entry {
+    /// Generic cell rate algorithm: admit if the arrival time, pushed by one emission interval,
+    /// stays within the burst tolerance of now.
+    pub fn gcra(&mut self, now: u64, l: &Limits) -> bool {
+        let tat = self.tat.max(now);
+        if tat - now > l.tolerance_ns {
+            return false;
+        }
+        self.tat = tat + l.emission_ns;
+        true
+    }
+
+    /// Fixed-window count: the `max`-th copy in a window is the last admitted.
+    pub fn window_count(&mut self, now: u64, window_ns: u64, max: u64) -> bool {
+        let w = now / window_ns.max(1);
+        if self.window != w {
+            self.window = w;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        u64::from(self.count) <= max
+    }
+
+    /// Shared limit: spend a lease token, or before the window's first lease one of the
+    /// `pre_lease` local admissions (reported at the next sync). Returns (admit, first sight
+    /// since the last sync).
+    pub fn shared(&mut self, now: u64, l: &Limits) -> bool {
+        let w = now / l.window_ns.max(1);
+        if self.window != w {
+            // A new window: old leases and unreported counts belong to a closed window.
+            self.window = w;
+            self.count = 0;
+            self.lease = 0;
+            self.unreported = 0;
+            self.leased = false;
+        }
+        self.demand = self.demand.saturating_add(1);
+        if self.lease > 0 {
+            self.lease -= 1;
+            return true;
+        }
+        if !self.leased && self.count < l.pre_lease {
+            self.count += 1;
+            self.unreported += 1;
+            return true;
+        }
+        false
+    }
+}
+
+struct Shard {
+    cur: Map,
+    old: Map,
+    dirty: Vec<Key>,
+}
+
+/// The bounded key map.
+pub struct Shards {
+    shards: Box<[Mutex<Shard>]>,
+    /// Capacity of one shard (both generations), after pressure scaling.
+    cap: AtomicUsize,
+    base_cap: usize,
+    /// Entries dropped by rotations.
+    pub evicted: std::sync::atomic::AtomicU64,
+}
+
+impl Shards {
+    pub fn new(max_keys: usize) -> Self {
+        let base_cap = (max_keys / SHARDS).max(2);
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        cur: Map::default(),
+                        old: Map::default(),
+                        dirty: Vec::new(),
+                    })
+                })
+                .collect(),
+            cap: AtomicUsize::new(base_cap),
+            base_cap,
+            evicted: Default::default(),
+        }
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the entry of `key` (created empty if missing). `f` returns (result, whether
+    /// the key should be listed for the next sync).
+    pub fn with<R>(&self, key: Key, f: impl FnOnce(&mut Entry) -> (R, bool)) -> R {
+        let h = key.hash64();
+        let mut s = self.lock((h >> 60) as usize % SHARDS);
+        let s = &mut *s;
+        let cap = self.cap.load(Relaxed);
+        let e = match s.cur.get_mut(&key) {
+            Some(e) => e,
+            None => {
+                let moved = s.old.remove(&key).unwrap_or_default();
+                if s.cur.len() >= cap / 2 {
+                    // Reuse the old generation's allocation for the new one (no regrowth).
+                    self.evicted.fetch_add(s.old.len() as u64, Relaxed);
+                    s.old.clear();
+                    std::mem::swap(&mut s.cur, &mut s.old);
+                }
+                s.cur.entry(key).or_insert(moved)
+            }
+        };
+        let (r, dirty) = f(e);
+        if dirty && !e.dirty && s.dirty.len() < MAX_DIRTY_PER_SHARD {
+            e.dirty = true;
+            s.dirty.push(key);
+        }
+        r
+    }
+
+    /// Takes up to `max` keys listed for sync, applying `f` to each live entry (which stays
+    /// listed no more). Returns what `f` produced.
+    pub fn collect<T>(&self, max: usize, mut f: impl FnMut(Key, &mut Entry) -> Option<T>) -> Vec<T> {
+        let mut out = Vec::new();
+        for i in 0..SHARDS {
+            let mut s = self.lock(i);
+            let s = &mut *s;
+            let take = s.dirty.len().min(max.saturating_sub(out.len()));
+            let keys: Vec<Key> = s.dirty.drain(..take).collect();
+            for k in keys {
+                let e = match s.cur.get_mut(&k) {
+                    Some(e) => e,
+                    None => match s.old.get_mut(&k) {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                };
+                e.dirty = false;
+                if let Some(t) = f(k, e) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs `f` on the entry of `key` if it is still held.
+    pub fn update(&self, key: Key, f: impl FnOnce(&mut Entry)) {
+        let h = key.hash64();
+        let mut s = self.lock((h >> 60) as usize % SHARDS);
+        let s = &mut *s;
+        if let Some(e) = s.cur.get_mut(&key).or(s.old.get_mut(&key)) {
+            f(e)
+        }
+    }
+
+    /// Forgets every listed key (local mode: nothing to sync).
+    pub fn clear_dirty(&self) {
+        for i in 0..SHARDS {
+            let mut s = self.lock(i);
+            let s = &mut *s;
+            for k in std::mem::take(&mut s.dirty) {
+                if let Some(e) = s.cur.get_mut(&k).or(s.old.get_mut(&k)) {
+                    e.dirty = false;
+                }
+            }
+        }
+    }
+
+    /// Rotates every shard: keys not used since the previous sweep are dropped.
+    pub fn sweep(&self) {
+        for i in 0..SHARDS {
+            let mut s = self.lock(i);
+            let s = &mut *s;
+            let dropped = std::mem::replace(&mut s.old, std::mem::take(&mut s.cur));
+            self.evicted.fetch_add(dropped.len() as u64, Relaxed);
+        }
+    }
+
+    /// Drops all state (rules changed).
+    pub fn clear(&self) {
+        for i in 0..SHARDS {
+            let mut s = self.lock(i);
+            s.cur = Map::default();
+            s.old = Map::default();
+            s.dirty.clear();
+        }
+    }
+
+    /// Scales the capacity by `1/divisor` (pressure) and trims shards that are over it.
+    pub fn set_divisor(&self, divisor: usize) {
+        let cap = (self.base_cap / divisor.max(1)).max(2);
+        self.cap.store(cap, Relaxed);
+        for i in 0..SHARDS {
+            let mut s = self.lock(i);
+            let s = &mut *s;
+            if s.cur.len() + s.old.len() > cap {
+                let n = s.old.len();
+                s.old = Map::default();
+                self.evicted.fetch_add(n as u64, Relaxed);
+                if s.cur.len() > cap / 2 {
+                    let n = s.cur.len();
+                    s.cur = Map::default();
+                    self.evicted.fetch_add(n as u64, Relaxed);
+                }
+                s.cur.shrink_to_fit();
+                s.old.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        (0..SHARDS)
+            .map(|i| {
+                let s = self.lock(i);
+                s.cur.len() + s.old.len()
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap.load(Relaxed) * SHARDS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const S: u64 = 1_000 * MS;
+
+    #[test]
+    fn gcra_admits_burst_then_rate() {
+        let l = Limits::new(10, S, 5, 1.0, 50 * MS);
+        let mut e = Entry::default();
+        let t0 = 1_000 * S;
+        let admitted = (0..100).filter(|_| e.gcra(t0, &l)).count();
+        assert_eq!(admitted, 5, "the burst");
+        // One emission interval (100 ms) later, one more.
+        assert!(!e.gcra(t0 + 50 * MS, &l));
+        assert!(e.gcra(t0 + 100 * MS, &l));
+        // Over 10 s at full overload: the rate, exactly.
+        let mut n = 0;
+        for ms in 101..10_101u64 {
+            n += usize::from(e.gcra(t0 + ms * MS, &l));
+        }
+        assert_eq!(n, 100);
+    }
+
+    #[test]
+    fn share_scales_rate_and_burst() {
+        let l = Limits::new(100, S, 100, 0.25, 50 * MS);
+        let mut e = Entry::default();
+        let t0 = 5 * S;
+        assert_eq!((0..1000).filter(|_| e.gcra(t0, &l)).count(), 25);
+        assert_eq!(l.pre_lease, 5);
+    }
+
+    #[test]
+    fn duplicate_window_counts_and_resets() {
+        let mut e = Entry::default();
+        let w = 60 * S;
+        let t0 = 100 * w;
+        assert_eq!((0..10).filter(|_| e.window_count(t0, w, 3)).count(), 3);
+        assert!(e.window_count(t0 + w, w, 3));
+    }
+
+    #[test]
+    fn shared_uses_pre_lease_then_lease_only() {
+        let l = Limits::new(100, S, 100, 1.0, 50 * MS);
+        assert_eq!(l.pre_lease, 5);
+        let mut e = Entry::default();
+        let t0 = 7 * S;
+        assert_eq!((0..20).filter(|_| e.shared(t0, &l)).count(), 5);
+        assert_eq!(e.unreported, 5);
+        assert_eq!(e.demand, 20);
+        // A lease of 3 arrives.
+        e.leased = true;
+        e.lease = 3;
+        assert_eq!((0..20).filter(|_| e.shared(t0, &l)).count(), 3);
+        // Next window: everything resets.
+        assert!(e.shared(t0 + S, &l));
+        assert_eq!((e.lease, e.unreported, e.leased), (0, 1, false));
+    }
+
+    #[test]
+    fn map_is_bounded_and_keeps_recent_keys() {
+        let m = Shards::new(1_000);
+        for i in 0..1_000_000u128 {
+            m.with(
+                Key {
+                    rule: 0,
+                    value: i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                },
+                |e| {
+                    e.count += 1;
+                    ((), false)
+                },
+            );
+        }
+        assert!(m.len() <= m.capacity(), "{} > {}", m.len(), m.capacity());
+        assert!(m.evicted.load(Relaxed) >= 1_000_000 - 1_000);
+        // A key used all along survives churn.
+        let hot = Key { rule: 1, value: 42 };
+        for i in 0..100_000u128 {
+            m.with(hot, |e| {
+                e.count += 1;
+                ((), false)
+            });
+            m.with(Key { rule: 0, value: i }, |_| ((), false));
+        }
+        assert_eq!(m.with(hot, |e| (e.count, false)), 100_000);
+    }
+
+    #[test]
+    fn pressure_shrinks_and_sweep_drops_idle() {
+        let m = Shards::new(16_000);
+        for i in 0..16_000u128 {
+            m.with(Key { rule: 0, value: i }, |_| ((), false));
+        }
+        let before = m.len();
+        m.set_divisor(16);
+        assert!(m.len() <= m.capacity() && m.len() < before / 4);
+        m.set_divisor(1);
+        let k = Key { rule: 0, value: 7 };
+        m.with(k, |e| {
+            e.count = 9;
+            ((), false)
+        });
+        m.sweep();
+        assert_eq!(m.with(k, |e| (e.count, false)), 9, "used before one sweep: kept");
+        m.sweep();
+        m.sweep();
+        assert_eq!(m.with(k, |e| (e.count, false)), 0, "idle two sweeps: gone");
+    }
+
+    #[test]
+    fn dirty_keys_are_collected_once() {
+        let m = Shards::new(1_000);
+        for v in 0..10u128 {
+            for _ in 0..3 {
+                m.with(Key { rule: 0, value: v }, |e| {
+                    e.demand += 1;
+                    ((), true)
+                });
+            }
+        }
+        let got = m.collect(100, |k, e| Some((k.value, std::mem::take(&mut e.demand))));
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|(_, d)| *d == 3));
+        assert!(m.collect(100, |k, _| Some(k)).is_empty());
+    }
+}

@@ -1,0 +1,430 @@
+//! Rate limiting: admit or suppress each event right after its fingerprint is known.
+//!
+//! - [`rules`]: the `[limit]` config: rules keyed by fingerprint, service, peer uid or global,
+//!   each with rate, burst and window; the per-fingerprint duplicate policy; Redis settings.
+//! - [`local`]: the bounded, evicting key map and the per-key decisions (GCRA, window counts,
+//!   Redis leases). A decision is one sharded-mutex lookup: tens of nanoseconds.
+//! - [`redis`]: the background task that syncs shared limits with Redis (one Lua call per
+//!   `sync_interval`, clock passed in) behind a circuit breaker.
+//!
+//! The ingest path never waits for Redis. For a shared rule, a daemon holds a *lease* of tokens
+//! granted atomically by Redis for the current window; the sync task reports what was used and
+//! asks for more. Until the first lease of a window arrives, a daemon may admit one sync
+//! interval's worth of the rate on its own (reported at the next sync): that is the only
+//! over-admission, at most hosts × rate × sync interval per window. While Redis is unreachable
+//! (breaker not `Closed`), each daemon enforces `local_share` of every shared limit alone.
+//! docs/rate-limiting.md has the details.
+#![forbid(unsafe_code)]
+
+pub mod local;
+pub mod redis;
+pub mod rules;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::event::fingerprint::Fingerprint;
+use crate::memory::Pressure;
+use crate::suppress::Reason;
+use local::{Key, Limits, Shards, DUPLICATE_RULE};
+use rules::{KeyKind, RuleSet, Settings};
+
+pub use redis::run;
+
+/// Counters of the limiter, for `/stats` and the sync task's own bookkeeping.
+#[derive(Debug, Default)]
+pub struct LimitStats {
+    /// Successful syncs (one Redis round trip each).
+    pub syncs: AtomicU64,
+    /// Keys carried by those syncs.
+    pub synced_keys: AtomicU64,
+    /// Tokens granted by Redis.
+    pub granted: AtomicU64,
+    /// Admissions made on the local share while Redis was unreachable.
+    pub local_admits: AtomicU64,
+}
+
+/// Rules with their precomputed per-rule limits.
+struct Compiled {
+    set: RuleSet,
+    /// Full rate: local rules, shared rules' windows.
+    full: Vec<Limits>,
+    /// `local_share` of the rate: shared rules while Redis is unreachable.
+    share: Vec<Limits>,
+}
+
+impl Compiled {
+    fn new(set: RuleSet, sync_ns: u64) -> Self {
+        let lim = |share: f64| {
+            set.rules
+                .iter()
+                .map(|r| Limits::new(r.rate, r.window_ns(), r.burst, share, sync_ns))
+                .collect()
+        };
+        Self {
+            full: lim(1.0),
+            share: lim(set.local_share),
+            set,
+        }
+    }
+}
+
+/// The limiter shared by every connection (through the pipeline) and the sync task.
+pub struct Limiter {
+    /// Any rule or the duplicate policy configured; false makes [`Limiter::decide`] one load.
+    active: AtomicBool,
+    compiled: ArcSwap<Compiled>,
+    keys: Shards,
+    /// Redis is configured.
+    redis: bool,
+    /// Shared limits are in force (Redis configured and its breaker `Closed`).
+    shared: AtomicBool,
+    sync_ns: u64,
+    pub stats: LimitStats,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("active", &self.active)
+            .field("redis", &self.redis)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hash of a service name for its key (the same on every daemon).
+pub fn service_key(service: &str) -> u128 {
+    u128::from(xxhash_rust::xxh3::xxh3_64(service.as_bytes()))
+}
+
+impl Limiter {
+    pub fn new(s: &Settings) -> Self {
+        let sync_ns = s.sync_interval.as_nanos() as u64;
+        let redis = s.redis_url.is_some();
+        Self {
+            active: AtomicBool::new(!s.rules.is_empty()),
+            compiled: ArcSwap::from_pointee(Compiled::new(s.rules.clone(), sync_ns)),
+            keys: Shards::new(s.max_keys),
+            redis,
+            // Shared from the start: the first events use the pre-lease allowance, and the
+            // breaker switches to local shares if Redis turns out to be unreachable.
+            shared: AtomicBool::new(redis),
+            sync_ns,
+            stats: LimitStats::default(),
+        }
+    }
+
+    /// A limiter with no rules (admits everything).
+    pub fn disabled() -> Self {
+        Self::new(&rules::LimitConfig::default().validate().unwrap_or_else(|_| {
+            unreachable!("the default [limit] config is valid")
+        }))
+    }
+
+    /// Admit (`None`) or suppress (`Some(reason)`) one event. `now_ns`: wall-clock ns (the
+    /// read's receive time). Rules apply in order; an event suppressed by a later rule has
+    /// used a token of the earlier ones.
+    #[inline]
+    pub fn decide(&self, fp: Fingerprint, service: &str, uid: u32, now_ns: u64) -> Option<Reason> {
+        if !self.active.load(Relaxed) {
+            return None;
+        }
+        self.decide_slow(fp, service, uid, now_ns)
+    }
+
+    fn decide_slow(&self, fp: Fingerprint, service: &str, uid: u32, now: u64) -> Option<Reason> {
+        let c = self.compiled.load();
+        if let Some((max, window)) = c.set.duplicates {
+            let w = window.as_nanos() as u64;
+            let key = Key {
+                rule: DUPLICATE_RULE,
+                value: fp.0,
+            };
+            if !self.keys.with(key, |e| (e.window_count(now, w, max), false)) {
+                return Some(Reason::Duplicate);
+            }
+        }
+        let shared = self.shared.load(Relaxed);
+        for (i, r) in c.set.rules.iter().enumerate() {
+            let value = match r.key {
+                KeyKind::Fingerprint => fp.0,
+                KeyKind::Service => service_key(service),
+                KeyKind::Uid => u128::from(uid),
+                KeyKind::Global => 0,
+            };
+            let key = Key {
+                rule: i as u16,
+                value,
+            };
+            let ok = if r.shared && self.redis {
+                if shared {
+                    self.keys.with(key, |e| (e.shared(now, &c.full[i]), true))
+                } else {
+                    let ok = self.keys.with(key, |e| (e.gcra(now, &c.share[i]), false));
+                    if ok {
+                        self.stats.local_admits.fetch_add(1, Relaxed);
+                    }
+                    ok
+                }
+            } else {
+                self.keys.with(key, |e| (e.gcra(now, &c.full[i]), false))
+            };
+            if !ok {
+                return Some(Reason::RateLimit);
+            }
+        }
+        None
+    }
+
+    /// SIGHUP: new rules. State is kept when they did not change, else reset.
+    pub fn reload(&self, set: &RuleSet) {
+        if self.compiled.load().set == *set {
+            return;
+        }
+        self.active.store(!set.is_empty(), Relaxed);
+        self.compiled
+            .store(Arc::new(Compiled::new(set.clone(), self.sync_ns)));
+        self.keys.clear();
+    }
+
+    /// Shrinks (or restores) the key map for a memory pressure level.
+    pub fn set_pressure(&self, p: Pressure) {
+        self.keys.set_divisor(match p {
+            Pressure::Normal => 1,
+            Pressure::High => 4,
+            Pressure::Critical => 16,
+        });
+    }
+
+    /// Switches shared rules between Redis leases (`true`) and local shares.
+    pub fn set_shared(&self, on: bool) {
+        let was = self.shared.swap(on && self.redis, Relaxed);
+        if was && !on {
+            // Nothing to sync while local.
+            self.keys.clear_dirty();
+        }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.shared.load(Relaxed)
+    }
+
+    /// Keys held, and the current bound.
+    pub fn keys(&self) -> (usize, usize) {
+        (self.keys.len(), self.keys.capacity())
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.keys.evicted.load(Relaxed)
+    }
+
+    /// Drops keys unused since the previous sweep.
+    pub fn sweep(&self) {
+        self.keys.sweep();
+    }
+
+    /// Takes the keys to sync (at most `max`): per key, admissions to report and the lease
+    /// change to ask for (positive: more tokens, negative: tokens given back).
+    pub fn collect(&self, now: u64, max: usize) -> Vec<SyncItem> {
+        let c = self.compiled.load_full();
+        self.keys.collect(max, |key, e| {
+            let demand = std::mem::take(&mut e.demand);
+            let used = std::mem::take(&mut e.unreported);
+            let rule = c.set.rules.get(usize::from(key.rule))?;
+            let l = c.full.get(usize::from(key.rule))?;
+            if e.window != now / l.window_ns.max(1) {
+                return None; // activity of a closed window
+            }
+            // Ask for twice the last interval's demand; give back a lease much larger than it.
+            let target = i64::from(demand).saturating_mul(2);
+            let mut want = target - i64::from(e.lease);
+            if want < 0 {
+                if i64::from(e.lease) > target.saturating_mul(2) {
+                    e.lease = target as u32;
+                } else {
+                    want = 0;
+                }
+            }
+            if want == 0 && used == 0 {
+                return None;
+            }
+            Some(SyncItem {
+                key,
+                rule: key.rule,
+                name: rule.name.clone(),
+                rate: rule.rate,
+                window_ns: l.window_ns,
+                window: e.window,
+                used,
+                want,
+            })
+        })
+    }
+
+    /// Applies Redis's answers: leases granted for the windows they were asked for.
+    pub fn apply(&self, items: &[SyncItem], grants: &[(i64, i64)]) {
+        for (it, (grant, _total)) in items.iter().zip(grants) {
+            let grant = (*grant).clamp(0, i64::from(u32::MAX)) as u32;
+            self.stats.granted.fetch_add(u64::from(grant), Relaxed);
+            self.keys.update(it.key, |e| {
+                if e.window == it.window {
+                    e.lease = e.lease.saturating_add(grant);
+                    e.leased = true;
+                }
+            });
+        }
+    }
+
+    /// The longest window among the rules (for the idle sweep period).
+    pub fn longest_window_ns(&self) -> u64 {
+        let c = self.compiled.load();
+        let dup = c.set.duplicates.map_or(0, |(_, w)| w.as_nanos() as u64);
+        c.full.iter().map(|l| l.window_ns).fold(dup, u64::max)
+    }
+}
+
+/// One key's share of a sync call.
+#[derive(Debug, Clone)]
+pub struct SyncItem {
+    pub key: Key,
+    pub rule: u16,
+    pub name: String,
+    /// The shared limit per window.
+    pub rate: u64,
+    pub window_ns: u64,
+    /// Window index (wall-clock ns / window).
+    pub window: u64,
+    /// Admissions made before the lease, to add to the shared count.
+    pub used: u32,
+    /// Lease tokens wanted (> 0) or given back (< 0).
+    pub want: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings(text: &str) -> Settings {
+        let raw: rules::LimitConfig = toml::from_str(text).unwrap();
+        raw.validate().unwrap()
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn no_rules_admit_everything() {
+        let l = Limiter::disabled();
+        for i in 0..1000 {
+            assert_eq!(l.decide(Fingerprint(i), "svc", 0, i as u64), None);
+        }
+        assert_eq!(l.keys().0, 0);
+    }
+
+    #[test]
+    fn rules_key_by_fingerprint_service_uid_and_global() {
+        let l = Limiter::new(&settings(
+            r#"
+            [[rules]]
+            key = "fingerprint"
+            rate = 3
+            [[rules]]
+            key = "service"
+            rate = 5
+            [[rules]]
+            key = "uid"
+            rate = 100
+            [[rules]]
+            key = "global"
+            rate = 8
+            "#,
+        ));
+        let t = 100 * S;
+        let ok = |fp: u128, svc: &str| l.decide(Fingerprint(fp), svc, 1000, t).is_none();
+        assert_eq!((0..10).filter(|_| ok(1, "a")).count(), 3, "per fingerprint");
+        assert_eq!((0..10).filter(|i| ok(100 + i, "a")).count(), 2, "service a: 5");
+        assert_eq!((0..10).filter(|i| ok(200 + i, "b")).count(), 3, "global: 8");
+        assert_eq!(
+            l.decide(Fingerprint(999), "c", 1000, t),
+            Some(Reason::RateLimit)
+        );
+    }
+
+    #[test]
+    fn duplicates_before_rates() {
+        let l = Limiter::new(&settings(
+            "[duplicates]\nmax = 2\nwindow = \"10s\"\n[[rules]]\nkey = \"global\"\nrate = 1000\n",
+        ));
+        let t = 50 * S;
+        let r: Vec<_> = (0..4)
+            .map(|_| l.decide(Fingerprint(7), "s", 0, t))
+            .collect();
+        assert_eq!(r, [None, None, Some(Reason::Duplicate), Some(Reason::Duplicate)]);
+        assert_eq!(l.decide(Fingerprint(7), "s", 0, t + 10 * S), None);
+    }
+
+    #[test]
+    fn reload_resets_only_on_change() {
+        let s = settings("[[rules]]\nkey = \"global\"\nrate = 2\n");
+        let l = Limiter::new(&s);
+        let t = 10 * S;
+        assert_eq!(
+            (0..5).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count(),
+            2
+        );
+        l.reload(&s.rules);
+        assert!(l.decide(Fingerprint(1), "", 0, t).is_some(), "same rules: state kept");
+        let s2 = settings("[[rules]]\nkey = \"global\"\nrate = 4\n");
+        l.reload(&s2.rules);
+        assert_eq!(
+            (0..5).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count(),
+            4
+        );
+        l.reload(&settings("").rules);
+        assert!(l.decide(Fingerprint(1), "", 0, t).is_none());
+    }
+
+    #[test]
+    fn shared_mode_leases_and_local_share_fallback() {
+        let s = settings(
+            "redis_url = \"redis://127.0.0.1:1\"\nsync_interval = \"100ms\"\nlocal_share = 0.5\n[[rules]]\nkey = \"global\"\nrate = 100\n",
+        );
+        let l = Limiter::new(&s);
+        let t = 20 * S;
+        // Pre-lease: one sync interval's worth (10).
+        let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
+        assert_eq!(n, 10);
+        let items = l.collect(t, 100);
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].used, items[0].want), (10, 100));
+        l.apply(&items, &[(30, 40)]);
+        let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
+        assert_eq!(n, 30);
+        // Redis unreachable: half of the limit, locally.
+        l.set_shared(false);
+        let t2 = t + Duration::from_secs(5).as_nanos() as u64;
+        let n = (0..500).filter(|_| l.decide(Fingerprint(1), "", 0, t2).is_none()).count();
+        assert_eq!(n, 50);
+        assert_eq!(l.stats.local_admits.load(Relaxed), 50);
+    }
+
+    #[test]
+    fn pressure_shrinks_the_key_map() {
+        let l = Limiter::new(&settings(
+            "max_keys = 16000\n[[rules]]\nkey = \"fingerprint\"\nrate = 10\n",
+        ));
+        let (tx, mut rx) = crate::memory::channel();
+        for i in 0..16_000u128 {
+            l.decide(Fingerprint(i), "", 0, S);
+        }
+        tx.send(Pressure::Critical).unwrap();
+        assert!(rx.has_changed().unwrap());
+        l.set_pressure(*rx.borrow_and_update());
+        let (held, cap) = l.keys();
+        assert_eq!(cap, (16_000 / local::SHARDS / 16) * local::SHARDS);
+        assert!(held <= cap, "{held} > {cap}");
+    }
+}

@@ -1,0 +1,328 @@
+//! The limiter's background task: memory pressure, idle sweeps and, when `limit.redis_url` is
+//! set, the sync of shared limits with Redis.
+//!
+//! Every `sync_interval` the task takes the keys that saw events, and makes **one** call: an
+//! `EVALSHA` of [`SCRIPT`] carrying, per key, the admissions made before a lease (added to the
+//! shared count unconditionally) and the lease wanted (or given back). The script grants each
+//! daemon at most a fair share of what is left in the window — `(limit − count) / daemons` — and
+//! adds the grant to the count atomically, so leases never add up past the limit. The clock is
+//! passed in (window index in the key names, expiry as an argument): no `TIME` in Lua.
+//!
+//! Keys: `{prefix}:<rule>:<key hex>:<window index>`, a hash holding each daemon's count; the
+//! braces make every key of one call hash to one Redis Cluster slot. They expire two windows
+//! after their window ends.
+//!
+//! Every call (connect included) has the `redis_timeout` deadline and goes through the
+//! [`Breaker`]; the ingest path never waits for any of it. When the breaker leaves `Closed`,
+//! shared rules switch to the local share; a successful half-open probe switches them back.
+//! Transitions and connection trouble are written to the log as `daemon` records.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::rules::Settings;
+use super::{Limiter, SyncItem};
+use crate::breaker::{Breaker, Outcome, State, Transition};
+use crate::memory::PressureRx;
+use crate::stats::Stats;
+
+/// Most keys carried by one sync call; keys beyond it wait for the next interval. Bounds the
+/// size of the call (about 150 bytes of arguments per key) and the script's run time in Redis.
+pub const MAX_SYNC_KEYS: usize = 2048;
+
+/// Idle keys are swept at most this often (and never sooner than two of the longest window).
+pub const MIN_SWEEP_PERIOD: Duration = Duration::from_secs(60);
+
+/// The sync script. KEYS: per item the current and the previous window's hash. ARGV: this
+/// daemon's id, then per item: limit, expire-at (ms, from the caller's clock), used, want.
+/// Returns per item: granted, count after the call.
+pub const SCRIPT: &str = r#"
+local me = ARGV[1]
+local out = {}
+local n = #KEYS / 2
+for i = 1, n do
+  local cur, prev = KEYS[2 * i - 1], KEYS[2 * i]
+  local b = 1 + (i - 1) * 4
+  local limit = tonumber(ARGV[b + 1])
+  local expire_at = tonumber(ARGV[b + 2])
+  local used = tonumber(ARGV[b + 3])
+  local want = tonumber(ARGV[b + 4])
+  local delta = used
+  if want < 0 then delta = delta + want end
+  if delta ~= 0 then redis.call('HINCRBY', cur, me, delta) end
+  local total = 0
+  local vals = redis.call('HVALS', cur)
+  for _, v in ipairs(vals) do total = total + tonumber(v) end
+  local grant = 0
+  if want > 0 and total < limit then
+    local hosts = #vals
+    if redis.call('HEXISTS', cur, me) == 0 then hosts = hosts + 1 end
+    hosts = math.max(hosts, redis.call('HLEN', prev), 1)
+    local left = limit - total
+    grant = math.min(want, math.max(1, math.floor(left / hosts)), left)
+    redis.call('HINCRBY', cur, me, grant)
+    total = total + grant
+  end
+  redis.call('PEXPIREAT', cur, expire_at)
+  out[2 * i - 1] = grant
+  out[2 * i] = total
+end
+return out
+"#;
+
+/// Runs until `cancel`: applies pressure changes, sweeps idle keys, syncs with Redis.
+pub async fn run(
+    limiter: Arc<Limiter>,
+    settings: Settings,
+    mut pressure: PressureRx,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    let mut sync = settings.redis_url.as_ref().and_then(|url| {
+        match Sync::new(url, &settings, limiter.clone(), stats.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // Validation opened the same URL; not expected.
+                stats.notices.post(
+                    "redis unusable: shared limits off, local limits only",
+                    vec![("error", json!(e.to_string()))],
+                );
+                None
+            }
+        }
+    });
+    let mut tick = tokio::time::interval(settings.sync_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = Instant::now();
+    let mut pressure_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            r = pressure.changed(), if pressure_open => match r {
+                Ok(()) => {
+                    let p = *pressure.borrow_and_update();
+                    limiter.set_pressure(p);
+                }
+                Err(_) => pressure_open = false,
+            },
+            _ = tick.tick() => {
+                let period = MIN_SWEEP_PERIOD
+                    .max(Duration::from_nanos(limiter.longest_window_ns().saturating_mul(2)));
+                if last_sweep.elapsed() >= period {
+                    limiter.sweep();
+                    last_sweep = Instant::now();
+                }
+                if let Some(s) = sync.as_mut() {
+                    s.step().await;
+                }
+            }
+        }
+    }
+}
+
+/// Why a call failed, for the breaker and the log.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl CallError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            CallError::Timeout(_) => Outcome::Timeout,
+            CallError::Redis(e) if e.is_timeout() => Outcome::Timeout,
+            CallError::Redis(_) => Outcome::Failure,
+        }
+    }
+}
+
+struct Sync {
+    client: redis::Client,
+    conn: Option<redis::aio::MultiplexedConnection>,
+    script: redis::Script,
+    breaker: Breaker,
+    limiter: Arc<Limiter>,
+    stats: Arc<Stats>,
+    prefix: String,
+    timeout: Duration,
+    /// This daemon's field in the Redis hashes: host, pid and start time.
+    me: String,
+    /// The last call failed (so a failure is logged once, not every interval).
+    failing: bool,
+}
+
+impl Sync {
+    fn new(
+        url: &str,
+        s: &Settings,
+        limiter: Arc<Limiter>,
+        stats: Arc<Stats>,
+    ) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let breaker = Breaker::new("redis", s.breaker.clone(), Instant::now());
+        stats.register_breaker(breaker.status().clone());
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Ok(Self {
+            client,
+            conn: None,
+            script: redis::Script::new(SCRIPT),
+            breaker,
+            limiter,
+            stats,
+            prefix: s.key_prefix.clone(),
+            timeout: s.redis_timeout,
+            me: format!("{host}:{}:{started}", std::process::id()),
+            failing: false,
+        })
+    }
+
+    /// One sync interval.
+    async fn step(&mut self) {
+        let now = Instant::now();
+        let (ok, tr) = self.breaker.try_acquire(now);
+        self.transition(tr, None);
+        if !ok {
+            return;
+        }
+        let wall = unix_ns(SystemTime::now());
+        let items = self.limiter.collect(wall, MAX_SYNC_KEYS);
+        if items.is_empty() && self.breaker.state() == State::Closed && self.conn.is_some() {
+            // Nothing to say: no call (`Closed` took no probe slot). A half-open probe or a
+            // first connect still calls.
+            return;
+        }
+        let result = self.call(&items).await;
+        let done = Instant::now();
+        match result {
+            Ok(grants) => {
+                self.stats_ok(&items);
+                self.limiter.apply(&items, &grants);
+                if self.failing {
+                    self.failing = false;
+                    self.stats.notices.post("redis reachable again", Vec::new());
+                }
+                let tr = self.breaker.record(done, Outcome::Success);
+                self.transition(tr, None);
+            }
+            Err(e) => {
+                self.conn = None;
+                if !self.failing {
+                    self.failing = true;
+                    tracing::warn!(error = %e, "redis sync failed");
+                    self.stats.notices.post(
+                        "redis sync failed",
+                        vec![
+                            ("error", json!(e.to_string())),
+                            ("breaker", json!(self.breaker.state().as_str())),
+                        ],
+                    );
+                }
+                let tr = self.breaker.record(done, e.outcome());
+                self.transition(tr, Some(&e));
+            }
+        }
+    }
+
+    fn stats_ok(&self, items: &[SyncItem]) {
+        let s = &self.limiter.stats;
+        s.syncs.fetch_add(1, Relaxed);
+        s.synced_keys.fetch_add(items.len() as u64, Relaxed);
+    }
+
+    async fn call(&mut self, items: &[SyncItem]) -> Result<Vec<(i64, i64)>, CallError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let c = tokio::time::timeout_at(
+                    deadline,
+                    self.client.get_multiplexed_async_connection(),
+                )
+                .await
+                .map_err(|_| CallError::Timeout(self.timeout))??;
+                self.conn.insert(c)
+            }
+        };
+        let mut inv = self.script.prepare_invoke();
+        inv.arg(&self.me);
+        for it in items {
+            let (cur, prev) = keys(&self.prefix, it);
+            inv.key(cur).key(prev);
+            let window_ms = it.window_ns / 1_000_000;
+            // Expire two windows after this one ends (the clock is ours, not Redis's).
+            let expire_at = (it.window + 3).saturating_mul(window_ms.max(1));
+            inv.arg(it.rate).arg(expire_at).arg(it.used).arg(it.want);
+        }
+        let flat: Vec<i64> = tokio::time::timeout_at(deadline, inv.invoke_async(conn))
+            .await
+            .map_err(|_| CallError::Timeout(self.timeout))??;
+        Ok(flat.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+    }
+
+    /// Logs a breaker transition and switches between shared and local limits.
+    fn transition(&self, tr: Option<Transition>, cause: Option<&CallError>) {
+        let Some(tr) = tr else { return };
+        let shared = tr.to == State::Closed;
+        self.limiter.set_shared(shared);
+        let mut fields = vec![
+            ("breaker", json!("redis")),
+            ("from", json!(tr.from.as_str())),
+            ("to", json!(tr.to.as_str())),
+            ("limits", json!(if shared { "shared" } else { "local_share" })),
+        ];
+        if let Some(e) = cause {
+            fields.push(("error", json!(e.to_string())));
+        }
+        tracing::warn!(from = tr.from.as_str(), to = tr.to.as_str(), "redis breaker");
+        self.stats.notices.post("breaker transition", fields);
+    }
+}
+
+/// The current and previous window's key of an item.
+pub fn keys(prefix: &str, it: &SyncItem) -> (String, String) {
+    let k = |w: u64| format!("{{{prefix}}}:{}:{:x}:{w}", it.name, it.key.value);
+    (k(it.window), k(it.window.saturating_sub(1)))
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::local::Key;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let it = SyncItem {
+            key: Key { rule: 0, value: 0xab },
+            rule: 0,
+            name: "per-fp".into(),
+            rate: 10,
+            window_ns: 1_000_000_000,
+            window: 77,
+            used: 0,
+            want: 1,
+        };
+        let (cur, prev) = keys("qe", &it);
+        assert_eq!(cur, "{qe}:per-fp:ab:77");
+        assert_eq!(prev, "{qe}:per-fp:ab:76");
+        assert!(!SCRIPT.contains("TIME"), "no server clock in the script");
+    }
+}

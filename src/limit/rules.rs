@@ -1,0 +1,459 @@
+//! The `[limit]` configuration: raw serde structs (every field is user documentation) and their
+//! validation into the runtime [`Settings`] and [`RuleSet`].
+//!
+//! SIGHUP may change the rules, the duplicate policy and `local_share` (the limiter's state is
+//! reset when they change); the Redis connection settings, `sync_interval`, `max_keys` and the
+//! breaker need a restart (see [`restart_required`]).
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::BreakerConfig;
+
+/// Shortest accepted rule window. Windows are counted in nanoseconds of wall-clock time;
+/// below a millisecond the per-window bookkeeping would cost more than it limits.
+pub const MIN_WINDOW: Duration = Duration::from_millis(1);
+
+/// Longest rule name (it is part of every Redis key).
+pub const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{key}: {msg}")]
+pub struct LimitConfigError {
+    pub key: String,
+    pub msg: String,
+}
+
+fn err(key: impl Into<String>, msg: impl Into<String>) -> LimitConfigError {
+    LimitConfigError {
+        key: key.into(),
+        msg: msg.into(),
+    }
+}
+
+/// What a rule counts events by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// One budget per fingerprint (per bug).
+    Fingerprint,
+    /// One budget per `service` (the event's, else the peer's process name).
+    Service,
+    /// One budget per peer uid (from SO_PEERCRED; cannot be forged by the client).
+    Uid,
+    /// One budget for everything.
+    Global,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Fingerprint => "fingerprint",
+            KeyKind::Service => "service",
+            KeyKind::Uid => "uid",
+            KeyKind::Global => "global",
+        }
+    }
+}
+
+/// `[[limit.rules]]`: one limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name of the rule, part of its Redis keys (letters, digits, `-`, `_`); default: the key
+    /// kind. Daemons sharing a limit must use the same name, rate and window for it.
+    #[serde(default)]
+    pub name: String,
+    /// `fingerprint`, `service`, `uid` or `global`.
+    pub key: KeyKind,
+    /// Events admitted per `window` (sustained).
+    pub rate: u64,
+    /// The period `rate` applies to.
+    #[serde(with = "humantime_serde", default = "default_window")]
+    pub window: Duration,
+    /// Most events admitted at once by the local limiter; 0 = `rate`.
+    #[serde(default)]
+    pub burst: u64,
+    /// Share this limit through Redis (when `limit.redis_url` is set); false keeps it per daemon.
+    #[serde(default = "yes")]
+    pub shared: bool,
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[limit.duplicates]`: after `max` copies of one fingerprint in `window`, further copies are
+/// suppressed (counted in `suppressed` records with reason `duplicate`). Local to each daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DuplicatesConfig {
+    /// Copies of one fingerprint written per window; 0 turns the policy off.
+    pub max: u64,
+    /// The window, aligned to wall-clock multiples of its length.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for DuplicatesConfig {
+    fn default() -> Self {
+        Self {
+            max: 0,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[limit.breaker]`: the circuit breaker around Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Rolling window the failure rate is computed over (10 fixed buckets).
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Fewest calls in the window before the failure rate may open the breaker.
+    pub min_calls: u32,
+    /// Failure rate (0–1] that opens the breaker.
+    pub failure_rate: f64,
+    /// Consecutive timed-out calls that open the breaker at once; 0 = off.
+    pub max_timeouts: u32,
+    /// Consecutive failed calls (refused, reset, error reply, timeout) that open the breaker at
+    /// once, however healthy the window was; 0 = off.
+    pub max_failures: u32,
+    /// Time the breaker stays open before a probe call.
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        let d = BreakerConfig::default();
+        Self {
+            window: d.window,
+            min_calls: d.min_calls,
+            failure_rate: d.failure_rate,
+            max_timeouts: d.max_timeouts,
+            max_failures: 3,
+            cool_down: d.cool_down,
+        }
+    }
+}
+
+impl BreakerSettings {
+    /// Validates into a [`BreakerConfig`]; `prefix` names the section in errors.
+    pub fn validate(&self, prefix: &str) -> Result<BreakerConfig, LimitConfigError> {
+        if self.window < Duration::from_millis(10) {
+            return Err(err(format!("{prefix}.window"), "must be at least 10ms"));
+        }
+        if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
+            return Err(err(
+                format!("{prefix}.failure_rate"),
+                "must be in (0, 1]",
+            ));
+        }
+        if self.cool_down.is_zero() {
+            return Err(err(
+                format!("{prefix}.cool_down"),
+                "must be greater than zero",
+            ));
+        }
+        Ok(BreakerConfig {
+            window: self.window,
+            min_calls: self.min_calls.max(1),
+            failure_rate: self.failure_rate,
+            max_timeouts: self.max_timeouts,
+            max_failures: self.max_failures,
+            cool_down: self.cool_down,
+            probes: 1,
+        })
+    }
+}
+
+/// `[limit]`: rate limits, the duplicate policy and Redis sharing (docs/rate-limiting.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Redis shared by the daemons that enforce one limit together, e.g.
+    /// `redis://:password@10.0.0.5:6379/0`; empty = every daemon limits on its own.
+    pub redis_url: String,
+    /// Prefix of every Redis key; keys are `{prefix}:rule:key:window`, the braces are a Redis
+    /// Cluster hash tag so one sync is one call to one node.
+    pub key_prefix: String,
+    /// How often each daemon syncs its counts with Redis (one round trip each time).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// Deadline of every Redis call (connect included); a slower call counts as a timeout.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// Fraction (0–1] of each shared limit this daemon enforces alone while Redis is
+    /// unreachable; e.g. 0.25 with four daemons.
+    pub local_share: f64,
+    /// Keys (rule × fingerprint/service/uid) whose state is kept; the least recently used are
+    /// evicted beyond it, and the bound shrinks under memory pressure.
+    pub max_keys: usize,
+    pub duplicates: DuplicatesConfig,
+    pub breaker: BreakerSettings,
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            key_prefix: "qerrors".into(),
+            sync_interval: Duration::from_millis(50),
+            redis_timeout: Duration::from_millis(200),
+            local_share: 1.0,
+            max_keys: 100_000,
+            duplicates: DuplicatesConfig::default(),
+            breaker: BreakerSettings::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub key: KeyKind,
+    pub rate: u64,
+    pub window: Duration,
+    pub burst: u64,
+    pub shared: bool,
+}
+
+impl Rule {
+    pub fn window_ns(&self) -> u64 {
+        self.window.as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+}
+
+/// The settings SIGHUP may change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// `(max, window)`; `None` = off.
+    pub duplicates: Option<(u64, Duration)>,
+    pub local_share: f64,
+}
+
+impl RuleSet {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.duplicates.is_none()
+    }
+}
+
+/// Validated `[limit]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `None`: no Redis, limits are per daemon.
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+    pub sync_interval: Duration,
+    pub redis_timeout: Duration,
+    pub max_keys: usize,
+    pub breaker: BreakerConfig,
+    pub rules: RuleSet,
+}
+
+impl LimitConfig {
+    pub fn validate(self) -> Result<Settings, LimitConfigError> {
+        let redis_url = match self.redis_url.trim() {
+            "" => None,
+            url => {
+                redis::Client::open(url)
+                    .map_err(|e| err("limit.redis_url", format!("not a Redis URL: {e}")))?;
+                Some(url.to_string())
+            }
+        };
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
+            return Err(err(
+                "limit.key_prefix",
+                "must be non-empty and without braces (they are added as the hash tag)",
+            ));
+        }
+        if self.sync_interval < Duration::from_millis(1) {
+            return Err(err("limit.sync_interval", "must be at least 1ms"));
+        }
+        if self.redis_timeout.is_zero() {
+            return Err(err("limit.redis_timeout", "must be greater than zero"));
+        }
+        if !(self.local_share > 0.0 && self.local_share <= 1.0) {
+            return Err(err("limit.local_share", "must be in (0, 1]"));
+        }
+        if self.max_keys < 16 {
+            return Err(err("limit.max_keys", "must be at least 16"));
+        }
+        let breaker = self.breaker.validate("limit.breaker")?;
+        let duplicates = match self.duplicates.max {
+            0 => None,
+            max => {
+                if self.duplicates.window < MIN_WINDOW {
+                    return Err(err("limit.duplicates.window", "must be at least 1ms"));
+                }
+                Some((max, self.duplicates.window))
+            }
+        };
+        let mut rules = Vec::with_capacity(self.rules.len());
+        if self.rules.len() > usize::from(u16::MAX - 1) {
+            return Err(err("limit.rules", "too many rules"));
+        }
+        for (i, r) in self.rules.into_iter().enumerate() {
+            let key = |k: &str| format!("limit.rules[{i}].{k}");
+            let name = if r.name.is_empty() {
+                r.key.as_str().to_string()
+            } else {
+                r.name
+            };
+            if name.len() > MAX_NAME_LEN
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    key("name"),
+                    format!("`{name}`: up to {MAX_NAME_LEN} letters, digits, `-` or `_`"),
+                ));
+            }
+            if rules.iter().any(|o: &Rule| o.name == name) {
+                return Err(err(
+                    key("name"),
+                    format!("`{name}` is used by an earlier rule; give each rule its own name"),
+                ));
+            }
+            if r.rate == 0 || r.rate > u64::from(u32::MAX) {
+                return Err(err(key("rate"), "must be between 1 and 4294967295"));
+            }
+            if r.window < MIN_WINDOW {
+                return Err(err(key("window"), "must be at least 1ms"));
+            }
+            rules.push(Rule {
+                name,
+                key: r.key,
+                rate: r.rate,
+                window: r.window,
+                burst: if r.burst == 0 { r.rate } else { r.burst },
+                shared: r.shared,
+            });
+        }
+        Ok(Settings {
+            redis_url,
+            key_prefix: self.key_prefix,
+            sync_interval: self.sync_interval,
+            redis_timeout: self.redis_timeout,
+            max_keys: self.max_keys,
+            breaker,
+            rules: RuleSet {
+                rules,
+                duplicates,
+                local_share: self.local_share,
+            },
+        })
+    }
+}
+
+/// `[limit]` keys that only change with a restart.
+pub fn restart_required(old: &Settings, new: &Settings) -> Option<&'static str> {
+    let same = old.redis_url == new.redis_url
+        && old.key_prefix == new.key_prefix
+        && old.sync_interval == new.sync_interval
+        && old.redis_timeout == new.redis_timeout
+        && old.max_keys == new.max_keys
+        && old.breaker == new.breaker;
+    (!same).then_some("limit (redis_url, key_prefix, sync_interval, redis_timeout, max_keys, breaker)")
+}
+
+/// The settings in force after a reload: `new`'s rules, `old`'s restart-only keys.
+pub fn merge_live(old: &Settings, new: Settings) -> Settings {
+    Settings {
+        rules: new.rules,
+        ..old.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, LimitConfigError> {
+        let raw: LimitConfig = toml::from_str(text).unwrap();
+        raw.validate()
+    }
+
+    #[test]
+    fn defaults_have_no_rules_and_no_redis() {
+        let s = LimitConfig::default().validate().unwrap();
+        assert!(s.rules.is_empty());
+        assert_eq!(s.redis_url, None);
+        assert_eq!(s.sync_interval, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn rules_parse_with_defaults() {
+        let s = parse(
+            r#"
+            redis_url = "redis://127.0.0.1:6379"
+            [duplicates]
+            max = 3
+            [[rules]]
+            key = "fingerprint"
+            rate = 10
+            [[rules]]
+            name = "all"
+            key = "global"
+            rate = 1000
+            window = "1m"
+            burst = 50
+            shared = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.rules.rules.len(), 2);
+        assert_eq!(s.rules.rules[0].name, "fingerprint");
+        assert_eq!(s.rules.rules[0].burst, 10);
+        assert_eq!(s.rules.rules[0].window, Duration::from_secs(1));
+        assert!(s.rules.rules[0].shared);
+        assert_eq!(s.rules.rules[1].burst, 50);
+        assert!(!s.rules.rules[1].shared);
+        assert_eq!(s.rules.duplicates, Some((3, Duration::from_secs(60))));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = parse("[[rules]]\nkey = \"uid\"\nrate = 0\n").unwrap_err();
+        assert_eq!(e.key, "limit.rules[0].rate");
+        let e = parse("[[rules]]\nkey = \"uid\"\nrate = 1\n[[rules]]\nkey = \"uid\"\nrate = 2\n")
+            .unwrap_err();
+        assert_eq!(e.key, "limit.rules[1].name");
+        let e = parse("local_share = 0.0").unwrap_err();
+        assert_eq!(e.key, "limit.local_share");
+        let e = parse("redis_url = \"http://x\"").unwrap_err();
+        assert_eq!(e.key, "limit.redis_url");
+        let e = parse("key_prefix = \"{q}\"").unwrap_err();
+        assert_eq!(e.key, "limit.key_prefix");
+        let e = parse("[[rules]]\nname = \"a b\"\nkey = \"uid\"\nrate = 1\n").unwrap_err();
+        assert_eq!(e.key, "limit.rules[0].name");
+    }
+
+    #[test]
+    fn reload_keeps_restart_only_keys() {
+        let old = LimitConfig::default().validate().unwrap();
+        let new = parse(
+            "redis_url = \"redis://h:1\"\nlocal_share = 0.5\n[[rules]]\nkey = \"global\"\nrate = 5\n",
+        )
+        .unwrap();
+        assert!(restart_required(&old, &new).is_some());
+        let merged = merge_live(&old, new);
+        assert_eq!(merged.redis_url, None);
+        assert_eq!(merged.rules.local_share, 0.5);
+        assert_eq!(merged.rules.rules.len(), 1);
+        assert!(restart_required(&old, &merged).is_none());
+    }
+}

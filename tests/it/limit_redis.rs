@@ -1,0 +1,343 @@
+//! Redis-shared limits with real `redis-server`s (started per test on a free port, killed by
+//! PID): one shared limit across three daemons, Redis killed / paused / restarted mid-load
+//! (breaker, local shares, no ingest stall, exact accounting), and unusable Redis at start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use crate::limit_support::{
+    free_port, p99, paced_load, probe, redis_available, suppressed_count, transitions_to, Redis,
+};
+use crate::util::{event_line, rfc3339, spawn_daemon, stop_record, wait_until, Daemon, Opts};
+
+/// Generous bound for records to show up (loaded 2-core box).
+const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn daemon(redis_url: &str, prefix: &str, rules: &str, extra: &[(&str, &str)]) -> Daemon {
+    let mut o = Opts::new()
+        .env("LIMIT_REDIS_URL", redis_url)
+        .env("LIMIT_KEY_PREFIX", prefix)
+        .env("LIMIT_RULES", rules);
+    for (k, v) in extra {
+        o = o.env(k, v);
+    }
+    spawn_daemon(o)
+}
+
+fn events(records: &[Value]) -> Vec<&Value> {
+    records.iter().filter(|r| r["kind"] == "event").collect()
+}
+
+fn time_of(r: &Value, field: &str) -> SystemTime {
+    let t = rfc3339(&r[field]);
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
+}
+
+fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
+    match b.duration_since(a) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+#[test]
+fn three_daemons_share_one_limit() {
+    if !redis_available("three_daemons_share_one_limit") {
+        return;
+    }
+    let redis = Redis::start(None);
+    // L = 400 events/s, as 100 per 250 ms window.
+    const RATE: u64 = 100;
+    const WINDOW_MS: u64 = 250;
+    let rules = format!(r#"[{{key = "global", rate = {RATE}, window = "{WINDOW_MS}ms"}}]"#);
+    let started = Instant::now();
+    let mut ds: Vec<Daemon> = (0..3)
+        .map(|_| daemon(&redis.url(), "share3", &rules, &[]))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = SystemTime::now();
+    let loads: Vec<_> = ds
+        .iter()
+        .map(|d| paced_load(d.socket.clone(), 2_000, 20, stop.clone()))
+        .collect();
+    thread::sleep(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    let sent: Vec<u64> = loads.into_iter().map(|h| h.join().unwrap().lines).collect();
+    let t1 = SystemTime::now();
+    let mut total = 0;
+    for (d, sent) in ds.iter_mut().zip(&sent) {
+        let records = d.stop();
+        let admitted = events(&records).len() as u64;
+        let suppressed = suppressed_count(&records, Some("rate_limit"));
+        assert_eq!(admitted + suppressed, *sent, "admitted + suppressed = sent");
+        assert_eq!(stop_record(&records)["rejected"], 0);
+        total += admitted;
+    }
+    let elapsed = started.elapsed();
+    let calls = redis.script_calls();
+
+    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let windows = ms(t1) / WINDOW_MS - ms(t0) / WINDOW_MS + 1;
+    let l_times_10s = RATE * 1000 / WINDOW_MS * 10;
+    eprintln!(
+        "shared limit: sent {sent:?}, admitted {total} (L×10s = {l_times_10s}, windows touched \
+         {windows} → {}), redis script calls {calls} in {elapsed:?} = {:.1}/s per daemon",
+        windows * RATE,
+        calls as f64 / elapsed.as_secs_f64() / 3.0
+    );
+    let lo = l_times_10s as f64 * 0.9;
+    let hi = l_times_10s as f64 * 1.1;
+    assert!(
+        (lo..=hi).contains(&(total as f64)),
+        "admitted {total} not within ±10 % of {l_times_10s}"
+    );
+    let unshared: u64 = sent.iter().map(|s| (*s).min(l_times_10s)).sum();
+    assert!(
+        (total as f64) < unshared as f64 * 0.5,
+        "admitted {total}: not far below three unshared daemons ({unshared})"
+    );
+    // At most one round trip per sync interval per daemon (+ the first EVAL per connection).
+    let intervals = (elapsed.as_millis() as u64) / 50 + 1;
+    assert!(
+        calls <= 3 * intervals + 3,
+        "{calls} script calls for 3 daemons over {intervals} sync intervals"
+    );
+    assert!(calls > 0);
+}
+
+/// Load + probe around an outage that `outage` starts and ends; returns (records, probe
+/// samples, sent lines, outage start, outage end).
+struct Outage {
+    records: Vec<Value>,
+    samples: Vec<(Instant, Duration, Value)>,
+    sent: u64,
+    began: (Instant, SystemTime),
+    ended: (Instant, SystemTime),
+}
+
+fn run_outage(
+    d: &mut Daemon,
+    start: impl FnOnce(),
+    during: Duration,
+    end: impl FnOnce(),
+    after: impl FnOnce(&Daemon),
+) -> Outage {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = paced_load(d.socket.clone(), 1_000, 10, stop.clone());
+    let pr = probe(d.socket.clone(), Duration::from_millis(20), stop.clone());
+    thread::sleep(Duration::from_secs(3));
+    let began = (Instant::now(), SystemTime::now());
+    start();
+    thread::sleep(during);
+    let ended = (Instant::now(), SystemTime::now());
+    end();
+    after(d);
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.join().unwrap().lines;
+    let samples = pr.join().unwrap();
+    let records = d.stop();
+    Outage {
+        records,
+        samples,
+        sent: sent + 0,
+        began,
+        ended,
+    }
+}
+
+/// The checks every outage shares: the breaker opened within 1 s, ingest did not stall, every
+/// event is accounted for exactly once, and local shares applied while Redis was away.
+fn check_outage(o: &Outage, rate_per_s: f64, share: f64) {
+    let open = transitions_to(&o.records, "open");
+    let first_open = open
+        .iter()
+        .find(|r| secs_between(o.began.1, time_of(r, "time")) >= 0.0)
+        .unwrap_or_else(|| panic!("no breaker open record after the outage began"));
+    let took = secs_between(o.began.1, time_of(first_open, "time"));
+    assert!(took < 1.0, "breaker opened {took:.3} s after the outage began");
+
+    // Ingest latency (probe round trips) before vs during the outage.
+    let before: Vec<Duration> = o
+        .samples
+        .iter()
+        .filter(|(t, ..)| *t < o.began.0)
+        .map(|s| s.1)
+        .collect();
+    let during: Vec<Duration> = o
+        .samples
+        .iter()
+        .filter(|(t, ..)| *t >= o.began.0 && *t < o.ended.0)
+        .map(|s| s.1)
+        .collect();
+    let (pb, pd) = (p99(before), p99(during));
+    eprintln!("probe p99 before {pb:?}, during the outage {pd:?}");
+    assert!(
+        pd <= pb * 10 + Duration::from_millis(150),
+        "ingest stalled: p99 {pd:?} during the outage vs {pb:?} before"
+    );
+
+    // Exact accounting: every line is an event or counted as suppressed; each probe line got
+    // one reply, and exactly the acked ones are in the log.
+    let evs = events(&o.records);
+    let suppressed = suppressed_count(&o.records, Some("rate_limit"));
+    let probes = o.samples.len() as u64;
+    assert_eq!(evs.len() as u64 + suppressed, o.sent + probes);
+    let acked = o.samples.iter().filter(|s| s.2["ok"] == true).count();
+    let limited = o
+        .samples
+        .iter()
+        .filter(|s| s.2["error"] == "rate_limited")
+        .count();
+    assert_eq!(acked + limited, o.samples.len(), "unexpected probe replies");
+    let logged_probes = evs.iter().filter(|e| e["service"] == "probe").count();
+    assert_eq!(logged_probes, acked);
+    let mut ids: Vec<&str> = evs.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), evs.len(), "an event was written twice");
+    let stop = stop_record(&o.records);
+    assert_eq!(stop["rejected"], 0);
+    assert_eq!(stop["dropped"], 0);
+
+    // Local share while the breaker was not closed: from its opening to the outage's end.
+    let from = time_of(first_open, "time");
+    let secs = secs_between(from, o.ended.1);
+    let during_local = evs
+        .iter()
+        .filter(|e| {
+            let t = time_of(e, "received");
+            secs_between(from, t) >= 0.0 && secs_between(t, o.ended.1) >= 0.0
+        })
+        .count() as f64;
+    let expected = rate_per_s * share * secs;
+    eprintln!("local share: {during_local} admitted in {secs:.2} s (share rate → {expected:.0})");
+    assert!(
+        during_local <= expected + rate_per_s * share + 20.0,
+        "{during_local} admitted on the local share in {secs:.2} s, expected ≤ {expected:.0} + burst"
+    );
+    assert!(
+        during_local >= expected * 0.5,
+        "{during_local} admitted on the local share in {secs:.2} s, expected about {expected:.0}"
+    );
+}
+
+const OUTAGE_RULES: &str = r#"[{key = "global", rate = 200, window = "1s"}]"#;
+const OUTAGE_ENV: [(&str, &str); 2] = [
+    ("LIMIT_LOCAL_SHARE", "0.5"),
+    ("LIMIT_BREAKER", r#"{cool_down = "1s"}"#),
+];
+
+#[test]
+fn redis_killed_mid_load_then_restarted() {
+    if !redis_available("redis_killed_mid_load_then_restarted") {
+        return;
+    }
+    let redis = std::cell::RefCell::new(Redis::start(None));
+    let url = redis.borrow().url();
+    let mut d = daemon(&url, "kill", OUTAGE_RULES, &OUTAGE_ENV);
+    let restarted = std::cell::Cell::new(SystemTime::now());
+    let o = run_outage(
+        &mut d,
+        || redis.borrow_mut().kill(),
+        Duration::from_secs(4),
+        || {
+            redis.borrow_mut().restart();
+            restarted.set(SystemTime::now());
+        },
+        |d| {
+            // HalfOpen → Closed on the restarted server, and shared limiting resumes there.
+            wait_until("breaker closed after the restart", RECORD_TIMEOUT, || {
+                let recs = d.all_records();
+                transitions_to(&recs, "closed")
+                    .iter()
+                    .any(|r| secs_between(restarted.get(), time_of(r, "time")) >= 0.0)
+                    .then_some(())
+            });
+            wait_until("shared counts in the restarted redis", RECORD_TIMEOUT, || {
+                let keys = redis.borrow().cmd(&["KEYS", "{kill}:*"]);
+                (!keys.is_empty()).then_some(())
+            });
+        },
+    );
+    check_outage(&o, 200.0, 0.5);
+    let half = transitions_to(&o.records, "half_open");
+    let closed = transitions_to(&o.records, "closed");
+    let t_restart = restarted.get();
+    let c = closed
+        .iter()
+        .find(|r| secs_between(t_restart, time_of(r, "time")) >= 0.0)
+        .expect("closed after restart");
+    assert!(
+        half.iter().any(|h| secs_between(time_of(h, "time"), time_of(c, "time")) >= 0.0),
+        "closed without a half-open probe"
+    );
+    assert_eq!(c["from"], "half_open");
+    assert_eq!(c["limits"], "shared");
+}
+
+#[test]
+fn redis_paused_calls_time_out() {
+    if !redis_available("redis_paused_calls_time_out") {
+        return;
+    }
+    let redis = Redis::start(None);
+    let mut d = daemon(&redis.url(), "pause", OUTAGE_RULES, &OUTAGE_ENV);
+    const PAUSE: Duration = Duration::from_secs(4);
+    let o = run_outage(
+        &mut d,
+        || {
+            redis.cmd(&["CLIENT", "PAUSE", &PAUSE.as_millis().to_string(), "ALL"]);
+        },
+        PAUSE,
+        || {},
+        |d| {
+            wait_until("breaker closed after the pause", RECORD_TIMEOUT, || {
+                (!transitions_to(&d.all_records(), "closed").is_empty()).then_some(())
+            });
+        },
+    );
+    check_outage(&o, 200.0, 0.5);
+    let open = transitions_to(&o.records, "open");
+    assert!(
+        open.iter().any(|r| r["error"].as_str().unwrap_or("").contains("no answer")
+            || r["error"].as_str().unwrap_or("").contains("timed out")),
+        "the breaker opened on timeouts: {open:?}"
+    );
+}
+
+#[test]
+fn unusable_redis_at_start_runs_on_local_limits() {
+    if !redis_available("unusable_redis_at_start_runs_on_local_limits") {
+        return;
+    }
+    let secured = Redis::start(Some("right-password"));
+    let wrong_password = format!("redis://:wrong@127.0.0.1:{}/", secured.port);
+    let wrong_port = format!("redis://127.0.0.1:{}/", free_port());
+    let rules = r#"[{key = "global", rate = 10, window = "1h"}]"#;
+    for (url, what) in [(wrong_password, "wrong password"), (wrong_port, "wrong port")] {
+        let mut d = daemon(&url, "bad", rules, &[("LIMIT_LOCAL_SHARE", "0.5")]);
+        let failed = wait_until(&format!("{what}: redis failure record"), RECORD_TIMEOUT, || {
+            d.records("daemon")
+                .into_iter()
+                .find(|r| r["msg"] == "redis sync failed")
+        });
+        eprintln!("{what}: {failed}");
+        assert!(!failed["error"].as_str().unwrap().is_empty());
+        wait_until(&format!("{what}: breaker open"), RECORD_TIMEOUT, || {
+            (!transitions_to(&d.all_records(), "open").is_empty()).then_some(())
+        });
+        assert!(
+            d.stderr_text().contains("redis sync failed"),
+            "{what}: the daemon's own log says so"
+        );
+        let lines: Vec<String> = (0..20).map(|i| event_line(&format!("e{i}"), Value::Null)).collect();
+        d.send_lines(&lines);
+        let records = d.stop();
+        assert_eq!(events(&records).len(), 5, "{what}: half of the burst of 10");
+        assert_eq!(suppressed_count(&records, Some("rate_limit")), 15);
+    }
+}
