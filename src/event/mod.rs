@@ -84,6 +84,8 @@ pub struct Pipeline {
     /// `"host":"…",` fragment.
     host_field: Box<[u8]>,
     table: Arc<FingerprintTable>,
+    /// Fix advice for new fingerprints (`None`: analysis off).
+    analysis: Option<crate::analysis::AnalysisHandle>,
 }
 
 impl Pipeline {
@@ -107,7 +109,18 @@ impl Pipeline {
             sanitizer: Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)?,
             host_field: host.to_vec().into_boxed_slice(),
             table,
+            analysis: None,
         })
+    }
+
+    /// Sends new fingerprints (and those whose advice expired) to analysis.
+    pub fn with_analysis(mut self, analysis: Option<crate::analysis::AnalysisHandle>) -> Self {
+        self.analysis = analysis;
+        self
+    }
+
+    pub fn analysis(&self) -> Option<&crate::analysis::AnalysisHandle> {
+        self.analysis.as_ref()
     }
 
     pub fn fingerprints(&self) -> &Arc<FingerprintTable> {
@@ -195,6 +208,13 @@ impl Pipeline {
             .ids
             .generate_from_datetime(rx.time)
             .unwrap_or_else(|_| Ulid::from_datetime(rx.time));
+        if let Some(a) = &self.analysis {
+            // A cache lookup; on a miss a non-blocking try_send of an owned, capped job.
+            a.offer(fp, || {
+                let service = ev.service.as_deref().unwrap_or(&meta.service);
+                crate::analysis::Job::new(fp, id.to_string(), name.as_deref(), &message, stack.as_deref(), service, class)
+            });
+        }
 
         // Encode. Field order is part of the documented format.
         out.reserve(line.len() + 512 + meta.peer_json.len());
