@@ -2,6 +2,7 @@
 //! Unix socket like an application would.
 
 mod activation;
+mod analysis;
 mod bad_input;
 mod control;
 mod ctl;
@@ -14,6 +15,7 @@ mod hardening_random;
 mod hardening_reopen;
 mod hardening_support;
 mod ingest;
+mod llm_server;
 mod notify;
 mod overload;
 mod props;
