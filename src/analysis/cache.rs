@@ -58,7 +58,9 @@ impl Entry {
                 + a.rule.as_ref().map_or(0, String::len)
         });
         let n = a + self.fingerprint.len() + self.source.len() + self.event_id.len();
-        u32::try_from(n).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+        u32::try_from(n)
+            .unwrap_or(u32::MAX)
+            .saturating_add(ENTRY_OVERHEAD)
     }
 }
 
@@ -303,9 +305,17 @@ mod tests {
         assert_eq!(c.save(&p).unwrap(), 1);
         let d = AdviceCache::new(1 << 20);
         assert_eq!(d.load(&p).unwrap(), 1);
-        assert_eq!(d.peek(7).unwrap().expires_unix_ms, c.peek(7).unwrap().expires_unix_ms);
+        assert_eq!(
+            d.peek(7).unwrap().expires_unix_ms,
+            c.peek(7).unwrap().expires_unix_ms
+        );
         assert!(d.peek(8).is_none());
-        assert_eq!(AdviceCache::new(1024).load(&dir.path().join("none")).unwrap(), 0);
+        assert_eq!(
+            AdviceCache::new(1024)
+                .load(&dir.path().join("none"))
+                .unwrap(),
+            0
+        );
         std::fs::write(&p, "{").unwrap();
         assert!(d.load(&p).is_err());
     }

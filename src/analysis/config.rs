@@ -202,7 +202,10 @@ impl AnalysisConfig {
             p => Some(PathBuf::from(p)),
         };
         if self.cache_max_bytes.as_u64() < 1024 {
-            return Err(invalid("analysis.cache_max_bytes", "must be at least 1 KiB"));
+            return Err(invalid(
+                "analysis.cache_max_bytes",
+                "must be at least 1 KiB",
+            ));
         }
         let llm = if self.llm_base_url.trim().is_empty() {
             None
@@ -212,7 +215,8 @@ impl AnalysisConfig {
         Ok(Analysis {
             enabled: self.enabled,
             builtin_rules: self.builtin_rules,
-            rules_file: (!self.rules_file.trim().is_empty()).then(|| PathBuf::from(&self.rules_file)),
+            rules_file: (!self.rules_file.trim().is_empty())
+                .then(|| PathBuf::from(&self.rules_file)),
             queue_capacity: nonzero("analysis.queue_capacity", self.queue_capacity)?,
             workers: nonzero("analysis.workers", self.workers)?,
             cache_ttl: positive("analysis.cache_ttl", self.cache_ttl)?,
@@ -335,7 +339,10 @@ mod tests {
         let a = c.validate(Path::new("x.log")).unwrap();
         let llm = a.llm.as_ref().unwrap();
         assert_eq!(llm.base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(llm.api_key.as_ref().unwrap().expose(), "sk-very-secret-1234");
+        assert_eq!(
+            llm.api_key.as_ref().unwrap().expose(),
+            "sk-very-secret-1234"
+        );
         assert!(!format!("{a:?}").contains("sk-very-secret"));
     }
 

@@ -367,7 +367,9 @@ pub fn parse_response(body: &[u8]) -> Result<Advice, LlmError> {
     let text = |key: &str, max: usize| -> Result<String, LlmError> {
         match a.get(key).and_then(Value::as_str).map(str::trim) {
             Some(s) if !s.is_empty() && s.chars().count() <= max => Ok(s.to_string()),
-            _ => Err(bad(&format!("`{key}` must be a non-empty string of at most {max} chars"))),
+            _ => Err(bad(&format!(
+                "`{key}` must be a non-empty string of at most {max} chars"
+            ))),
         }
     };
     let summary = text("summary", MAX_SUMMARY)?;
@@ -376,7 +378,11 @@ pub fn parse_response(body: &[u8]) -> Result<Advice, LlmError> {
         .get("fix_steps")
         .and_then(Value::as_array)
         .filter(|s| !s.is_empty() && s.len() <= MAX_STEPS)
-        .ok_or_else(|| bad(&format!("`fix_steps` must be an array of 1 to {MAX_STEPS} strings")))?;
+        .ok_or_else(|| {
+            bad(&format!(
+                "`fix_steps` must be an array of 1 to {MAX_STEPS} strings"
+            ))
+        })?;
     let mut fix_steps = Vec::with_capacity(steps.len());
     for s in steps {
         match s.as_str().map(str::trim) {

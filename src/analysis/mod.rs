@@ -216,7 +216,11 @@ impl AnalysisHandle {
 
     /// Analyses queued or running.
     pub fn in_flight(&self) -> usize {
-        self.0.inflight.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.0
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// The `analysis` object of `/stats`.
@@ -356,7 +360,10 @@ impl Analysis {
         self.stop.cancel();
         let _ = self.dispatcher.await;
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 analyses = self.tracker.len(),
                 "analyses still running after the shutdown grace; abandoning them"
@@ -368,7 +375,9 @@ impl Analysis {
             let h = self.handle.clone();
             let p = path.clone();
             match tokio::task::spawn_blocking(move || h.0.cache.save(&p)).await {
-                Ok(Ok(n)) => tracing::info!(entries = n, path = %path.display(), "advice cache saved"),
+                Ok(Ok(n)) => {
+                    tracing::info!(entries = n, path = %path.display(), "advice cache saved")
+                }
                 Ok(Err(e)) => tracing::warn!("advice cache not saved: {e}"),
                 Err(e) => tracing::warn!("advice cache not saved: {e}"),
             }
@@ -444,7 +453,10 @@ async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &Cancel
     let s = &h.0;
     let stack = job.stack.as_deref().map(unescape_stack);
     let mut found = false;
-    if let Some(a) = s.rules.advise(job.name.as_deref(), &job.message, stack.as_deref()) {
+    if let Some(a) = s
+        .rules
+        .advise(job.name.as_deref(), &job.message, stack.as_deref())
+    {
         s.stats.rules_matched.fetch_add(1, Relaxed);
         publish(h, &job, "rules".into(), Some(a), ring).await;
         found = true;
@@ -475,7 +487,13 @@ async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &Cancel
 }
 
 /// Caches the result and (when there is advice) writes the `advice` record.
-async fn publish(h: &AnalysisHandle, job: &Job, source: String, advice: Option<Advice>, ring: &RingSender) {
+async fn publish(
+    h: &AnalysisHandle,
+    job: &Job,
+    source: String,
+    advice: Option<Advice>,
+    ring: &RingSender,
+) {
     let s = &h.0;
     let now = SystemTime::now();
     let fingerprint = format!("{:032x}", job.fingerprint);
@@ -565,7 +583,15 @@ mod tests {
     #[test]
     fn jobs_are_capped_on_char_boundaries() {
         let msg = "é".repeat(MAX_JOB_MESSAGE);
-        let j = Job::new(Fingerprint(1), "id".into(), None, &msg, None, "svc", Class::Unknown);
+        let j = Job::new(
+            Fingerprint(1),
+            "id".into(),
+            None,
+            &msg,
+            None,
+            "svc",
+            Class::Unknown,
+        );
         assert!(j.message.len() <= MAX_JOB_MESSAGE);
     }
 
@@ -576,7 +602,8 @@ mod tests {
         }
         .validate(std::path::Path::new("x.log"))
         .unwrap();
-        let (tx, rx) = crate::ring::ring(1000, 1 << 20, crate::config::OverflowPolicy::Backpressure);
+        let (tx, rx) =
+            crate::ring::ring(1000, 1 << 20, crate::config::OverflowPolicy::Backpressure);
         let a = Analysis::start(&cfg, Arc::new(Stats::default()), tx, pressure)
             .await
             .unwrap()
@@ -585,7 +612,15 @@ mod tests {
     }
 
     fn job(fp: u128, msg: &str) -> Job {
-        Job::new(Fingerprint(fp), format!("ev{fp}"), Some("Error"), msg, None, "svc", Class::Unknown)
+        Job::new(
+            Fingerprint(fp),
+            format!("ev{fp}"),
+            Some("Error"),
+            msg,
+            None,
+            "svc",
+            Class::Unknown,
+        )
     }
 
     #[tokio::test]
@@ -594,7 +629,9 @@ mod tests {
         let (a, rx) = started(prx).await;
         let h = a.handle();
         for _ in 0..100 {
-            h.offer(Fingerprint(7), || job(7, "connect ECONNREFUSED 127.0.0.1:1"));
+            h.offer(Fingerprint(7), || {
+                job(7, "connect ECONNREFUSED 127.0.0.1:1")
+            });
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while h.stats().completed.load(Relaxed) < 1 {

@@ -174,12 +174,7 @@ impl Rules {
         text.push_str(message);
         text.push('\n');
         text.push_str(stack.unwrap_or(""));
-        let by_pattern = self
-            .set
-            .matches(&text)
-            .iter()
-            .map(|p| self.owner[p])
-            .min();
+        let by_pattern = self.set.matches(&text).iter().map(|p| self.owner[p]).min();
         let idx = match (by_name, by_pattern) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -308,14 +303,20 @@ mod tests {
     #[test]
     fn unknown_errors_get_no_advice() {
         let rules = builtin();
-        assert!(rules.advise(Some("WidgetError"), "the widget is blue", None).is_none());
+        assert!(rules
+            .advise(Some("WidgetError"), "the widget is blue", None)
+            .is_none());
     }
 
     #[test]
     fn stack_and_name_match_too() {
         let rules = builtin();
         let a = rules
-            .advise(Some("Error"), "boom", Some("at x (node:net:1)\nECONNREFUSED"))
+            .advise(
+                Some("Error"),
+                "boom",
+                Some("at x (node:net:1)\nECONNREFUSED"),
+            )
             .unwrap();
         assert_eq!(a.rule.as_deref(), Some("net-connection-refused"));
         let a = rules.advise(Some("keyerror"), "x", None).unwrap();
@@ -343,7 +344,11 @@ confidence = 0.5
 
         let bad = user.replace("['ECONNREFUSED']", "['(']");
         let e = Rules::from_sources(&[("user.toml".into(), bad)]).unwrap_err();
-        assert!(e.to_string().starts_with("user.toml: rule[0] (my-refused): patterns[0]"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("user.toml: rule[0] (my-refused): patterns[0]"),
+            "{e}"
+        );
         let bad = user.replace("0.5", "2.0");
         assert!(Rules::from_sources(&[("u".into(), bad)]).is_err());
     }

@@ -414,7 +414,10 @@ fn advice(ctl: &str, fp: &str, json: bool) -> ExitCode {
     println!(
         "source       {}{}",
         s(&v["source"]),
-        a["rule"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+        a["rule"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
     );
     println!(
         "confidence   {:.2}",
@@ -426,6 +429,10 @@ fn advice(ctl: &str, fp: &str, json: bool) -> ExitCode {
     for (i, step) in a["fix_steps"].as_array().into_iter().flatten().enumerate() {
         println!("  {}. {}", i + 1, s(step));
     }
-    println!("event        {}   (expires {})", s(&v["event_id"]), s(&v["expires"]));
+    println!(
+        "event        {}   (expires {})",
+        s(&v["event_id"]),
+        s(&v["expires"])
+    );
     ExitCode::SUCCESS
 }

@@ -321,14 +321,14 @@ async fn advice(
 ) -> Response {
     let fp = fp.trim().to_ascii_lowercase();
     if fp.len() != 32 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return (
-            StatusCode::BAD_REQUEST,
-            "a fingerprint is 32 hex digits\n",
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, "a fingerprint is 32 hex digits\n").into_response();
     }
     let Some(a) = &st.analysis else {
-        return (StatusCode::NOT_FOUND, "analysis is off (analysis.enabled = false)\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "analysis is off (analysis.enabled = false)\n",
+        )
+            .into_response();
     };
     match a.advice(&fp) {
         Some(e) if e.advice.is_some() => Json(json!({

@@ -212,7 +212,15 @@ impl Pipeline {
             // A cache lookup; on a miss a non-blocking try_send of an owned, capped job.
             a.offer(fp, || {
                 let service = ev.service.as_deref().unwrap_or(&meta.service);
-                crate::analysis::Job::new(fp, id.to_string(), name.as_deref(), &message, stack.as_deref(), service, class)
+                crate::analysis::Job::new(
+                    fp,
+                    id.to_string(),
+                    name.as_deref(),
+                    &message,
+                    stack.as_deref(),
+                    service,
+                    class,
+                )
             });
         }
 

@@ -19,9 +19,14 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn control_addr(d: &Daemon) -> String {
     let start = util::wait_until("start record", WAIT, || {
-        d.records("daemon").into_iter().find(|r| r["msg"] == "start")
+        d.records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "start")
     });
-    start["control"].as_str().expect("control address").to_string()
+    start["control"]
+        .as_str()
+        .expect("control address")
+        .to_string()
 }
 
 fn stats(addr: &str) -> Value {
@@ -71,7 +76,12 @@ fn send_acked(d: &Daemon, lines: &[String]) -> Vec<String> {
         .filter(|r| r["ok"] == true)
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), lines.len(), "{replies:?}");
+    assert_eq!(
+        ids.len(),
+        lines.len(),
+        "acks; first replies: {:?}",
+        &replies[..replies.len().min(3)]
+    );
     ids
 }
 
@@ -80,8 +90,14 @@ fn rules_advice_record_ctl_fingerprints_stats_metrics() {
     let d = spawn_daemon(Opts::new().env("ANALYSIS_CACHE_FILE", "off"));
     let addr = control_addr(&d);
     let ids = send_acked(&d, &[refused_event("a")]);
-    let rec = util::wait_until("advice record", WAIT, || advice_records(&d).into_iter().next());
-    let ev = d.events().into_iter().find(|e| e["id"] == ids[0].as_str()).unwrap();
+    let rec = util::wait_until("advice record", WAIT, || {
+        advice_records(&d).into_iter().next()
+    });
+    let ev = d
+        .events()
+        .into_iter()
+        .find(|e| e["id"] == ids[0].as_str())
+        .unwrap();
     assert_eq!(rec["fingerprint"], ev["fingerprint"]);
     assert_eq!(rec["event_id"], ev["id"]);
     assert_eq!(rec["source"], "rules");
@@ -98,11 +114,16 @@ fn rules_advice_record_ctl_fingerprints_stats_metrics() {
     assert!(a["llm"].is_null());
 
     // An error no rule knows: analysed once, no record, /advice says so.
-    let unknown = json!({"message":"the widget is blue","name":"WidgetError","ack":true}).to_string();
+    let unknown =
+        json!({"message":"the widget is blue","name":"WidgetError","ack":true}).to_string();
     let uid = send_acked(&d, &[unknown.clone()]);
     wait_completed(&addr, 2);
     send_acked(&d, &[unknown]);
-    let ufp = d.events().into_iter().find(|e| e["id"] == uid[0].as_str()).unwrap()["fingerprint"]
+    let ufp = d
+        .events()
+        .into_iter()
+        .find(|e| e["id"] == uid[0].as_str())
+        .unwrap()["fingerprint"]
         .as_str()
         .unwrap()
         .to_string();
@@ -116,21 +137,45 @@ fn rules_advice_record_ctl_fingerprints_stats_metrics() {
     assert_eq!(one["event_id"], ids[0].as_str());
 
     let rows = control_json(&addr, "/fingerprints?top=10").unwrap();
-    let row = rows.as_array().unwrap().iter().find(|r| r["fingerprint"] == fp.as_str()).unwrap().clone();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["fingerprint"] == fp.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(row["advice"]["source"], "rules");
-    let urow = rows.as_array().unwrap().iter().find(|r| r["fingerprint"] == ufp.as_str()).unwrap().clone();
+    let urow = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["fingerprint"] == ufp.as_str())
+        .unwrap()
+        .clone();
     assert!(urow["advice"].is_null());
 
     let (_, metrics) = control_get(&addr, "/metrics").unwrap();
-    assert!(metrics.contains("qerrors_analysis_completed_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("qerrors_analysis_completed_total 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("qerrors_advice_cache_hits_total"));
 
-    let out = Command::new(CTL).args(["--control", &addr, "advice", &fp]).output().unwrap();
+    let out = Command::new(CTL)
+        .args(["--control", &addr, "advice", &fp])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("source       rules (net-connection-refused)"), "{text}");
+    assert!(
+        text.contains("source       rules (net-connection-refused)"),
+        "{text}"
+    );
     assert!(text.contains("1. "), "{text}");
-    let out = Command::new(CTL).args(["--control", &addr, "advice", &ufp]).output().unwrap();
+    let out = Command::new(CTL)
+        .args(["--control", &addr, "advice", &ufp])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -161,7 +206,9 @@ fn llm_single_flight_cache_hit_then_ttl() {
     });
     let d = spawn_daemon(llm_opts(&server.base_url()).env("ANALYSIS_CACHE_TTL", "3s"));
     let addr = control_addr(&d);
-    let line = json!({"name":"Error","message":"connect ECONNREFUSED 10.0.0.9:5432","service":"api"}).to_string();
+    let line =
+        json!({"name":"Error","message":"connect ECONNREFUSED 10.0.0.9:5432","service":"api"})
+            .to_string();
     flood(&d, &line, 10, 1000);
     d.wait_for_events(1000, WAIT);
     let a = wait_completed(&addr, 1);
@@ -178,7 +225,11 @@ fn llm_single_flight_cache_hit_then_ttl() {
     assert_eq!(recs[0]["fingerprint"], recs[1]["fingerprint"]);
     let fp = recs[0]["fingerprint"].as_str().unwrap().to_string();
     let one = control_json(&addr, &format!("/advice/{fp}")).unwrap();
-    assert_eq!(one["source"], format!("llm:{MODEL}"), "LLM advice supersedes the rules'");
+    assert_eq!(
+        one["source"],
+        format!("llm:{MODEL}"),
+        "LLM advice supersedes the rules'"
+    );
 
     // The next copy is a cache hit.
     let hits = analysis(&addr)["cache"]["hits"].as_u64().unwrap();
@@ -201,7 +252,11 @@ fn llm_single_flight_cache_hit_then_ttl() {
 }
 
 /// One failure mode: advice falls back to rules, the server sees `want_requests` requests.
-fn failure_case(mode: Mode, base_url: Option<String>, want_requests: Option<usize>) -> (Daemon, String, Option<LlmServer>) {
+fn failure_case(
+    mode: Mode,
+    base_url: Option<String>,
+    want_requests: Option<usize>,
+) -> (Daemon, String, Option<LlmServer>) {
     let server = base_url.is_none().then(|| LlmServer::start(mode));
     let url = base_url.unwrap_or_else(|| server.as_ref().unwrap().base_url());
     let d = spawn_daemon(llm_opts(&url));
@@ -241,9 +296,21 @@ fn llm_500_retries_then_opens_the_breaker() {
 #[test]
 fn llm_429_honours_retry_after() {
     let (_d, _addr, s) = failure_case(Mode::TooMany { retry_after_s: 1 }, None, Some(3));
-    let log = s.unwrap().seen.log.lock().unwrap().iter().map(|r| r.0).collect::<Vec<Instant>>();
+    let log = s
+        .unwrap()
+        .seen
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect::<Vec<Instant>>();
     for w in log.windows(2) {
-        assert!(w[1] - w[0] >= Duration::from_millis(950), "retried before Retry-After: {:?}", w[1] - w[0]);
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(950),
+            "retried before Retry-After: {:?}",
+            w[1] - w[0]
+        );
     }
 }
 
@@ -291,7 +358,10 @@ fn llm_hanging_endpoint_does_not_slow_ingest_and_leaks_nothing() {
     let addr = control_addr(&d);
     // 40 distinct fingerprints keep the analysis workers stuck on the hanging endpoint...
     let distinct: Vec<String> = (0..40)
-        .map(|i| json!({"name":"Error","message":format!("connect ECONNREFUSED {}", word(i)),"ack":true}).to_string())
+        .map(|i| {
+            json!({"name":"Error","message":format!("connect ECONNREFUSED {}", word(i)),"ack":true})
+                .to_string()
+        })
         .collect();
     let started = Instant::now();
     send_acked(&d, &distinct);
@@ -299,7 +369,11 @@ fn llm_hanging_endpoint_does_not_slow_ingest_and_leaks_nothing() {
     let many: Vec<String> = (0..3000)
         .map(|i| json!({"message":format!("job {i} failed"),"name":"Error","ack":true}).to_string())
         .collect();
-    send_acked(&d, &many);
+    // In chunks: a client that writes everything before reading loses replies past its
+    // reply buffer (by design), not what this test is about.
+    for chunk in many.chunks(200) {
+        send_acked(&d, chunk);
+    }
     let took = started.elapsed();
     // Generous: each hanging analysis takes 1 s (two timeouts); 40 of them over 4 workers and
     // 2 connections would take > 20 s if ingest waited for analysis.
@@ -338,13 +412,21 @@ fn prompt_never_contains_planted_secrets_and_the_key_stays_out_of_logs() {
     let bodies = server.bodies();
     assert_eq!(bodies.len(), 1);
     let body = &bodies[0];
-    for secret in ["hunter2-planted", "tok-planted-stack", "ctx-planted-key", "sk-test-key-4242"] {
+    for secret in [
+        "hunter2-planted",
+        "tok-planted-stack",
+        "ctx-planted-key",
+        "sk-test-key-4242",
+    ] {
         assert!(!body.contains(secret), "{secret} in prompt: {body}");
     }
     assert!(body.contains("password=[REDACTED]"), "{body}");
     assert!(body.contains("at login (/app/auth.js:10:5)"), "{body}");
     let head = &server.seen.log.lock().unwrap()[0].1;
-    assert!(head.contains("Bearer sk-test-key-4242"), "the key is sent: {head}");
+    assert!(
+        head.contains("Bearer sk-test-key-4242"),
+        "the key is sent: {head}"
+    );
     let records = std::fs::read_to_string(&d.log).unwrap();
     assert!(!records.contains("sk-test-key-4242"));
     assert!(!d.stderr_text().contains("sk-test-key-4242"));
@@ -358,12 +440,18 @@ fn llm_connections_are_kept_alive_and_reused() {
     let d = spawn_daemon(llm_opts(&server.base_url()).env("ANALYSIS_LLM_CONCURRENCY", 2));
     let addr = control_addr(&d);
     let lines: Vec<String> = (0..30)
-        .map(|i| json!({"name":"Error","message":format!("ETIMEDOUT talking to {}", word(i)),"ack":true}).to_string())
+        .map(|i| {
+            json!({"name":"Error","message":format!("ETIMEDOUT talking to {}", word(i)),"ack":true})
+                .to_string()
+        })
         .collect();
     send_acked(&d, &lines);
     wait_completed(&addr, 30);
     assert_eq!(server.requests(), 30);
-    let conns = server.seen.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let conns = server
+        .seen
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert!(conns <= 2, "{conns} connections for 30 requests");
 }
 
@@ -391,7 +479,11 @@ fn advice_cache_survives_a_restart() {
         (a["cache"]["hits"].as_u64() >= Some(1)).then_some(a)
     });
     assert_eq!(a["queue"]["queued"], 0, "{a}");
-    assert_eq!(server.requests(), 1, "no second LLM call for the same fingerprint");
+    assert_eq!(
+        server.requests(),
+        1,
+        "no second LLM call for the same fingerprint"
+    );
     let fp = d2.events()[0]["fingerprint"].as_str().unwrap().to_string();
     let one = control_json(&addr2, &format!("/advice/{fp}")).unwrap();
     assert_eq!(one["source"], format!("llm:{MODEL}"));

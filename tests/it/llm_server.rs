@@ -76,7 +76,13 @@ impl LlmServer {
     }
 
     pub fn bodies(&self) -> Vec<String> {
-        self.seen.log.lock().unwrap().iter().map(|r| r.2.clone()).collect()
+        self.seen
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.2.clone())
+            .collect()
     }
 }
 
@@ -149,7 +155,9 @@ fn serve(conn: TcpStream, seen: &Seen, mode: &Mutex<Mode>) {
             Mode::SchemaViolation => (
                 200,
                 "",
-                completion(r#"{"summary":"","likely_cause":"x","fix_steps":"do it","confidence":7}"#),
+                completion(
+                    r#"{"summary":"","likely_cause":"x","fix_steps":"do it","confidence":7}"#,
+                ),
             ),
             Mode::Hang => {
                 // Wait for the client to give up and close.
