@@ -116,7 +116,7 @@ fn rules_advice_record_ctl_fingerprints_stats_metrics() {
     // An error no rule knows: analysed once, no record, /advice says so.
     let unknown =
         json!({"message":"the widget is blue","name":"WidgetError","ack":true}).to_string();
-    let uid = send_acked(&d, &[unknown.clone()]);
+    let uid = send_acked(&d, std::slice::from_ref(&unknown));
     wait_completed(&addr, 2);
     send_acked(&d, &[unknown]);
     let ufp = d
@@ -233,7 +233,7 @@ fn llm_single_flight_cache_hit_then_ttl() {
 
     // The next copy is a cache hit.
     let hits = analysis(&addr)["cache"]["hits"].as_u64().unwrap();
-    d.send_lines(&[line.clone()]);
+    d.send_lines(std::slice::from_ref(&line));
     util::wait_until("cache hit", WAIT, || {
         (analysis(&addr)["cache"]["hits"].as_u64().unwrap() > hits).then_some(())
     });
