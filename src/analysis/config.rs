@@ -207,6 +207,13 @@ impl AnalysisConfig {
                 "must be at least 1 KiB",
             ));
         }
+        let rules_file =
+            (!self.rules_file.trim().is_empty()).then(|| PathBuf::from(&self.rules_file));
+        if let Some(p) = &rules_file {
+            // Compiled here too so `--check-config` and SIGHUP name a bad rule.
+            super::rules::Rules::load(false, Some(p))
+                .map_err(|e| invalid("analysis.rules_file", e.to_string()))?;
+        }
         let llm = if self.llm_base_url.trim().is_empty() {
             None
         } else {
@@ -344,6 +351,24 @@ mod tests {
             "sk-very-secret-1234"
         );
         assert!(!format!("{a:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn a_bad_rules_file_fails_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rules.toml");
+        std::fs::write(&f, "[[rule]]\nid = \"x\"\npatterns = ['(']\nsummary = \"s\"\nlikely_cause = \"c\"\nfix_steps = [\"a\"]\nconfidence = 0.5\n").unwrap();
+        let e = AnalysisConfig {
+            rules_file: f.display().to_string(),
+            ..Default::default()
+        }
+        .validate(Path::new("x.log"))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("analysis.rules_file: ") && e.contains("rule[0] (x): patterns[0]"),
+            "{e}"
+        );
     }
 
     #[test]

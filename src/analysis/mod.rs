@@ -47,6 +47,11 @@ pub const MAX_JOB_MESSAGE: usize = 8 * 1024;
 pub const MAX_JOB_STACK: usize = 16 * 1024;
 /// How long an advice record may wait for ring space before it is counted as lost.
 const RECORD_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// When the LLM is configured but failed (down, breaker open, budget used up), the rules'
+/// advice (or the lack of any) is kept this long at most instead of the full TTL, so the
+/// fingerprint gets another LLM try once the endpoint may be back. Breaker and budget bound
+/// what those retries cost.
+pub const LLM_FAILED_TTL: Duration = Duration::from_secs(15 * 60);
 /// After the shutdown grace, abandoned analyses get this long to notice the cancellation.
 const ABANDON_WAIT: Duration = Duration::from_secs(1);
 
@@ -452,32 +457,44 @@ async fn dispatch(
 async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &CancellationToken) {
     let s = &h.0;
     let stack = job.stack.as_deref().map(unescape_stack);
-    let mut found = false;
-    if let Some(a) = s
+    let rules = s
         .rules
-        .advise(job.name.as_deref(), &job.message, stack.as_deref())
-    {
+        .advise(job.name.as_deref(), &job.message, stack.as_deref());
+    let mut found = rules.is_some();
+    let mut llm_failed = false;
+    if let Some(a) = rules.clone() {
         s.stats.rules_matched.fetch_add(1, Relaxed);
-        publish(h, &job, "rules".into(), Some(a), ring).await;
-        found = true;
+        publish(h, &job, "rules".into(), a, s.ttl, ring).await;
     }
     if let Some(llm) = &s.llm {
         match llm.advise(&job, abort).await {
             Ok(a) => {
-                publish(h, &job, format!("llm:{}", llm.model()), Some(a), ring).await;
+                let source = format!("llm:{}", llm.model());
+                publish(h, &job, source, a, s.ttl, ring).await;
                 found = true;
             }
             Err(e) => {
                 if matches!(e, llm::LlmError::Cancelled) {
                     s.stats.abandoned.fetch_add(1, Relaxed);
                 }
-                tracing::debug!(fingerprint = %format!("{:032x}", job.fingerprint), "LLM advice failed: {e}");
+                llm_failed = true;
+                tracing::debug!(
+                    fingerprint = %format!("{:032x}", job.fingerprint),
+                    "LLM advice failed: {e}"
+                );
             }
         }
     }
+    if llm_failed {
+        // Keep what the rules said (already written) for a shorter time, without a new record.
+        let ttl = s.ttl.min(LLM_FAILED_TTL);
+        let source = if rules.is_some() { "rules" } else { "none" };
+        remember(h, &job, source, rules, ttl);
+    } else if !found {
+        remember(h, &job, "none", None, s.ttl);
+    }
     if !found {
         s.stats.no_advice.fetch_add(1, Relaxed);
-        publish(h, &job, "none".into(), None, ring).await;
     }
     s.inflight
         .lock()
@@ -486,38 +503,55 @@ async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &Cancel
     s.stats.completed.fetch_add(1, Relaxed);
 }
 
-/// Caches the result and (when there is advice) writes the `advice` record.
+/// Caches the result and writes its `advice` record.
 async fn publish(
     h: &AnalysisHandle,
     job: &Job,
     source: String,
-    advice: Option<Advice>,
+    advice: Advice,
+    ttl: Duration,
     ring: &RingSender,
 ) {
     let s = &h.0;
-    let now = SystemTime::now();
-    let fingerprint = format!("{:032x}", job.fingerprint);
-    let record = advice.as_ref().map(|a| {
-        json!({
-            "kind": "advice",
-            "time": crate::event::record::rfc3339_micros(now),
-            "fingerprint": fingerprint,
-            "source": source,
-            "advice": a,
-            "event_id": job.event_id,
-            "service": &*job.service,
-        })
+    let record = json!({
+        "kind": "advice",
+        "time": crate::event::record::rfc3339_micros(SystemTime::now()),
+        "fingerprint": format!("{:032x}", job.fingerprint),
+        "source": source,
+        "advice": advice,
+        "event_id": job.event_id,
+        "service": &*job.service,
     });
-    let created = unix_ms(now);
+    remember(h, job, &source, Some(advice), ttl);
+    let mut buf = BytesMut::new();
+    crate::event::json_line(&mut buf, &record);
+    let batch = Batch {
+        data: buf.freeze(),
+        events: 0,
+        acks: Vec::new(),
+        replies: None,
+        received: std::time::Instant::now(),
+    };
+    match tokio::time::timeout(RECORD_PUSH_TIMEOUT, ring.push(batch)).await {
+        Ok(Ok(())) => s.stats.records_written.fetch_add(1, Relaxed),
+        _ => s.stats.records_lost.fetch_add(1, Relaxed),
+    };
+}
+
+/// Puts a result in the cache for `ttl` (`advice: None`: nothing found), shrinking the cache
+/// if memory pressure lowered its bound.
+fn remember(h: &AnalysisHandle, job: &Job, source: &str, advice: Option<Advice>, ttl: Duration) {
+    let s = &h.0;
+    let created = unix_ms(SystemTime::now());
     s.cache.insert(
         job.fingerprint,
         Entry {
-            fingerprint,
-            source,
+            fingerprint: format!("{:032x}", job.fingerprint),
+            source: source.to_string(),
             advice,
             event_id: job.event_id.clone(),
             created_unix_ms: created,
-            expires_unix_ms: created.saturating_add(s.ttl.as_millis() as u64),
+            expires_unix_ms: created.saturating_add(ttl.as_millis() as u64),
         },
     );
     let p = *s.pressure.borrow();
@@ -526,21 +560,6 @@ async fn publish(
         if s.cache.bytes() > bound {
             s.cache.shrink_to(bound);
         }
-    }
-    if let Some(r) = record {
-        let mut buf = BytesMut::new();
-        crate::event::json_line(&mut buf, &r);
-        let batch = Batch {
-            data: buf.freeze(),
-            events: 0,
-            acks: Vec::new(),
-            replies: None,
-            received: std::time::Instant::now(),
-        };
-        match tokio::time::timeout(RECORD_PUSH_TIMEOUT, ring.push(batch)).await {
-            Ok(Ok(())) => s.stats.records_written.fetch_add(1, Relaxed),
-            _ => s.stats.records_lost.fetch_add(1, Relaxed),
-        };
     }
 }
 

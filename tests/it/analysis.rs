@@ -287,10 +287,29 @@ fn breaker(addr: &str) -> Value {
 
 #[test]
 fn llm_500_retries_then_opens_the_breaker() {
-    let (_d, addr, _s) = failure_case(Mode::Status(500), None, Some(3));
+    let (d, addr, _s) = failure_case(Mode::Status(500), None, Some(3));
     let a = analysis(&addr);
     assert_eq!(a["llm"]["retries"], 2);
     assert_eq!(breaker(&addr)["state"], "open", "{}", breaker(&addr));
+    // The rules' advice stands, kept for LLM_FAILED_TTL (15 min) instead of the full day, so
+    // the LLM is asked again once it may be back.
+    let fp = advice_records(&d)[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = control_json(&addr, &format!("/advice/{fp}")).unwrap();
+    assert_eq!(one["source"], "rules");
+    let kept = util::rfc3339(&one["expires"]) - util::rfc3339(&one["created"]);
+    assert_eq!(kept.whole_minutes(), 15, "{one}");
+    // The transitions are in the log as daemon records.
+    let mut d = d;
+    let recs = d.stop();
+    assert!(
+        recs.iter().any(|r| r["msg"] == "breaker transition"
+            && r["breaker"] == "llm"
+            && r["to"] == "open"),
+        "no breaker transition record"
+    );
 }
 
 #[test]
@@ -487,4 +506,64 @@ fn advice_cache_survives_a_restart() {
     let fp = d2.events()[0]["fingerprint"].as_str().unwrap().to_string();
     let one = control_json(&addr2, &format!("/advice/{fp}")).unwrap();
     assert_eq!(one["source"], format!("llm:{MODEL}"));
+}
+
+#[test]
+fn a_full_queue_is_counted_and_never_blocks_ingest() {
+    let server = LlmServer::start(Mode::Hang);
+    let d = spawn_daemon(
+        llm_opts(&server.base_url())
+            .env("ANALYSIS_WORKERS", 1)
+            .env("ANALYSIS_QUEUE_CAPACITY", 2)
+            .env("ANALYSIS_LLM_REQUEST_TIMEOUT", "30s")
+            .env("ANALYSIS_LLM_DEADLINE", "30s"),
+    );
+    let addr = control_addr(&d);
+    let lines: Vec<String> = (0..10)
+        .map(|i| {
+            json!({"name":"Error","message":format!("connect ECONNREFUSED {}", word(i)),"ack":true})
+                .to_string()
+        })
+        .collect();
+    send_acked(&d, &lines);
+    // One analysis hangs on the endpoint, at most one more waits for the worker and two sit in
+    // the queue: every other fingerprint is counted as skipped, none is lost from the count.
+    let a = util::wait_until("queue settled", WAIT, || {
+        let a = analysis(&addr);
+        let q = &a["queue"];
+        (q["queued"].as_u64().unwrap() + q["full"].as_u64().unwrap() == 10).then_some(a)
+    });
+    assert!(a["queue"]["full"].as_u64().unwrap() >= 6, "{a}");
+    assert!(a["queue"]["queued"].as_u64().unwrap() <= 4, "{a}");
+}
+
+#[test]
+fn shutdown_abandons_hanging_analyses_in_bounded_time_and_saves_the_cache() {
+    let server = LlmServer::start(Mode::Hang);
+    let keep = tempfile::tempdir().unwrap();
+    let cache = keep.path().join("advice-cache.json");
+    let mut d = spawn_daemon(
+        llm_opts(&server.base_url())
+            .env("ANALYSIS_LLM_REQUEST_TIMEOUT", "120s")
+            .env("ANALYSIS_LLM_DEADLINE", "120s")
+            .env("ANALYSIS_CACHE_FILE", cache.display()),
+    );
+    send_acked(&d, &[refused_event("stop")]);
+    util::wait_until("request at the server", WAIT, || {
+        (server.requests() == 1).then_some(())
+    });
+    let started = Instant::now();
+    let recs = d.stop();
+    let took = started.elapsed();
+    // 3 s analysis grace + 1 s to notice the cancellation, far below the 120 s request timeout.
+    assert!(took < Duration::from_secs(30), "shutdown took {took:?}");
+    assert_eq!(
+        util::of_kind(&recs, "advice").len(),
+        1,
+        "the rules' advice was written"
+    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let entries = saved["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{saved}");
+    assert_eq!(entries[0]["source"], "rules");
 }
