@@ -445,6 +445,58 @@ mod tests {
         assert!(parse_response(b"<html>").is_err());
     }
 
+    fn client(calls_per_hour: u32) -> LlmClient {
+        let cfg = crate::analysis::config::AnalysisConfig {
+            llm_base_url: "http://127.0.0.1:9/v1".into(),
+            llm_calls_per_hour: calls_per_hour,
+            llm_backoff_base: Duration::from_millis(100),
+            llm_backoff_max: Duration::from_millis(400),
+            ..Default::default()
+        }
+        .validate(std::path::Path::new("x.log"))
+        .unwrap();
+        LlmClient::new(cfg.llm.unwrap(), Arc::new(Stats::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hourly_budget_is_enforced() {
+        let c = client(2);
+        assert_eq!(c.budget_remaining(), Some(2));
+        assert!(c.take_budget() && c.take_budget());
+        assert!(!c.take_budget());
+        assert_eq!(c.budget_remaining(), Some(0));
+        assert_eq!(client(0).budget_remaining(), None);
+    }
+
+    #[tokio::test]
+    async fn backoff_is_jittered_capped_and_honours_retry_after() {
+        let c = client(0);
+        let plain = LlmError::Status {
+            status: 503,
+            retryable: true,
+            retry_after: None,
+        };
+        for attempt in 0..10 {
+            let cap = Duration::from_millis(100 * (1u64 << attempt.min(2)));
+            for _ in 0..50 {
+                assert!(c.backoff(attempt, &plain) <= cap);
+            }
+        }
+        let ra = LlmError::Status {
+            status: 429,
+            retryable: true,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert!(c.backoff(0, &ra) >= Duration::from_secs(2));
+        assert!(plain.retryable() && !LlmError::Invalid("x".into()).retryable());
+        assert!(!LlmError::Status {
+            status: 400,
+            retryable: false,
+            retry_after: None
+        }
+        .retryable());
+    }
+
     #[test]
     fn prompt_is_capped_and_holds_only_event_fields() {
         let job = Job {

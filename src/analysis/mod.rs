@@ -617,6 +617,7 @@ mod tests {
     async fn started(pressure: PressureRx) -> (Analysis, crate::ring::RingReceiver) {
         let cfg = config::AnalysisConfig {
             cache_file: "off".into(),
+            cache_max_bytes: bytesize::ByteSize::kib(64),
             ..Default::default()
         }
         .validate(std::path::Path::new("x.log"))
@@ -682,6 +683,47 @@ mod tests {
         ptx.send(Pressure::Normal).unwrap();
         h.offer(Fingerprint(9), || job(9, "boom"));
         assert_eq!(h.stats().queued.load(Relaxed), 1);
+        a.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn the_cache_shrinks_when_pressure_rises() {
+        let (ptx, prx) = crate::memory::channel();
+        let (a, _rx) = started(prx).await;
+        let h = a.handle();
+        let now = unix_ms(SystemTime::now());
+        for i in 0..400u128 {
+            h.cache().insert(
+                i,
+                Entry {
+                    fingerprint: format!("{i:032x}"),
+                    source: "rules".into(),
+                    advice: Some(Advice {
+                        summary: "s".repeat(300),
+                        likely_cause: "c".into(),
+                        fix_steps: vec!["a".into()],
+                        confidence: 0.5,
+                        rule: None,
+                    }),
+                    event_id: "e".into(),
+                    created_unix_ms: now,
+                    expires_unix_ms: now + 60_000,
+                },
+            );
+        }
+        let bound = h.cache().bound(Pressure::High);
+        assert!(h.cache().max_bytes() > bound);
+        ptx.send(Pressure::High).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while h.cache().bytes() > bound {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} > {bound}",
+                h.cache().bytes()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(h.cache().shrunk.load(Relaxed) > 0);
         a.shutdown(Duration::from_secs(1)).await;
     }
 }
