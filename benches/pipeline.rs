@@ -112,7 +112,54 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_only", |b| {
         b.iter(|| qerrors::event::parse::parse(black_box(JS_EVENT)).map(|e| e.message.len()))
     });
+
+    // The same pipeline with analysis attached, in the steady state: the fingerprint's advice
+    // is cached, so each event costs one advice-cache lookup more (a hit).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (ring_tx, _ring_rx) = qerrors::ring::ring(
+        cfg.ring.capacity_events.get(),
+        cfg.ring.capacity_bytes.get(),
+        cfg.ring.overflow,
+    );
+    let (_pressure_tx, pressure_rx) = qerrors::memory::channel();
+    let mut acfg = cfg.analysis.clone();
+    acfg.cache_file = None;
+    let analysis = rt
+        .block_on(qerrors::analysis::Analysis::start(
+            &acfg,
+            std::sync::Arc::new(qerrors::stats::Stats::default()),
+            ring_tx,
+            pressure_rx,
+        ))
+        .expect("analysis")
+        .expect("enabled");
+    let handle = analysis.handle();
+    let pa = pipeline().with_analysis(Some(handle.clone()));
+    pa.process(JS_EVENT, &meta, &rx, &mut state, &mut out)
+        .expect("valid event");
+    while handle
+        .stats()
+        .completed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    g.bench_function("pipeline_process_with_analysis_hit", |b| {
+        b.iter(|| {
+            if out.len() > (1 << 19) {
+                out.clear();
+            }
+            pa.process(black_box(JS_EVENT), &meta, &rx, &mut state, &mut out)
+                .expect("valid event")
+        })
+    });
     g.finish();
+    rt.block_on(analysis.shutdown(std::time::Duration::from_secs(1)));
 }
 
 criterion_group!(benches, bench);

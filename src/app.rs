@@ -39,6 +39,10 @@ const TASK_GRACE_SLACK: Duration = Duration::from_secs(2);
 /// before a failing log (disk full) makes it give up (under systemd's default stop timeout).
 const WRITER_DRAIN_SLACK: Duration = Duration::from_secs(15);
 
+/// Time running analyses get to finish at shutdown before they are abandoned (counted); the
+/// advice cache is saved after that.
+const ANALYSIS_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the daemon until a shutdown signal; returns once everything accepted is written.
 ///
 /// Startup order: signal handlers first (so an early SIGTERM is a clean stop, not a kill), then
@@ -60,10 +64,22 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
     // Rate limits: one limiter for every pipeline generation, synced by its own task.
     let limiter = Arc::new(crate::limit::Limiter::new(&cfg.limit));
+    // Until a memory governor publishes levels, pressure stays Normal.
+    let (_pressure_tx, pressure_rx) = crate::memory::channel();
+    let analysis = crate::analysis::Analysis::start(
+        &cfg.analysis,
+        stats.clone(),
+        ring_tx.clone(),
+        pressure_rx,
+    )
+    .await
+    .context("starting analysis")?;
+    let analysis_handle = analysis.as_ref().map(|a| a.handle());
     let pipeline = Arc::new(
         Pipeline::new(&cfg)
             .context("building the event pipeline")?
-            .with_limiter(limiter.clone()),
+            .with_limiter(limiter.clone())
+            .with_analysis(analysis_handle.clone()),
     );
 
     // The control plane binds now, so a taken port fails startup with a clear message.
@@ -130,6 +146,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
             started: std::time::Instant::now(),
             shutting_down: cancel.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
+            analysis: analysis_handle,
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });
@@ -191,6 +208,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     // No more decisions to sync.
     limit_stop.cancel();
     let _ = limit_task.await;
+    if let Some(a) = analysis {
+        a.shutdown(ANALYSIS_GRACE).await;
+    }
     // Producers that are still alive can't keep the writer from finishing.
     control.closing.store(true, Ordering::Release);
     // A writer stuck retrying (disk full) gets a bounded time to finish; then it gives up on
@@ -264,8 +284,9 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
     let restart = config::restart_required(&current, &new);
     let table = shared.pipeline.load().fingerprints().clone();
     let limiter = shared.pipeline.load().limiter().clone();
+    let analysis = shared.pipeline.load().analysis().cloned();
     let pipeline = match Pipeline::with_table(&new, table) {
-        Ok(p) => p.with_limiter(limiter.clone()),
+        Ok(p) => p.with_limiter(limiter.clone()).with_analysis(analysis),
         Err(e) => {
             // Validation compiled the same sanitizer; this is not expected.
             tracing::error!("configuration reload rejected: {e}");

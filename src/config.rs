@@ -19,7 +19,7 @@ pub const ENV_PREFIX: &str = "QERRORS_";
 
 /// Sections that env overrides may address (the first word after the prefix).
 const SECTIONS: &[&str] = &[
-    "ingest", "event", "sanitize", "ring", "sink", "control", "limit",
+    "ingest", "event", "sanitize", "ring", "sink", "control", "limit", "analysis",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,7 @@ pub struct RawConfig {
     pub sink: SinkConfig,
     pub control: ControlConfig,
     pub limit: crate::limit::rules::LimitConfig,
+    pub analysis: crate::analysis::config::AnalysisConfig,
 }
 
 /// `[ingest]`: the Unix socket clients write to.
@@ -287,6 +288,7 @@ pub struct Config {
     /// `None`: control plane off.
     pub control: Option<std::net::SocketAddr>,
     pub limit: crate::limit::rules::Settings,
+    pub analysis: crate::analysis::config::Analysis,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -535,6 +537,7 @@ impl RawConfig {
             })?)
         };
 
+        let analysis = self.analysis.validate(&sink.path)?;
         Ok(Config {
             ingest,
             event,
@@ -543,6 +546,7 @@ impl RawConfig {
             sink,
             control,
             limit: self.limit.validate()?,
+            analysis,
         })
     }
 }
@@ -588,7 +592,7 @@ fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
 /// Keys whose new value only takes effect after a restart (see `docs/operations.md`):
 /// the socket, capacities fixed at start, the writer's settings and the control address.
 pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 11] = [
         ("ingest.socket", old.ingest.socket != new.ingest.socket),
         (
             "ingest.socket_mode",
@@ -620,6 +624,7 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("sink", old.sink != new.sink),
         ("control.listen", old.control != new.control),
+        ("analysis", old.analysis != new.analysis),
     ];
     checks
         .into_iter()
@@ -643,6 +648,7 @@ pub fn merge_live(old: &Config, new: Config) -> Config {
     c.sink = old.sink.clone();
     c.control = old.control;
     c.limit = crate::limit::rules::merge_live(&old.limit, c.limit);
+    c.analysis = old.analysis.clone();
     c
 }
 

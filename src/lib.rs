@@ -15,6 +15,7 @@
 //!                           acks → release ring space; rotation, reopen, `dropped` summaries
 //! ```
 //!
+//! - [`analysis`]: fix advice per new fingerprint: built-in rules, an optional LLM, a cache.
 //! - [`control`]: loopback HTTP: /metrics, /health, /ready, /stats, /recent, /fingerprints, dashboard.
 //! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
 //! - [`ingest`]: listener (bind / systemd activation), connections, framing, replies, peers.
@@ -41,6 +42,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+pub mod analysis;
 pub mod app;
 pub mod breaker;
 pub mod client;

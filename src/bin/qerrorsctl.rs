@@ -77,6 +77,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The fix advice for one fingerprint (from `qerrorsctl top` or a record's `fingerprint`).
+    Advice {
+        fingerprint: String,
+        /// Print the advice as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the daemon to reload its configuration and reopen its log (SIGHUP).
     Reload,
     /// Validate a configuration file the way the daemon does; exit 2 naming the key if invalid.
@@ -110,6 +117,7 @@ fn main() -> ExitCode {
             json,
         } => recent(ctl, n, level, service, json),
         Cmd::Top { n, json } => top(ctl, n, json),
+        Cmd::Advice { fingerprint, json } => advice(ctl, &fingerprint, json),
         Cmd::Reload => reload(ctl),
         Cmd::CheckConfig { config: path } => {
             match config::RawConfig::load(path.as_deref(), std::env::vars())
@@ -380,4 +388,51 @@ fn urlencode(s: &str) -> String {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("qerrorsctl: {msg}");
     ExitCode::from(2)
+}
+
+/// `qerrorsctl advice FP`: exit 0 with the advice, 1 when there is none, 2 when unreachable.
+fn advice(ctl: &str, fp: &str, json: bool) -> ExitCode {
+    let (status, body) = match client::control_get(ctl, &format!("/advice/{}", fp.trim())) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if status != 200 {
+        eprintln!("qerrorsctl: {}", body.trim_end());
+        return ExitCode::from(1);
+    }
+    let v: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return fail(&format!("not JSON: {e}")),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let a = &v["advice"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    println!("fingerprint  {}", s(&v["fingerprint"]));
+    println!(
+        "source       {}{}",
+        s(&v["source"]),
+        a["rule"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "confidence   {:.2}",
+        a["confidence"].as_f64().unwrap_or_default()
+    );
+    println!("summary      {}", s(&a["summary"]));
+    println!("likely cause {}", s(&a["likely_cause"]));
+    println!("fix:");
+    for (i, step) in a["fix_steps"].as_array().into_iter().flatten().enumerate() {
+        println!("  {}. {}", i + 1, s(step));
+    }
+    println!(
+        "event        {}   (expires {})",
+        s(&v["event_id"]),
+        s(&v["expires"])
+    );
+    ExitCode::SUCCESS
 }

@@ -162,6 +162,9 @@ impl Collector for Snapshot {
             "reason",
             Reason::ALL.map(|r| (r.as_str().to_string(), s.suppressed.total(r))),
         )?;
+        if let Some(a) = &st.analysis {
+            analysis_metrics(e, a)?;
+        }
         let breakers = s.breakers();
         let mut m = e.encode_descriptor(
             "breaker_state",
@@ -343,4 +346,134 @@ impl Collector for Snapshot {
         )?;
         Ok(())
     }
+}
+
+/// The analysis counters and gauges (`analysis_*`).
+fn analysis_metrics(
+    e: &mut DescriptorEncoder,
+    a: &crate::analysis::AnalysisHandle,
+) -> std::fmt::Result {
+    let s = a.stats();
+    let c = a.cache();
+    let counters: [(&str, &str, u64); 10] = [
+        (
+            "analysis_queued",
+            "Fingerprints queued for analysis.",
+            s.queued.load(Relaxed),
+        ),
+        (
+            "analysis_queue_full",
+            "Analyses skipped because the queue was full.",
+            s.queue_full.load(Relaxed),
+        ),
+        (
+            "analysis_coalesced",
+            "Cache misses for a fingerprint already being analysed.",
+            s.coalesced.load(Relaxed),
+        ),
+        (
+            "analysis_paused_pressure",
+            "Analyses skipped under memory pressure.",
+            s.paused_pressure.load(Relaxed),
+        ),
+        (
+            "analysis_completed",
+            "Analyses finished.",
+            s.completed.load(Relaxed),
+        ),
+        (
+            "analysis_abandoned",
+            "Analyses abandoned at shutdown.",
+            s.abandoned.load(Relaxed),
+        ),
+        (
+            "analysis_records_written",
+            "Advice records queued to the log.",
+            s.records_written.load(Relaxed),
+        ),
+        (
+            "analysis_records_lost",
+            "Advice records that could not be queued to the log.",
+            s.records_lost.load(Relaxed),
+        ),
+        (
+            "advice_cache_hits",
+            "Advice cache hits (one lookup per accepted event).",
+            c.hits.load(Relaxed),
+        ),
+        (
+            "advice_cache_misses",
+            "Advice cache misses.",
+            c.misses.load(Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        counter(e, name, help, v)?;
+    }
+    let gauges: [(&str, &str, Option<&Unit>, u64); 3] = [
+        (
+            "analysis_queue_depth",
+            "Analyses waiting in the queue.",
+            None,
+            a.queue_depth() as u64,
+        ),
+        (
+            "advice_cache_entries",
+            "Entries in the advice cache.",
+            None,
+            c.entries(),
+        ),
+        (
+            "advice_cache",
+            "Estimated size of the advice cache.",
+            Some(&Unit::Bytes),
+            c.bytes(),
+        ),
+    ];
+    for (name, help, unit, v) in gauges {
+        gauge(e, name, help, unit, v as i64)?;
+    }
+    if let Some(l) = a.llm() {
+        let m = &l.stats;
+        let counters: [(&str, &str, u64); 5] = [
+            (
+                "llm_calls",
+                "HTTP requests to the LLM endpoint (retries included).",
+                m.calls.load(Relaxed),
+            ),
+            (
+                "llm_successes",
+                "Analyses that got valid LLM advice.",
+                m.successes.load(Relaxed),
+            ),
+            (
+                "llm_failures",
+                "Analyses whose LLM part failed (rules advice stands).",
+                m.failures.load(Relaxed),
+            ),
+            (
+                "llm_retries",
+                "LLM request retries.",
+                m.retries.load(Relaxed),
+            ),
+            (
+                "llm_budget_exhausted",
+                "LLM calls skipped because the hourly budget was used up.",
+                m.budget_exhausted.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(e, name, help, v)?;
+        }
+        if let Some(left) = l.budget_remaining() {
+            gauge(
+                e,
+                "llm_budget_remaining",
+                "LLM calls left in the current hour.",
+                None,
+                i64::from(left),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@
 //! - `GET /ready`: 200 when accepting and the log is writable, 503 otherwise (with the reason).
 //! - `GET /stats`: counters as JSON.
 //! - `GET /recent?n=&level=&service=`: the last events from the error history.
-//! - `GET /fingerprints?top=`: most frequent fingerprints with first/last seen and class.
+//! - `GET /fingerprints?top=`: most frequent fingerprints with first/last seen, class and advice.
+//! - `GET /advice/{fingerprint}`: the cached fix advice for one fingerprint.
 //! - `GET /`: the dashboard (embedded; no file reads, no CDN).
 //!
 //! Bounded: at most [`MAX_IN_FLIGHT`] requests at once, a [`REQUEST_TIMEOUT`] per request, GET
@@ -61,6 +62,8 @@ pub struct ControlState {
     /// Cancelled when shutdown begins (`/ready` turns 503).
     pub shutting_down: CancellationToken,
     pub slots: Arc<Semaphore>,
+    /// `None`: analysis off.
+    pub analysis: Option<crate::analysis::AnalysisHandle>,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -72,6 +75,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/stats", get(stats))
         .route("/recent", get(recent))
         .route("/fingerprints", get(fingerprints))
+        .route("/advice/{fingerprint}", get(advice))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
         .with_state(state)
 }
@@ -239,6 +243,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             .map(|b| (b.name.to_string(), b.to_json()))
             .collect::<serde_json::Map<_, _>>(),
         "notices": {"posted": s.notices.posted(), "lost": s.notices.lost()},
+        "analysis": st.analysis.as_ref().map_or(Value::Null, |a| a.stats_json()),
     })
 }
 
@@ -301,9 +306,41 @@ async fn fingerprints(State(st): State<ControlState>, Query(q): Query<TopQuery>)
                 "service": &*r.meta.service,
                 "name": &*r.meta.name,
                 "message": &*r.meta.message,
-                "advice": Value::Null,
+                "advice": st.analysis.as_ref().map_or(Value::Null, |a| a.advice_json(r.fingerprint)),
             })
         })
         .collect();
     Json(out).into_response()
+}
+
+/// `GET /advice/{fingerprint}`: 200 with the cache entry, 404 when there is none (not analysed
+/// yet, expired, or nothing matched), 400 for a malformed fingerprint.
+async fn advice(
+    State(st): State<ControlState>,
+    axum::extract::Path(fp): axum::extract::Path<String>,
+) -> Response {
+    let fp = fp.trim().to_ascii_lowercase();
+    if fp.len() != 32 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (StatusCode::BAD_REQUEST, "a fingerprint is 32 hex digits\n").into_response();
+    }
+    let Some(a) = &st.analysis else {
+        return (
+            StatusCode::NOT_FOUND,
+            "analysis is off (analysis.enabled = false)\n",
+        )
+            .into_response();
+    };
+    match a.advice(&fp) {
+        Some(e) if e.advice.is_some() => Json(json!({
+            "fingerprint": e.fingerprint,
+            "source": e.source,
+            "advice": e.advice,
+            "event_id": e.event_id,
+            "created": rfc3339_micros(SystemTime::UNIX_EPOCH + Duration::from_millis(e.created_unix_ms)),
+            "expires": rfc3339_micros(SystemTime::UNIX_EPOCH + Duration::from_millis(e.expires_unix_ms)),
+        }))
+        .into_response(),
+        Some(_) => (StatusCode::NOT_FOUND, format!("no advice for {fp}: no rule matched and no LLM answer\n")).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no advice for {fp} (not analysed yet, or expired)\n")).into_response(),
+    }
 }

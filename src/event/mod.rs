@@ -92,6 +92,8 @@ pub struct Pipeline {
     table: Arc<FingerprintTable>,
     /// Rate limits and the duplicate policy; kept across reloads (see [`Pipeline::with_limiter`]).
     limiter: Arc<crate::limit::Limiter>,
+    /// Fix advice for new fingerprints (`None`: analysis off).
+    analysis: Option<crate::analysis::AnalysisHandle>,
 }
 
 impl Pipeline {
@@ -116,6 +118,7 @@ impl Pipeline {
             host_field: host.to_vec().into_boxed_slice(),
             table,
             limiter: Arc::new(crate::limit::Limiter::disabled()),
+            analysis: None,
         })
     }
 
@@ -127,6 +130,16 @@ impl Pipeline {
 
     pub fn limiter(&self) -> &Arc<crate::limit::Limiter> {
         &self.limiter
+    }
+
+    /// Sends new fingerprints (and those whose advice expired) to analysis.
+    pub fn with_analysis(mut self, analysis: Option<crate::analysis::AnalysisHandle>) -> Self {
+        self.analysis = analysis;
+        self
+    }
+
+    pub fn analysis(&self) -> Option<&crate::analysis::AnalysisHandle> {
+        self.analysis.as_ref()
     }
 
     pub fn fingerprints(&self) -> &Arc<FingerprintTable> {
@@ -226,6 +239,21 @@ impl Pipeline {
             .ids
             .generate_from_datetime(rx.time)
             .unwrap_or_else(|_| Ulid::from_datetime(rx.time));
+        if let Some(a) = &self.analysis {
+            // A cache lookup; on a miss a non-blocking try_send of an owned, capped job.
+            a.offer(fp, || {
+                let service = ev.service.as_deref().unwrap_or(&meta.service);
+                crate::analysis::Job::new(
+                    fp,
+                    id.to_string(),
+                    name.as_deref(),
+                    &message,
+                    stack.as_deref(),
+                    service,
+                    class,
+                )
+            });
+        }
 
         // Encode. Field order is part of the documented format.
         out.reserve(line.len() + 512 + meta.peer_json.len());

@@ -2,6 +2,7 @@
 //! Unix socket like an application would.
 
 mod activation;
+mod analysis;
 mod bad_input;
 mod control;
 mod ctl;
@@ -18,6 +19,7 @@ mod ingest;
 mod limit;
 mod limit_redis;
 mod limit_support;
+mod llm_server;
 mod notify;
 mod overload;
 mod props;

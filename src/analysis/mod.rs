@@ -1,0 +1,729 @@
+//! Analysis: fix advice per fingerprint, off the ingest path.
+//!
+//! ```text
+//! Pipeline::process ── cache hit? done ── pressure ≥ High? counted, skipped
+//!        │ miss, not in flight (single-flight set)
+//!        ▼ try_send (full → counted; ingest never waits)
+//!   bounded queue ──▶ dispatcher ──▶ up to `workers` analyses at once (tokio tasks):
+//!                       rules (instant) → cache + `advice` record
+//!                       LLM (if configured) → supersedes: cache + `advice` record
+//! ```
+//!
+//! Advice records go to the log through the ring (`events: 0` batches), linked to the
+//! fingerprint and the event that triggered the analysis. The cache ([`cache`]) is bounded by
+//! bytes, expires entries after `analysis.cache_ttl`, shrinks under memory pressure, and is
+//! saved at shutdown and loaded at start.
+
+pub mod cache;
+pub mod config;
+pub mod llm;
+pub mod rules;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::event::classify::Class;
+use crate::event::fingerprint::Fingerprint;
+use crate::memory::{Pressure, PressureRx};
+use crate::ring::{Batch, RingSender};
+use crate::stats::Stats;
+use cache::{unix_ms, AdviceCache, Entry};
+use llm::LlmClient;
+use rules::Rules;
+
+/// Longest message copied into a job (bytes; the prompt has its own, smaller cap).
+pub const MAX_JOB_MESSAGE: usize = 8 * 1024;
+/// Longest (escaped) stack copied into a job.
+pub const MAX_JOB_STACK: usize = 16 * 1024;
+/// How long an advice record may wait for ring space before it is counted as lost.
+const RECORD_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// When the LLM is configured but failed (down, breaker open, budget used up), the rules'
+/// advice (or the lack of any) is kept this long at most instead of the full TTL, so the
+/// fingerprint gets another LLM try once the endpoint may be back. Breaker and budget bound
+/// what those retries cost.
+pub const LLM_FAILED_TTL: Duration = Duration::from_secs(15 * 60);
+/// After the shutdown grace, abandoned analyses get this long to notice the cancellation.
+const ABANDON_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("analysis rules: {0}")]
+    Rules(#[from] rules::RulesError),
+    #[error("analysis.llm_base_url: cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The advice object of an `advice` record (documented in docs/PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advice {
+    pub summary: String,
+    pub likely_cause: String,
+    pub fix_steps: Vec<String>,
+    /// 0–1: how sure the source is.
+    pub confidence: f64,
+    /// The matching rule's id (rules only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// What an analysis needs from the event: owned, sanitized, capped.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub fingerprint: u128,
+    pub event_id: String,
+    pub name: Option<Box<str>>,
+    pub message: Box<str>,
+    /// As escaped in the JSON record.
+    pub stack: Option<Box<str>>,
+    pub service: Box<str>,
+    pub class: Class,
+}
+
+impl Job {
+    /// Copies the event's fields, capping message and stack.
+    pub fn new(
+        fp: Fingerprint,
+        event_id: String,
+        name: Option<&str>,
+        message: &str,
+        stack_escaped: Option<&str>,
+        service: &str,
+        class: Class,
+    ) -> Job {
+        Job {
+            fingerprint: fp.0,
+            event_id,
+            name: name.map(Into::into),
+            message: message[..floor_char_boundary(message, MAX_JOB_MESSAGE)].into(),
+            stack: stack_escaped.map(|s| s[..floor_char_boundary(s, MAX_JOB_STACK)].into()),
+            service: service.into(),
+            class,
+        }
+    }
+}
+
+/// Counters for `/stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct AnalysisStats {
+    /// Jobs queued.
+    pub queued: AtomicU64,
+    /// Cache misses dropped because the queue was full.
+    pub queue_full: AtomicU64,
+    /// Cache misses for a fingerprint already being analysed (single-flight).
+    pub coalesced: AtomicU64,
+    /// Cache misses not analysed because memory pressure was High or Critical.
+    pub paused_pressure: AtomicU64,
+    pub completed: AtomicU64,
+    /// Analyses where a rule matched.
+    pub rules_matched: AtomicU64,
+    /// Analyses that ended without any advice.
+    pub no_advice: AtomicU64,
+    pub records_written: AtomicU64,
+    /// Advice records that could not be written (ring full for too long, or closed).
+    pub records_lost: AtomicU64,
+    /// Queued or running analyses abandoned at shutdown.
+    pub abandoned: AtomicU64,
+}
+
+struct Shared {
+    tx: mpsc::Sender<Job>,
+    /// Fingerprints queued or being analysed. Bounded: an entry is added only with a queued
+    /// job, so it never holds more than `queue_capacity + workers` entries.
+    inflight: Mutex<HashSet<u128>>,
+    cache: AdviceCache,
+    stats: AnalysisStats,
+    pressure: PressureRx,
+    rules: Rules,
+    llm: Option<LlmClient>,
+    ttl: Duration,
+    workers: usize,
+    queue_capacity: usize,
+}
+
+/// The cheap, cloneable front used by the pipeline and the control plane.
+#[derive(Clone)]
+pub struct AnalysisHandle(Arc<Shared>);
+
+impl std::fmt::Debug for AnalysisHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnalysisHandle")
+    }
+}
+
+impl AnalysisHandle {
+    /// Hot path, once per accepted event: a cache lookup; on a miss, queue an analysis unless
+    /// one is already queued or running for this fingerprint. Never blocks.
+    pub fn offer(&self, fp: Fingerprint, job: impl FnOnce() -> Job) {
+        let s = &self.0;
+        if s.cache.lookup(fp.0).is_some() {
+            return;
+        }
+        if *s.pressure.borrow() >= Pressure::High {
+            s.stats.paused_pressure.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut inflight = s.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if inflight.contains(&fp.0) {
+            s.stats.coalesced.fetch_add(1, Relaxed);
+            return;
+        }
+        match s.tx.try_send(job()) {
+            Ok(()) => {
+                inflight.insert(fp.0);
+                s.stats.queued.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                s.stats.queue_full.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// The cached advice for a fingerprint (32 hex digits), without counting a hit.
+    pub fn advice(&self, fp_hex: &str) -> Option<Arc<Entry>> {
+        let fp = u128::from_str_radix(fp_hex, 16).ok()?;
+        self.0.cache.peek(fp)
+    }
+
+    /// `{"source":…,"advice":…}` for `/fingerprints`, or null.
+    pub fn advice_json(&self, fp: Fingerprint) -> Value {
+        match self.0.cache.peek(fp.0) {
+            Some(e) if e.advice.is_some() => json!({"source": e.source, "advice": e.advice}),
+            _ => Value::Null,
+        }
+    }
+
+    pub fn stats(&self) -> &AnalysisStats {
+        &self.0.stats
+    }
+
+    pub fn cache(&self) -> &AdviceCache {
+        &self.0.cache
+    }
+
+    pub fn llm(&self) -> Option<&LlmClient> {
+        self.0.llm.as_ref()
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.0.queue_capacity - self.0.tx.capacity()
+    }
+
+    /// Analyses queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.0
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The `analysis` object of `/stats`.
+    pub fn stats_json(&self) -> Value {
+        let s = &self.0.stats;
+        let c = &self.0.cache;
+        let llm = self.0.llm.as_ref().map_or(Value::Null, |l| {
+            let m = &l.stats;
+            json!({
+                "model": l.model(),
+                "calls": m.calls.load(Relaxed),
+                "successes": m.successes.load(Relaxed),
+                "failures": m.failures.load(Relaxed),
+                "retries": m.retries.load(Relaxed),
+                "timeouts": m.timeouts.load(Relaxed),
+                "invalid_responses": m.invalid_responses.load(Relaxed),
+                "breaker_rejected": m.breaker_rejected.load(Relaxed),
+                "budget_exhausted": m.budget_exhausted.load(Relaxed),
+                "budget_remaining": l.budget_remaining(),
+            })
+        });
+        json!({
+            "rules": self.0.rules.len(),
+            "workers": self.0.workers,
+            "queue": {
+                "depth": self.queue_depth(),
+                "capacity": self.0.queue_capacity,
+                "queued": s.queued.load(Relaxed),
+                "full": s.queue_full.load(Relaxed),
+                "coalesced": s.coalesced.load(Relaxed),
+                "paused_pressure": s.paused_pressure.load(Relaxed),
+            },
+            "in_flight": self.in_flight(),
+            "completed": s.completed.load(Relaxed),
+            "rules_matched": s.rules_matched.load(Relaxed),
+            "no_advice": s.no_advice.load(Relaxed),
+            "records": {"written": s.records_written.load(Relaxed), "lost": s.records_lost.load(Relaxed)},
+            "abandoned": s.abandoned.load(Relaxed),
+            "cache": {
+                "hits": c.hits.load(Relaxed),
+                "misses": c.misses.load(Relaxed),
+                "entries": c.entries(),
+                "bytes": c.bytes(),
+                "max_bytes": c.max_bytes(),
+                "shrunk": c.shrunk.load(Relaxed),
+            },
+            "llm": llm,
+        })
+    }
+}
+
+/// The running workers; [`Analysis::shutdown`] stops them.
+pub struct Analysis {
+    handle: AnalysisHandle,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    tracker: TaskTracker,
+    dispatcher: tokio::task::JoinHandle<()>,
+    cache_file: Option<PathBuf>,
+}
+
+impl Analysis {
+    /// Loads the rules and the saved cache (on the blocking pool) and starts the dispatcher.
+    /// `None` when `analysis.enabled` is false.
+    pub async fn start(
+        cfg: &config::Analysis,
+        daemon: Arc<Stats>,
+        ring: RingSender,
+        pressure: PressureRx,
+    ) -> Result<Option<Analysis>, AnalysisError> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let (builtin, user) = (cfg.builtin_rules, cfg.rules_file.clone());
+        let rules = tokio::task::spawn_blocking(move || Rules::load(builtin, user.as_deref()))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        let cache = AdviceCache::new(cfg.cache_max_bytes);
+        let cache_file = cfg.cache_file.clone();
+        let llm = cfg
+            .llm
+            .clone()
+            .map(|l| LlmClient::new(l, daemon.clone()))
+            .transpose()?;
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity.get());
+        let shared = Arc::new(Shared {
+            tx,
+            inflight: Mutex::new(HashSet::new()),
+            cache,
+            stats: AnalysisStats::default(),
+            pressure,
+            rules,
+            llm,
+            ttl: cfg.cache_ttl,
+            workers: cfg.workers.get(),
+            queue_capacity: cfg.queue_capacity.get(),
+        });
+        if let Some(path) = cache_file.clone() {
+            let s = shared.clone();
+            let loaded = tokio::task::spawn_blocking(move || s.cache.load(&path)).await;
+            match loaded {
+                Ok(Ok(n)) if n > 0 => tracing::info!(entries = n, "advice cache loaded"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("advice cache not loaded, starting empty: {e}"),
+                Err(e) => tracing::warn!("advice cache not loaded: {e}"),
+            }
+        }
+        let handle = AnalysisHandle(shared);
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let dispatcher = tokio::spawn(dispatch(
+            handle.clone(),
+            rx,
+            ring,
+            stop.clone(),
+            abort.clone(),
+            tracker.clone(),
+        ));
+        Ok(Some(Analysis {
+            handle,
+            stop,
+            abort,
+            tracker,
+            dispatcher,
+            cache_file,
+        }))
+    }
+
+    pub fn handle(&self) -> AnalysisHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking jobs, lets running analyses finish within `grace` (then abandons them,
+    /// counted), and saves the cache. Returns once the cache file is written.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.cancel();
+        let _ = self.dispatcher.await;
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                analyses = self.tracker.len(),
+                "analyses still running after the shutdown grace; abandoning them"
+            );
+            self.abort.cancel();
+            let _ = tokio::time::timeout(ABANDON_WAIT, self.tracker.wait()).await;
+        }
+        if let Some(path) = self.cache_file {
+            let h = self.handle.clone();
+            let p = path.clone();
+            match tokio::task::spawn_blocking(move || h.0.cache.save(&p)).await {
+                Ok(Ok(n)) => {
+                    tracing::info!(entries = n, path = %path.display(), "advice cache saved")
+                }
+                Ok(Err(e)) => tracing::warn!("advice cache not saved: {e}"),
+                Err(e) => tracing::warn!("advice cache not saved: {e}"),
+            }
+        }
+    }
+}
+
+async fn dispatch(
+    h: AnalysisHandle,
+    mut rx: mpsc::Receiver<Job>,
+    ring: RingSender,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(h.0.workers));
+    let mut pressure = h.0.pressure.clone();
+    let mut listen = true;
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            changed = pressure.changed(), if listen => {
+                if changed.is_ok() {
+                    let p = *pressure.borrow_and_update();
+                    if p >= Pressure::High {
+                        let c = h.0.cache.bound(p);
+                        let h2 = h.clone();
+                        // Walks the cache: off the runtime threads.
+                        tokio::task::spawn_blocking(move || h2.0.cache.shrink_to(c));
+                    }
+                } else {
+                    // No governor any more: the last level stays in force.
+                    listen = false;
+                }
+                continue;
+            }
+            job = rx.recv() => match job {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                h.0.stats.abandoned.fetch_add(1, Relaxed);
+                break;
+            }
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (h, ring, abort) = (h.clone(), ring.clone(), abort.clone());
+        tracker.spawn(async move {
+            analyse(&h, job, &ring, &abort).await;
+            drop(permit);
+        });
+    }
+    rx.close();
+    let mut left = 0;
+    while rx.try_recv().is_ok() {
+        left += 1;
+    }
+    if left > 0 {
+        h.0.stats.abandoned.fetch_add(left, Relaxed);
+        tracing::warn!(jobs = left, "queued analyses abandoned at shutdown");
+    }
+}
+
+/// One analysis: rules first, then the LLM (whose advice supersedes the rules').
+async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &CancellationToken) {
+    let s = &h.0;
+    let stack = job.stack.as_deref().map(unescape_stack);
+    let rules = s
+        .rules
+        .advise(job.name.as_deref(), &job.message, stack.as_deref());
+    let mut found = rules.is_some();
+    let mut llm_failed = false;
+    if let Some(a) = rules.clone() {
+        s.stats.rules_matched.fetch_add(1, Relaxed);
+        publish(h, &job, "rules".into(), a, s.ttl, ring).await;
+    }
+    if let Some(llm) = &s.llm {
+        match llm.advise(&job, abort).await {
+            Ok(a) => {
+                let source = format!("llm:{}", llm.model());
+                publish(h, &job, source, a, s.ttl, ring).await;
+                found = true;
+            }
+            Err(e) => {
+                if matches!(e, llm::LlmError::Cancelled) {
+                    s.stats.abandoned.fetch_add(1, Relaxed);
+                }
+                llm_failed = true;
+                tracing::debug!(
+                    fingerprint = %format!("{:032x}", job.fingerprint),
+                    "LLM advice failed: {e}"
+                );
+            }
+        }
+    }
+    if llm_failed {
+        // Keep what the rules said (already written) for a shorter time, without a new record.
+        let ttl = s.ttl.min(LLM_FAILED_TTL);
+        let source = if rules.is_some() { "rules" } else { "none" };
+        remember(h, &job, source, rules, ttl);
+    } else if !found {
+        remember(h, &job, "none", None, s.ttl);
+    }
+    if !found {
+        s.stats.no_advice.fetch_add(1, Relaxed);
+    }
+    s.inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&job.fingerprint);
+    s.stats.completed.fetch_add(1, Relaxed);
+}
+
+/// Caches the result and writes its `advice` record.
+async fn publish(
+    h: &AnalysisHandle,
+    job: &Job,
+    source: String,
+    advice: Advice,
+    ttl: Duration,
+    ring: &RingSender,
+) {
+    let s = &h.0;
+    let record = json!({
+        "kind": "advice",
+        "time": crate::event::record::rfc3339_micros(SystemTime::now()),
+        "fingerprint": format!("{:032x}", job.fingerprint),
+        "source": source,
+        "advice": advice,
+        "event_id": job.event_id,
+        "service": &*job.service,
+    });
+    remember(h, job, &source, Some(advice), ttl);
+    let mut buf = BytesMut::new();
+    crate::event::json_line(&mut buf, &record);
+    let batch = Batch {
+        data: buf.freeze(),
+        events: 0,
+        acks: Vec::new(),
+        replies: None,
+        received: std::time::Instant::now(),
+    };
+    match tokio::time::timeout(RECORD_PUSH_TIMEOUT, ring.push(batch)).await {
+        Ok(Ok(())) => s.stats.records_written.fetch_add(1, Relaxed),
+        _ => s.stats.records_lost.fetch_add(1, Relaxed),
+    };
+}
+
+/// Puts a result in the cache for `ttl` (`advice: None`: nothing found), shrinking the cache
+/// if memory pressure lowered its bound.
+fn remember(h: &AnalysisHandle, job: &Job, source: &str, advice: Option<Advice>, ttl: Duration) {
+    let s = &h.0;
+    let created = unix_ms(SystemTime::now());
+    s.cache.insert(
+        job.fingerprint,
+        Entry {
+            fingerprint: format!("{:032x}", job.fingerprint),
+            source: source.to_string(),
+            advice,
+            event_id: job.event_id.clone(),
+            created_unix_ms: created,
+            expires_unix_ms: created.saturating_add(ttl.as_millis() as u64),
+        },
+    );
+    let p = *s.pressure.borrow();
+    if p >= Pressure::High {
+        let bound = s.cache.bound(p);
+        if s.cache.bytes() > bound {
+            s.cache.shrink_to(bound);
+        }
+    }
+}
+
+/// The largest index `<= max` on a char boundary of `s`.
+pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// Decodes a stack kept as escaped JSON string content; a cap that cut an escape in half is
+/// backed off, and anything undecodable is returned as is.
+pub fn unescape_stack(escaped: &str) -> String {
+    for back in 0..6 {
+        let end = floor_char_boundary(escaped, escaped.len().saturating_sub(back));
+        if let Ok(s) = serde_json::from_str::<String>(&format!("\"{}\"", &escaped[..end])) {
+            return s;
+        }
+    }
+    escaped.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_handles_cut_escapes() {
+        assert_eq!(unescape_stack("a\\nb"), "a\nb");
+        assert_eq!(unescape_stack("a\\u00e9"), "aé");
+        assert_eq!(unescape_stack("a\\u00"), "a");
+        assert_eq!(unescape_stack("x\\"), "x");
+    }
+
+    #[test]
+    fn jobs_are_capped_on_char_boundaries() {
+        let msg = "é".repeat(MAX_JOB_MESSAGE);
+        let j = Job::new(
+            Fingerprint(1),
+            "id".into(),
+            None,
+            &msg,
+            None,
+            "svc",
+            Class::Unknown,
+        );
+        assert!(j.message.len() <= MAX_JOB_MESSAGE);
+    }
+
+    async fn started(pressure: PressureRx) -> (Analysis, crate::ring::RingReceiver) {
+        let cfg = config::AnalysisConfig {
+            cache_file: "off".into(),
+            cache_max_bytes: bytesize::ByteSize::kib(64),
+            ..Default::default()
+        }
+        .validate(std::path::Path::new("x.log"))
+        .unwrap();
+        let (tx, rx) =
+            crate::ring::ring(1000, 1 << 20, crate::config::OverflowPolicy::Backpressure);
+        let a = Analysis::start(&cfg, Arc::new(Stats::default()), tx, pressure)
+            .await
+            .unwrap()
+            .unwrap();
+        (a, rx)
+    }
+
+    fn job(fp: u128, msg: &str) -> Job {
+        Job::new(
+            Fingerprint(fp),
+            format!("ev{fp}"),
+            Some("Error"),
+            msg,
+            None,
+            "svc",
+            Class::Unknown,
+        )
+    }
+
+    #[tokio::test]
+    async fn single_flight_then_cache_hit() {
+        let (_ptx, prx) = crate::memory::channel();
+        let (a, rx) = started(prx).await;
+        let h = a.handle();
+        for _ in 0..100 {
+            h.offer(Fingerprint(7), || {
+                job(7, "connect ECONNREFUSED 127.0.0.1:1")
+            });
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while h.stats().completed.load(Relaxed) < 1 {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(h.stats().queued.load(Relaxed), 1);
+        h.offer(Fingerprint(7), || job(7, "x"));
+        assert_eq!(h.cache().hits.load(Relaxed), 1);
+        let e = h.advice(&format!("{:032x}", 7u128)).unwrap();
+        assert_eq!(e.source, "rules");
+        assert_eq!(e.event_id, "ev7");
+        let batch = rx.try_recv().unwrap();
+        let rec: Value = serde_json::from_slice(&batch.data).unwrap();
+        assert_eq!(rec["kind"], "advice");
+        assert_eq!(rec["advice"]["rule"], "net-connection-refused");
+        a.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn pressure_pauses_new_fingerprints() {
+        let (ptx, prx) = crate::memory::channel();
+        let (a, _rx) = started(prx).await;
+        let h = a.handle();
+        ptx.send(Pressure::High).unwrap();
+        h.offer(Fingerprint(9), || job(9, "boom"));
+        assert_eq!(h.stats().paused_pressure.load(Relaxed), 1);
+        assert_eq!(h.stats().queued.load(Relaxed), 0);
+        ptx.send(Pressure::Normal).unwrap();
+        h.offer(Fingerprint(9), || job(9, "boom"));
+        assert_eq!(h.stats().queued.load(Relaxed), 1);
+        a.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn the_cache_shrinks_when_pressure_rises() {
+        let (ptx, prx) = crate::memory::channel();
+        let (a, _rx) = started(prx).await;
+        let h = a.handle();
+        let now = unix_ms(SystemTime::now());
+        for i in 0..400u128 {
+            h.cache().insert(
+                i,
+                Entry {
+                    fingerprint: format!("{i:032x}"),
+                    source: "rules".into(),
+                    advice: Some(Advice {
+                        summary: "s".repeat(300),
+                        likely_cause: "c".into(),
+                        fix_steps: vec!["a".into()],
+                        confidence: 0.5,
+                        rule: None,
+                    }),
+                    event_id: "e".into(),
+                    created_unix_ms: now,
+                    expires_unix_ms: now + 60_000,
+                },
+            );
+        }
+        let bound = h.cache().bound(Pressure::High);
+        assert!(h.cache().max_bytes() > bound);
+        ptx.send(Pressure::High).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while h.cache().bytes() > bound {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} > {bound}",
+                h.cache().bytes()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(h.cache().shrunk.load(Relaxed) > 0);
+        a.shutdown(Duration::from_secs(1)).await;
+    }
+}
