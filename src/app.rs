@@ -44,6 +44,18 @@ const WRITER_DRAIN_SLACK: Duration = Duration::from_secs(15);
 /// Startup order: signal handlers first (so an early SIGTERM is a clean stop, not a kill), then
 /// the log file, then the socket (a bad log path fails before anyone can connect).
 pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterReport> {
+    run_with(cfg, source, None).await
+}
+
+/// Called with each memory pressure level (the daemon binary lowers its own log verbosity).
+pub type PressureHook = Box<dyn Fn(crate::memory::Pressure) + Send + Sync>;
+
+/// [`run`], with a hook for pressure changes.
+pub async fn run_with(
+    cfg: Config,
+    source: ConfigSource,
+    on_pressure: Option<PressureHook>,
+) -> anyhow::Result<WriterReport> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -59,6 +71,16 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
     let pipeline = Arc::new(Pipeline::new(&cfg).context("building the event pipeline")?);
+    let memory = Arc::new(crate::memory::MemoryStatus::default());
+    let (pressure_tx, pressure_rx) = crate::memory::channel();
+    let _governor = crate::memory::governor::Governor::new(
+        cfg.memory.clone(),
+        pressure_tx,
+        memory.clone(),
+        stats.clone(),
+    )
+    .spawn()
+    .context("starting the memory governor")?;
 
     // The control plane binds now, so a taken port fails startup with a clear message.
     let control_listener = match cfg.control {
@@ -79,6 +101,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         "socket": socket.display,
         "overflow": format!("{:?}", cfg.ring.overflow).to_lowercase(),
         "control": control_addr,
+        "memory_budget": memory.budget_bytes.load(Ordering::Relaxed),
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -96,6 +119,22 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let history = Arc::new(History::new(DEFAULT_MAX_EVENTS, DEFAULT_MAX_BYTES));
     let fingerprints = pipeline.fingerprints().clone();
     let ring_stats = ring_tx.stats();
+    // Every bounded structure follows the pressure level (docs/memory.md).
+    let _shrink = {
+        let (ring, history, table) = (ring_tx.clone(), history.clone(), fingerprints.clone());
+        crate::memory::listen(pressure_rx, move |p| {
+            table.set_pressure(p);
+            history.set_pressure(p);
+            ring.set_pressure(p);
+            if let Some(hook) = &on_pressure {
+                hook(p);
+            }
+        })
+    };
+    let inflight = Arc::new(ingest::inflight::InFlight::new(
+        cfg.memory.in_flight_bytes.get(),
+        cfg.memory.peer_in_flight_bytes.get(),
+    ));
     let shared = Arc::new(ingest::Shared {
         cfg: ArcSwap::from_pointee(cfg.ingest.clone()),
         pipeline: ArcSwap::new(pipeline),
@@ -103,6 +142,9 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         stats: stats.clone(),
         history: history.clone(),
         cancel: cancel.clone(),
+        pressure: memory.level.clone(),
+        inflight: inflight.clone(),
+        pressure_timeout: cfg.memory.pressure_timeout,
     });
     let control_stop = CancellationToken::new();
     let control_task = control_listener.map(|listener| {
@@ -114,6 +156,8 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
             started: std::time::Instant::now(),
             shutting_down: cancel.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
+            memory: memory.clone(),
+            inflight,
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });

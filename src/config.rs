@@ -18,7 +18,9 @@ use crate::event::sanitize;
 pub const ENV_PREFIX: &str = "QERRORS_";
 
 /// Sections that env overrides may address (the first word after the prefix).
-const SECTIONS: &[&str] = &["ingest", "event", "sanitize", "ring", "sink", "control"];
+const SECTIONS: &[&str] = &[
+    "ingest", "event", "sanitize", "ring", "sink", "control", "memory",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +60,7 @@ pub struct RawConfig {
     pub ring: RingConfig,
     pub sink: SinkConfig,
     pub control: ControlConfig,
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// `[ingest]`: the Unix socket clients write to.
@@ -280,6 +283,7 @@ pub struct Config {
     pub sink: Sink,
     /// `None`: control plane off.
     pub control: Option<std::net::SocketAddr>,
+    pub memory: crate::memory::Memory,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -528,6 +532,8 @@ impl RawConfig {
             })?)
         };
 
+        let memory = self.memory.validate()?;
+
         Ok(Config {
             ingest,
             event,
@@ -535,6 +541,7 @@ impl RawConfig {
             ring,
             sink,
             control,
+            memory,
         })
     }
 }
@@ -580,7 +587,7 @@ fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
 /// Keys whose new value only takes effect after a restart (see `docs/operations.md`):
 /// the socket, capacities fixed at start, the writer's settings and the control address.
 pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 11] = [
         ("ingest.socket", old.ingest.socket != new.ingest.socket),
         (
             "ingest.socket_mode",
@@ -612,6 +619,7 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("sink", old.sink != new.sink),
         ("control.listen", old.control != new.control),
+        ("memory", old.memory != new.memory),
     ];
     checks
         .into_iter()
@@ -633,6 +641,7 @@ pub fn merge_live(old: &Config, new: Config) -> Config {
     c.ring.capacity_bytes = old.ring.capacity_bytes;
     c.sink = old.sink.clone();
     c.control = old.control;
+    c.memory = old.memory.clone();
     c
 }
 

@@ -67,6 +67,10 @@ pub struct ConnState {
     pub tally: crate::stats::Tally,
     /// Events suppressed in the current read, merged into [`crate::stats::Stats::suppressed`].
     pub suppressed: crate::suppress::SuppressTally,
+    /// Memory pressure level for the current read (set by the connection once per read).
+    pub pressure: crate::memory::Pressure,
+    /// Low-severity events seen under pressure, for 1-in-N sampling.
+    pub sampled: u32,
 }
 
 /// What the connection needs to know about an accepted event.
@@ -76,6 +80,8 @@ pub struct Accepted {
     pub ack: bool,
     pub level: Level,
     pub fingerprint: Fingerprint,
+    /// Held back (counted as `suppressed`), nothing was appended to the batch.
+    pub suppressed: bool,
 }
 
 /// Shared, read-only (but for the fingerprint table's interior counters) event processing.
@@ -176,6 +182,22 @@ impl Pipeline {
             let parts: Vec<&str> = ev.fingerprint.iter().map(|p| p.as_ref()).collect();
             fingerprint::from_client(&parts)
         };
+        // Memory pressure: debug/info events are sampled; warn+ and acked ones always kept.
+        if ev.level < Level::Warn
+            && !ev.ack
+            && !crate::memory::keep_sampled(state.pressure, &mut state.sampled)
+        {
+            state
+                .suppressed
+                .count(fp, crate::suppress::Reason::Pressure);
+            return Ok(Accepted {
+                id: Ulid::nil(),
+                ack: false,
+                level: ev.level,
+                fingerprint: fp,
+                suppressed: true,
+            });
+        }
         let (class, severity) = classify::classify(ev.level, name.as_deref(), &message);
         let occurrence = self.table.observe(fp, rx.unix_ns, || table::FpMeta {
             class,
@@ -256,6 +278,7 @@ impl Pipeline {
             ack: ev.ack,
             level: ev.level,
             fingerprint: fp,
+            suppressed: false,
         })
     }
 }
