@@ -11,6 +11,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde_json::json;
@@ -24,6 +25,10 @@ use crate::stats::Stats;
 /// which pressure is at least `high`, whatever RSS says: the kernel is already reclaiming hard
 /// (a cgroup at its `memory.high`, or the whole host short of memory).
 pub const PSI_HIGH: f64 = 10.0;
+
+/// While pressure is above normal, freed memory is handed back to the kernel at most this often
+/// (and at once on each rise): trimming walks the allocator's arenas, a few milliseconds.
+pub const TRIM_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Byte thresholds derived from a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +98,7 @@ pub struct Governor {
     status: Arc<MemoryStatus>,
     stats: Arc<Stats>,
     level: Pressure,
+    last_trim: Option<Instant>,
 }
 
 impl Governor {
@@ -104,6 +110,23 @@ impl Governor {
             status,
             stats,
             level,
+            last_trim: None,
+        }
+    }
+
+    /// Under pressure, hands freed memory back to the kernel: on the sample after a rise (the
+    /// listeners have shrunk their structures by then), then every [`TRIM_INTERVAL`].
+    fn trim(&mut self, now: Instant, rose: bool) {
+        if rose {
+            self.last_trim = None;
+            return;
+        }
+        if self.level == Pressure::Normal {
+            return;
+        }
+        if self.last_trim.is_none_or(|t| now - t >= TRIM_INTERVAL) {
+            self.last_trim = Some(now);
+            super::trim::release_free_memory();
         }
     }
 
@@ -158,7 +181,9 @@ impl Governor {
             .spawn(move || loop {
                 match stopped.recv_timeout(interval) {
                     Err(RecvTimeoutError::Timeout) => {
-                        self.observe(&sampler.sample());
+                        let before = self.level;
+                        let now = self.observe(&sampler.sample());
+                        self.trim(Instant::now(), now > before);
                     }
                     _ => return,
                 }

@@ -14,6 +14,7 @@ mod hardening_random;
 mod hardening_reopen;
 mod hardening_support;
 mod ingest;
+mod memory;
 mod notify;
 mod overload;
 mod props;
