@@ -155,6 +155,11 @@ impl Conn {
                     } else {
                         None
                     };
+                    // A read's worth of events is a lot of work for one poll; without this a
+                    // flooding client (its socket always readable, drop_newest never waiting)
+                    // keeps a worker for many reads and the control plane — /ready, /stats
+                    // during the very overload they report — waits seconds.
+                    tokio::task::yield_now().await;
                 }
                 Step::Eof => {
                     self.process(true).await;

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use qerrors::client::{control_get, control_json};
 use serde_json::Value;
 
-use crate::util::{dropped_count, of_kind, spawn_daemon, stop_record, wait_until, Opts};
+use crate::util::{dropped_count, of_kind, spawn_daemon, stop_record, wait_until, Daemon, Opts};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's budget in this test (`memory.budget`).
@@ -210,4 +211,194 @@ fn a_flood_of_distinct_fingerprints_stays_within_the_budget_and_every_event_is_a
         Some("memory pressure normal"),
         "pressure did not come back down: {transitions:?}"
     );
+}
+
+fn control_addr(d: &Daemon) -> String {
+    let start = wait_until("start record", Duration::from_secs(30), || {
+        d.records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "start")
+    });
+    start["control"]
+        .as_str()
+        .expect("control address")
+        .to_string()
+}
+
+/// A budget far below what the daemon needs just to run: pressure is critical from the first
+/// sample, which shows every critical-level behaviour without any memory games.
+fn critical_opts() -> Opts {
+    Opts::new()
+        .env("MEMORY_BUDGET", 4 * MIB)
+        .env("MEMORY_PRESSURE_TIMEOUT", "1s")
+}
+
+#[test]
+fn at_critical_ready_fails_stats_and_metrics_say_why_and_only_warn_and_up_is_kept() {
+    let mut d = spawn_daemon(critical_opts());
+    let addr = control_addr(&d);
+    let (status, body) = wait_until("/ready failing", Duration::from_secs(30), || {
+        let r = control_get(&addr, "/ready").ok()?;
+        (r.0 == 503).then_some(r)
+    });
+    assert_eq!(status, 503);
+    assert!(body.contains("memory pressure critical"), "{body}");
+    let stats = control_json(&addr, "/stats").unwrap();
+    let mem = &stats["memory"];
+    assert_eq!(mem["budget_bytes"], 4 * MIB, "{mem}");
+    assert_eq!(mem["pressure"], "critical", "{mem}");
+    assert!(mem["rss_bytes"].as_u64().unwrap() > 4 * MIB, "{mem}");
+    assert_eq!(mem["transitions"]["critical"], 1, "{mem}");
+    assert!(
+        stats["connections"]["in_flight"]["cap_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let (_, metrics) = control_get(&addr, "/metrics").unwrap();
+    for needle in [
+        "qerrors_memory_budget_bytes 4194304",
+        "qerrors_memory_pressure{level=\"critical\"} 1",
+        "qerrors_memory_pressure_transitions_total{level=\"critical\"} 1",
+        "qerrors_ingest_in_flight_bytes",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+
+    let levels = ["debug", "info", "warn", "error", "trace", "fatal"];
+    let lines: Vec<String> = (0..60)
+        .map(|i| {
+            let level = levels[i % levels.len()];
+            format!("{{\"message\":\"m{i}\",\"level\":\"{level}\"}}")
+        })
+        .collect();
+    assert!(d.send_lines(&lines).is_empty());
+    // An acked info event is never sampled out: the client asked to know.
+    let replies = d.send_lines(&["{\"message\":\"asked\",\"level\":\"info\",\"ack\":true}"]);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0]["ok"], true, "{replies:?}");
+    let records = d.stop();
+    let events = of_kind(&records, "event");
+    let kept: Vec<&str> = events
+        .iter()
+        .map(|e| e["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 31, "{kept:?}");
+    assert!(
+        kept[..30]
+            .iter()
+            .all(|l| ["warn", "error", "fatal"].contains(l)),
+        "{kept:?}"
+    );
+    let suppressed: u64 = of_kind(&records, "suppressed")
+        .iter()
+        .filter(|r| r["reason"] == "pressure")
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(suppressed, 30);
+    assert_eq!(stop_record(&records)["suppressed"], 30);
+    assert_eq!(memory_records(&records), ["memory pressure critical"]);
+}
+
+#[test]
+fn under_pressure_silent_and_trickling_clients_lose_their_slot_sooner() {
+    // ingest.idle_timeout stays 5 minutes and read_timeout 30 s; pressure makes both 1 s.
+    let d = spawn_daemon(critical_opts());
+    let mut silent = d.connect();
+    let mut trickler = d.connect();
+    let t = thread::spawn(move || {
+        // Two bytes a second of a line that never ends, for 20 s: less than the configured
+        // read timeout, so only the pressure timeout can close it in time.
+        let mut replies = Vec::new();
+        for _ in 0..40 {
+            if trickler.write_all(b"{").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(500));
+            trickler.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut trickler, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => replies.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            trickler.set_nonblocking(false).unwrap();
+        }
+        replies
+    });
+    let mut buf = Vec::new();
+    // EOF well before the 5-minute idle timeout (the socket's read timeout is 30 s).
+    std::io::Read::read_to_end(&mut silent, &mut buf).expect("closed by the daemon");
+    assert!(buf.is_empty());
+    let replies = crate::util::parse_records(&t.join().unwrap(), false);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0]["error"], "read_timeout", "{replies:?}");
+}
+
+#[test]
+fn a_peer_over_its_in_flight_cap_waits_and_nothing_is_lost() {
+    // A stalled sink with backpressure: connections hold their batches while waiting for the
+    // ring; the peer cap stops the others from reading more on top.
+    // The start record sits in the stalled FIFO: pick the control port here.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut d = spawn_daemon(
+        Opts::new()
+            .arg("--control")
+            .arg(&addr)
+            .fifo_log()
+            .env("RING_CAPACITY_EVENTS", 16)
+            .env("RING_CAPACITY_BYTES", 16384)
+            .env("INGEST_MAX_LINE_BYTES", 4096)
+            .env("INGEST_READ_BUFFER_BYTES", 4096)
+            .env("MEMORY_PEER_IN_FLIGHT_BYTES", 8192)
+            .env("SINK_FSYNC", "never")
+            .env("SINK_ROTATE_BYTES", 0),
+    );
+    const CONNS: usize = 6;
+    const PER: usize = 500;
+    let clients: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let mut s = d.connect();
+            thread::spawn(move || {
+                let mut data = Vec::new();
+                for i in 0..PER {
+                    data.extend_from_slice(
+                        format!("{{\"message\":\"cap {c} {i} {}\"}}\n", "p".repeat(100)).as_bytes(),
+                    );
+                }
+                s.write_all(&data).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                crate::util::read_replies(&mut s)
+            })
+        })
+        .collect();
+    let inflight = wait_until(
+        "a connection waiting for in-flight room",
+        Duration::from_secs(60),
+        || {
+            let s = control_json(&addr, "/stats").ok()?;
+            let f = s["connections"]["in_flight"].clone();
+            (f["waits"].as_u64()? > 0 && f["bytes"].as_u64()? > 0).then_some(f)
+        },
+    );
+    // Over the cap by at most what connections already held when it was reached: one batch
+    // each (a read of at most 4 KiB, 1.5x once enriched, plus a partial line).
+    let bytes = inflight["bytes"].as_u64().unwrap();
+    assert!(bytes <= 8192 + CONNS as u64 * 12 * 1024, "{inflight}");
+    assert_eq!(
+        inflight["top_peers"][0]["uid"],
+        nix::unistd::getuid().as_raw(),
+        "{inflight}"
+    );
+    let drain = d.unstall();
+    for c in clients {
+        assert!(c.join().unwrap().is_empty());
+    }
+    let status = d.sigterm_and_wait();
+    assert!(status.success());
+    let records = drain.finish();
+    assert_eq!(of_kind(&records, "event").len(), CONNS * PER);
 }
