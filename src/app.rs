@@ -48,6 +48,18 @@ const ANALYSIS_GRACE: Duration = Duration::from_secs(3);
 /// Startup order: signal handlers first (so an early SIGTERM is a clean stop, not a kill), then
 /// the log file, then the socket (a bad log path fails before anyone can connect).
 pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterReport> {
+    run_with(cfg, source, None).await
+}
+
+/// Called with each memory pressure level (the daemon binary lowers its own log verbosity).
+pub type PressureHook = Box<dyn Fn(crate::memory::Pressure) + Send + Sync>;
+
+/// [`run`], with a hook for pressure changes.
+pub async fn run_with(
+    cfg: Config,
+    source: ConfigSource,
+    on_pressure: Option<PressureHook>,
+) -> anyhow::Result<WriterReport> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -62,15 +74,24 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let writer = Writer::new(cfg.sink.clone(), ring_rx, stats.clone(), control.clone())
         .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
+    // The memory governor first: every bounded structure below listens to its level.
+    let memory = Arc::new(crate::memory::MemoryStatus::default());
+    let (pressure_tx, pressure_rx) = crate::memory::channel();
+    let _governor = crate::memory::governor::Governor::new(
+        cfg.memory.clone(),
+        pressure_tx,
+        memory.clone(),
+        stats.clone(),
+    )
+    .spawn()
+    .context("starting the memory governor")?;
     // Rate limits: one limiter for every pipeline generation, synced by its own task.
     let limiter = Arc::new(crate::limit::Limiter::new(&cfg.limit));
-    // Until a memory governor publishes levels, pressure stays Normal.
-    let (_pressure_tx, pressure_rx) = crate::memory::channel();
     let analysis = crate::analysis::Analysis::start(
         &cfg.analysis,
         stats.clone(),
         ring_tx.clone(),
-        pressure_rx,
+        pressure_rx.clone(),
     )
     .await
     .context("starting analysis")?;
@@ -101,6 +122,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         "socket": socket.display,
         "overflow": format!("{:?}", cfg.ring.overflow).to_lowercase(),
         "control": control_addr,
+        "memory_budget": memory.budget_bytes.load(Ordering::Relaxed),
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -118,6 +140,22 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let history = Arc::new(History::new(DEFAULT_MAX_EVENTS, DEFAULT_MAX_BYTES));
     let fingerprints = pipeline.fingerprints().clone();
     let ring_stats = ring_tx.stats();
+    // Every bounded structure follows the pressure level (docs/memory.md).
+    let _shrink = {
+        let (ring, history, table) = (ring_tx.clone(), history.clone(), fingerprints.clone());
+        crate::memory::listen(pressure_rx, move |p| {
+            table.set_pressure(p);
+            history.set_pressure(p);
+            ring.set_pressure(p);
+            if let Some(hook) = &on_pressure {
+                hook(p);
+            }
+        })
+    };
+    let inflight = Arc::new(ingest::inflight::InFlight::new(
+        cfg.memory.in_flight_bytes.get(),
+        cfg.memory.peer_in_flight_bytes.get(),
+    ));
     let shared = Arc::new(ingest::Shared {
         cfg: ArcSwap::from_pointee(cfg.ingest.clone()),
         pipeline: ArcSwap::new(pipeline),
@@ -125,15 +163,16 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
         stats: stats.clone(),
         history: history.clone(),
         cancel: cancel.clone(),
+        pressure: memory.level.clone(),
+        inflight: inflight.clone(),
+        pressure_timeout: cfg.memory.pressure_timeout,
     });
     let control_stop = CancellationToken::new();
-    // TODO(memory governor): pass the governor's pressure receiver here.
-    let (_pressure_tx, pressure_rx) = crate::memory::channel();
     let limit_stop = CancellationToken::new();
     let limit_task = tokio::spawn(crate::limit::run(
         limiter,
         cfg.limit.clone(),
-        pressure_rx,
+        pressure_rx.clone(),
         stats.clone(),
         limit_stop.clone(),
     ));
@@ -147,6 +186,8 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
             shutting_down: cancel.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
             analysis: analysis_handle,
+            memory: memory.clone(),
+            inflight,
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });

@@ -19,7 +19,7 @@ pub const ENV_PREFIX: &str = "QERRORS_";
 
 /// Sections that env overrides may address (the first word after the prefix).
 const SECTIONS: &[&str] = &[
-    "ingest", "event", "sanitize", "ring", "sink", "control", "limit", "analysis",
+    "ingest", "event", "sanitize", "ring", "sink", "control", "limit", "analysis", "memory",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,7 @@ pub struct RawConfig {
     pub control: ControlConfig,
     pub limit: crate::limit::rules::LimitConfig,
     pub analysis: crate::analysis::config::AnalysisConfig,
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// `[ingest]`: the Unix socket clients write to.
@@ -289,6 +290,7 @@ pub struct Config {
     pub control: Option<std::net::SocketAddr>,
     pub limit: crate::limit::rules::Settings,
     pub analysis: crate::analysis::config::Analysis,
+    pub memory: crate::memory::Memory,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -538,6 +540,8 @@ impl RawConfig {
         };
 
         let analysis = self.analysis.validate(&sink.path)?;
+        let memory = self.memory.validate()?;
+
         Ok(Config {
             ingest,
             event,
@@ -547,6 +551,7 @@ impl RawConfig {
             control,
             limit: self.limit.validate()?,
             analysis,
+            memory,
         })
     }
 }
@@ -625,6 +630,7 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         ("sink", old.sink != new.sink),
         ("control.listen", old.control != new.control),
         ("analysis", old.analysis != new.analysis),
+        ("memory", old.memory != new.memory),
     ];
     checks
         .into_iter()
@@ -649,6 +655,7 @@ pub fn merge_live(old: &Config, new: Config) -> Config {
     c.control = old.control;
     c.limit = crate::limit::rules::merge_live(&old.limit, c.limit);
     c.analysis = old.analysis.clone();
+    c.memory = old.memory.clone();
     c
 }
 

@@ -2,6 +2,7 @@
 //! in (shared `Bytes`, no copy), bounded by events and bytes, for the control plane's `/recent`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -10,11 +11,18 @@ use bytes::Bytes;
 pub const DEFAULT_MAX_EVENTS: usize = 1000;
 pub const DEFAULT_MAX_BYTES: usize = 2 << 20;
 
+/// Under `high` memory pressure the history keeps 1/this of its bounds, under `critical`
+/// 1/this² (docs/memory.md).
+pub const PRESSURE_DIVISOR: usize = 8;
+
 #[derive(Debug)]
 pub struct History {
     inner: Mutex<Inner>,
     max_events: usize,
     max_bytes: usize,
+    /// Bounds in force: the configured ones, divided under memory pressure.
+    cur_events: AtomicUsize,
+    cur_bytes: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +47,37 @@ impl History {
             inner: Mutex::new(Inner::default()),
             max_events: max_events.max(1),
             max_bytes: max_bytes.max(1),
+            cur_events: AtomicUsize::new(max_events.max(1)),
+            cur_bytes: AtomicUsize::new(max_bytes.max(1)),
+        }
+    }
+
+    /// Follows the memory pressure level: shrinks the bounds (and what is held, at once) under
+    /// pressure, restores them when it is over.
+    pub fn set_pressure(&self, p: crate::memory::Pressure) {
+        let div = match p {
+            crate::memory::Pressure::Normal => 1,
+            crate::memory::Pressure::High => PRESSURE_DIVISOR,
+            crate::memory::Pressure::Critical => PRESSURE_DIVISOR * PRESSURE_DIVISOR,
+        };
+        self.cur_events
+            .store((self.max_events / div).max(1), Relaxed);
+        self.cur_bytes.store((self.max_bytes / div).max(1), Relaxed);
+        let mut g = self.lock();
+        self.trim(&mut g);
+    }
+
+    /// Drops the oldest batches beyond the bounds in force (always keeps the newest one).
+    fn trim(&self, g: &mut Inner) {
+        let (max_e, max_b) = (self.cur_events.load(Relaxed), self.cur_bytes.load(Relaxed));
+        while g.batches.len() > 1 && (g.events > max_e || g.bytes > max_b) {
+            if let Some((b, n)) = g.batches.pop_front() {
+                g.events -= n;
+                g.bytes -= b.len();
+            }
+        }
+        if g.batches.capacity() > 4 * g.batches.len().max(16) {
+            g.batches.shrink_to_fit();
         }
     }
 
@@ -56,12 +95,7 @@ impl History {
         g.events += events;
         g.bytes += batch.len();
         g.batches.push_back((batch, events));
-        while g.batches.len() > 1 && (g.events > self.max_events || g.bytes > self.max_bytes) {
-            if let Some((b, n)) = g.batches.pop_front() {
-                g.events -= n;
-                g.bytes -= b.len();
-            }
-        }
+        self.trim(&mut g);
     }
 
     /// The newest `n` event records that pass `filter`, oldest first.
@@ -151,6 +185,25 @@ mod tests {
             .collect();
         assert_eq!(levels, ["warn", "error"]);
         assert_eq!(h.recent(1, &Filter::default())[0]["level"], "error");
+    }
+
+    #[test]
+    fn pressure_shrinks_the_bounds_and_normal_restores_them() {
+        use crate::memory::Pressure;
+        let h = History::new(128, 1 << 20);
+        for _ in 0..64 {
+            h.push(batch(&[("error", "a"), ("info", "a")]), 2);
+        }
+        assert_eq!(h.size().0, 128);
+        h.set_pressure(Pressure::High);
+        assert_eq!(h.size().0, 16, "shrunk at once");
+        h.set_pressure(Pressure::Critical);
+        assert_eq!(h.size().0, 2);
+        h.set_pressure(Pressure::Normal);
+        for _ in 0..64 {
+            h.push(batch(&[("error", "a"), ("info", "a")]), 2);
+        }
+        assert_eq!(h.size().0, 128);
     }
 
     #[test]

@@ -44,10 +44,17 @@ pub enum PushError {
     Closed(Batch),
 }
 
+/// Under `critical` memory pressure the ring's byte budget is 1/this of its configured size
+/// (docs/memory.md): producers then wait (backpressure) or drop (drop_newest) sooner.
+pub const CRITICAL_BYTES_DIVISOR: usize = 4;
+
 #[derive(Debug)]
 struct State {
     max_events: usize,
-    max_bytes: usize,
+    /// Configured byte budget.
+    cap_bytes: usize,
+    /// Byte budget in force: `cap_bytes`, tightened under critical memory pressure.
+    max_bytes: AtomicUsize,
     /// `true` = `DropNewest`; changes on config reload.
     drop_newest: AtomicBool,
     events: AtomicUsize,
@@ -65,7 +72,8 @@ impl State {
         let prev_e = self.events.fetch_add(events, Ordering::AcqRel);
         let prev_b = self.bytes.fetch_add(bytes, Ordering::AcqRel);
         let empty = prev_e == 0 && prev_b == 0;
-        if empty || (prev_e + events <= self.max_events && prev_b + bytes <= self.max_bytes) {
+        let max_bytes = self.max_bytes.load(Ordering::Relaxed);
+        if empty || (prev_e + events <= self.max_events && prev_b + bytes <= max_bytes) {
             return true;
         }
         self.release(events, bytes);
@@ -92,8 +100,13 @@ impl RingStats {
     pub fn capacity_events(&self) -> usize {
         self.0.max_events
     }
+    /// The byte budget in force (tightened under critical memory pressure).
     pub fn capacity_bytes(&self) -> usize {
-        self.0.max_bytes
+        self.0.max_bytes.load(Ordering::Relaxed)
+    }
+    /// The configured byte budget.
+    pub fn configured_bytes(&self) -> usize {
+        self.0.cap_bytes
     }
     /// Batches queued / taken since start.
     pub fn pushed(&self) -> u64 {
@@ -129,7 +142,8 @@ pub fn ring(
     let (tx, rx) = crossbeam_channel::bounded(max_events);
     let state = Arc::new(State {
         max_events,
-        max_bytes: max_bytes.max(1),
+        cap_bytes: max_bytes.max(1),
+        max_bytes: AtomicUsize::new(max_bytes.max(1)),
         drop_newest: AtomicBool::new(policy == OverflowPolicy::DropNewest),
         events: AtomicUsize::new(0),
         bytes: AtomicUsize::new(0),
@@ -157,6 +171,19 @@ impl RingSender {
             .drop_newest
             .store(policy == OverflowPolicy::DropNewest, Ordering::Relaxed);
         self.state.space.notify_waiters();
+    }
+
+    /// Follows the memory pressure level: under `Critical` the byte budget shrinks to
+    /// 1/[`CRITICAL_BYTES_DIVISOR`] (batches already queued stay; new ones wait or drop until
+    /// the ring is under the new budget), otherwise it is the configured one.
+    pub fn set_pressure(&self, p: crate::memory::Pressure) {
+        let st = &self.state;
+        let bytes = match p {
+            crate::memory::Pressure::Critical => (st.cap_bytes / CRITICAL_BYTES_DIVISOR).max(1),
+            _ => st.cap_bytes,
+        };
+        st.max_bytes.store(bytes, Ordering::Relaxed);
+        st.space.notify_waiters();
     }
 
     /// Queues a batch, waiting for space under `Backpressure`.
@@ -276,6 +303,22 @@ mod tests {
         assert_eq!(writer.join().unwrap(), 1);
         assert_eq!(tx.stats().pushed(), 2);
         assert_eq!(tx.stats().popped(), 2);
+    }
+
+    #[tokio::test]
+    async fn critical_pressure_tightens_the_byte_budget() {
+        let (tx, rx) = ring(100, 1000, OverflowPolicy::DropNewest);
+        tx.set_pressure(crate::memory::Pressure::Critical);
+        assert_eq!(tx.stats().capacity_bytes(), 250);
+        tx.push(batch(1, 200)).await.unwrap();
+        assert!(matches!(
+            tx.push(batch(1, 100)).await,
+            Err(PushError::Full(_))
+        ));
+        tx.set_pressure(crate::memory::Pressure::High);
+        assert_eq!(tx.stats().capacity_bytes(), 1000);
+        tx.push(batch(1, 100)).await.unwrap();
+        assert_eq!(rx.try_recv().unwrap().data.len(), 200);
     }
 
     #[tokio::test]

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qerrors::{app, config};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter};
 
 /// qerrors daemon: reads NDJSON error events from a Unix socket and writes an enriched log.
 #[derive(Debug, Parser)]
@@ -99,14 +102,34 @@ fn main() -> ExitCode {
 
     // The daemon's own log: stderr (journald under systemd) through a non-blocking writer, so
     // a slow terminal or journal never stalls a runtime thread.
+    // Under memory pressure the filter drops to `warn` (never louder than configured).
     let (writer, _log_guard) = tracing_appender::non_blocking(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_env("QERRORS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+    let directives = std::env::var("QERRORS_LOG").unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let quiet_under_pressure = filter
+        .max_level_hint()
+        .is_none_or(|l| l > LevelFilter::WARN);
+    let (filter, filter_handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .with_writer(writer)
+                .with_ansi(std::io::stderr().is_terminal()),
         )
         .init();
+    let on_pressure: app::PressureHook = Box::new(move |p| {
+        if !quiet_under_pressure {
+            return;
+        }
+        let f = match p {
+            qerrors::memory::Pressure::Normal => {
+                EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+            }
+            _ => EnvFilter::new("warn"),
+        };
+        let _ = filter_handle.modify(|cur| *cur = f);
+    });
 
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -120,7 +143,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(app::run(cfg, source));
+    let result = runtime.block_on(app::run_with(cfg, source, Some(on_pressure)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,

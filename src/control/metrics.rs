@@ -165,6 +165,29 @@ impl Collector for Snapshot {
         if let Some(a) = &st.analysis {
             analysis_metrics(e, a)?;
         }
+        let mem = &st.memory;
+        counter_by(
+            e,
+            "memory_pressure_transitions",
+            "Memory pressure level changes, by level entered.",
+            "level",
+            crate::memory::Pressure::ALL.map(|p| {
+                (
+                    p.as_str().to_string(),
+                    mem.entered[p as usize].load(Relaxed),
+                )
+            }),
+        )?;
+        let mut m = e.encode_descriptor(
+            "memory_pressure",
+            "Memory pressure level (1 for the current level), by level.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in crate::memory::Pressure::ALL {
+            m.encode_family(&[("level", p.as_str())])?
+                .encode_gauge(&i64::from(mem.level.get() == p))?;
+        }
         let breakers = s.breakers();
         let mut m = e.encode_descriptor(
             "breaker_state",
@@ -268,7 +291,7 @@ impl Collector for Snapshot {
             counter(e, name, help, v)?;
         }
         let bytes = Some(&Unit::Bytes);
-        let gauges: [(&str, &str, Option<&Unit>, u64); 10] = [
+        let gauges: [(&str, &str, Option<&Unit>, u64); 13] = [
             (
                 "connections_active",
                 "Client connections open.",
@@ -300,6 +323,24 @@ impl Collector for Snapshot {
                 st.ring.capacity_bytes() as u64,
             ),
             ("memory_rss", "Resident set size.", bytes, self.rss_bytes),
+            (
+                "memory_budget",
+                "Memory budget in force (memory.budget or a share of the cgroup limit).",
+                bytes,
+                mem.budget_bytes.load(Relaxed),
+            ),
+            (
+                "memory_cgroup_limit",
+                "The cgroup's memory limit (0: none).",
+                bytes,
+                mem.cgroup_limit_bytes.load(Relaxed),
+            ),
+            (
+                "ingest_in_flight",
+                "Bytes read from clients and not yet queued for the writer.",
+                bytes,
+                st.inflight.total() as u64,
+            ),
             (
                 "fingerprints_tracked",
                 "Fingerprints in the occurrence table.",

@@ -64,6 +64,10 @@ pub struct ControlState {
     pub slots: Arc<Semaphore>,
     /// `None`: analysis off.
     pub analysis: Option<crate::analysis::AnalysisHandle>,
+    /// What the memory governor last saw.
+    pub memory: Arc<crate::memory::MemoryStatus>,
+    /// Bytes in flight per connection and peer.
+    pub inflight: Arc<crate::ingest::inflight::InFlight>,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -139,6 +143,17 @@ async fn ready(State(st): State<ControlState>) -> Response {
     if st.shutting_down.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    if st.memory.level.get() == crate::memory::Pressure::Critical {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "memory pressure critical (rss {} of budget {} bytes)\n",
+                st.memory.rss_bytes.load(Relaxed),
+                st.memory.budget_bytes.load(Relaxed)
+            ),
+        )
+            .into_response();
+    }
     if let Some(age) = last_write_error_age(&st.stats) {
         if age < WRITE_ERROR_WINDOW {
             return (
@@ -198,6 +213,8 @@ fn named<const N: usize, T: Copy>(
 /// The `/stats` document (its shape is documented in README and used by the dashboard).
 pub fn stats_json(st: &ControlState, rss: u64) -> Value {
     let s = &st.stats;
+    let mut memory = st.memory.to_json();
+    memory["rss_bytes"] = rss.into();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -228,8 +245,9 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
         "connections": {
             "active": s.connections_active.load(Relaxed),
             "total": s.connections_total.load(Relaxed),
+            "in_flight": st.inflight.to_json(),
         },
-        "memory": {"rss_bytes": rss, "budget_bytes": Value::Null},
+        "memory": memory,
         "fingerprints": {"tracked": st.fingerprints.len()},
         "top_services": s.top_services(10).into_iter()
             .map(|(service, count)| json!({"service": service, "count": count}))

@@ -70,6 +70,10 @@ pub struct ConnState {
     pub tally: crate::stats::Tally,
     /// Events suppressed in the current read, merged into [`crate::stats::Stats::suppressed`].
     pub suppressed: crate::suppress::SuppressTally,
+    /// Memory pressure level for the current read (set by the connection once per read).
+    pub pressure: crate::memory::Pressure,
+    /// Low-severity events seen under pressure, for 1-in-N sampling.
+    pub sampled: u32,
 }
 
 /// What the connection needs to know about an accepted event.
@@ -208,6 +212,22 @@ impl Pipeline {
             let parts: Vec<&str> = ev.fingerprint.iter().map(|p| p.as_ref()).collect();
             fingerprint::from_client(&parts)
         };
+        // Memory pressure: debug/info events are sampled; warn+ and acked ones always kept.
+        if ev.level < Level::Warn
+            && !ev.ack
+            && !crate::memory::keep_sampled(state.pressure, &mut state.sampled)
+        {
+            state
+                .suppressed
+                .count(fp, crate::suppress::Reason::Pressure);
+            return Ok(Accepted {
+                id: Ulid::nil(),
+                ack: false,
+                level: ev.level,
+                fingerprint: fp,
+                suppressed: Some(crate::suppress::Reason::Pressure),
+            });
+        }
         // Admission: decided before classification and encoding, so suppressed events are cheap.
         let service = ev.service.as_deref().unwrap_or(&meta.service);
         if let Some(reason) = self.limiter.decide(fp, service, meta.uid, rx.unix_ns) {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ const SHARDS: usize = 32;
 
 /// When a full shard is swept, at least 1/EVICT_FRACTION of it is freed.
 const EVICT_FRACTION: usize = 8;
+
+/// Under `high` memory pressure the table keeps 1/this of `event.max_fingerprints`, under
+/// `critical` 1/this² (docs/memory.md). Least recently seen entries go first.
+pub const PRESSURE_DIVISOR: usize = 4;
 
 /// Longest message sample kept per fingerprint (bytes).
 pub const MESSAGE_SAMPLE: usize = 200;
@@ -62,7 +67,10 @@ type Shard = HashMap<u128, Entry, BuildHasherDefault<PrehashedHasher>>;
 pub struct FingerprintTable {
     shards: Box<[Mutex<Shard>]>,
     window_ns: u64,
-    per_shard: usize,
+    /// Configured entries per shard.
+    max_per_shard: usize,
+    /// Entries per shard in force: `max_per_shard`, divided under memory pressure.
+    per_shard: AtomicUsize,
 }
 
 impl FingerprintTable {
@@ -71,7 +79,40 @@ impl FingerprintTable {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             window_ns: window.as_nanos().min(u64::MAX as u128) as u64,
-            per_shard,
+            max_per_shard: per_shard,
+            per_shard: AtomicUsize::new(per_shard),
+        }
+    }
+
+    /// Follows the memory pressure level: shrinks the bound (evicting the least recently seen
+    /// entries now and releasing the shards' spare capacity) under pressure, restores it when
+    /// pressure is over.
+    pub fn set_pressure(&self, p: crate::memory::Pressure) {
+        let div = match p {
+            crate::memory::Pressure::Normal => 1,
+            crate::memory::Pressure::High => PRESSURE_DIVISOR,
+            crate::memory::Pressure::Critical => PRESSURE_DIVISOR * PRESSURE_DIVISOR,
+        };
+        let limit = (self.max_per_shard / div).max(1);
+        self.per_shard.store(limit, Relaxed);
+        if div == 1 {
+            return;
+        }
+        for shard in self.shards.iter() {
+            let mut g = match shard.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if g.len() > limit {
+                let mut by_age: Vec<(u64, u128)> =
+                    g.iter().map(|(k, e)| (e.last_seen_ns, *k)).collect();
+                by_age.sort_unstable();
+                let excess = g.len() - limit;
+                for (_, k) in by_age.into_iter().take(excess) {
+                    g.remove(&k);
+                }
+            }
+            g.shrink_to_fit();
         }
     }
 
@@ -93,7 +134,7 @@ impl FingerprintTable {
             e.last_seen_ns = e.last_seen_ns.max(now_ns);
             return e.in_window;
         }
-        if shard.len() >= self.per_shard {
+        if shard.len() >= self.per_shard.load(Relaxed) {
             self.evict(&mut shard, now_ns);
         }
         shard.insert(
@@ -139,7 +180,8 @@ impl FingerprintTable {
     fn evict(&self, shard: &mut Shard, now_ns: u64) {
         let window = self.window_ns;
         shard.retain(|_, e| now_ns.saturating_sub(e.last_seen_ns) < window);
-        let target = self.per_shard - (self.per_shard / EVICT_FRACTION).max(1);
+        let per_shard = self.per_shard.load(Relaxed);
+        let target = per_shard - (per_shard / EVICT_FRACTION).max(1);
         if shard.len() > target {
             let excess = shard.len() - target;
             let victims: Vec<u128> = shard.keys().take(excess).copied().collect();
@@ -227,6 +269,34 @@ mod tests {
         let cap = 1000usize.div_ceil(SHARDS) * SHARDS;
         assert!(t.len() <= cap, "{} > {cap}", t.len());
         assert!(t.len() > cap / 2, "evicts too much: {}", t.len());
+    }
+
+    #[test]
+    fn pressure_shrinks_to_the_most_recent_entries_and_normal_restores_the_bound() {
+        use crate::memory::Pressure;
+        let t = FingerprintTable::new(SHARDS * 16, Duration::from_secs(60));
+        // 16 per shard, seen at increasing times
+        for i in 0..(SHARDS as u128 * 16) {
+            t.observe(Fingerprint(i), i as u64, meta);
+        }
+        assert_eq!(t.len(), SHARDS * 16);
+        t.set_pressure(Pressure::High);
+        assert_eq!(t.len(), SHARDS * 4);
+        let newest = Fingerprint(SHARDS as u128 * 16 - 1);
+        assert!(t.get(newest).is_some(), "most recent kept");
+        assert!(t.get(Fingerprint(0)).is_none(), "least recent gone");
+        t.set_pressure(Pressure::Critical);
+        assert_eq!(t.len(), SHARDS);
+        // inserts stay within the tightened bound
+        for i in 0..10_000u128 {
+            t.observe(Fingerprint(1_000_000 + i), 1_000_000, meta);
+        }
+        assert!(t.len() <= SHARDS, "{}", t.len());
+        t.set_pressure(Pressure::Normal);
+        for i in 0..10_000u128 {
+            t.observe(Fingerprint(2_000_000 + i), 2_000_000, meta);
+        }
+        assert!(t.len() > SHARDS * 8, "{}", t.len());
     }
 
     #[test]

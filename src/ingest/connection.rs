@@ -7,22 +7,32 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::time::timeout_at;
 use tokio_util::sync::CancellationToken;
 
 use super::framing::{Frame, Framer};
+use super::inflight::ConnLoad;
 use super::peer::Peer;
 use super::reply::Replies;
 use super::Shared;
 use crate::event::parse::RejectCode;
 use crate::event::{ConnMeta, ConnState, Received};
+use crate::memory::Pressure;
 use crate::ring::{Batch, PushError};
+
+/// How often a connection over its in-flight cap looks again (it waits for other connections'
+/// batches to reach the ring, so a short poll is cheap and rare).
+const IN_FLIGHT_PAUSE: Duration = Duration::from_millis(5);
+
+/// Timeouts tighten (`memory.pressure_timeout`) once active connections reach this share of
+/// `ingest.max_connections` (numerator / denominator), so idle clients make room for new ones.
+const SLOTS_NEARLY_TAKEN: (usize, usize) = (7, 8);
 
 /// Serves one connection until EOF, error, timeout or shutdown.
 pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
@@ -31,6 +41,7 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     stats.connections_active.fetch_add(1, Relaxed);
 
     let peer = Peer::lookup(&stream).await.unwrap_or_default();
+    let load = shared.inflight.register(peer.uid);
     let (rd, wr) = stream.into_split();
     let cfg = shared.cfg.load_full();
     let replies = Arc::new(Replies::new(cfg.reply_buffer_bytes, shared.stats.clone()));
@@ -42,10 +53,12 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
         shared: shared.clone(),
         replies: replies.clone(),
         framer: Framer::new(cfg.max_line_bytes.get()),
-        buf: BytesMut::with_capacity(cfg.read_buffer_bytes.get()),
+        // Allocated when data arrives (see `read_some`), so idle connections hold none.
+        buf: BytesMut::new(),
         out: BytesMut::new(),
         state: ConnState::default(),
         line_no: 0,
+        load,
     };
     conn.read_loop(rd).await;
 
@@ -69,6 +82,8 @@ struct Conn {
     out: BytesMut,
     state: ConnState,
     line_no: u64,
+    /// Bytes in flight, accounted per peer uid.
+    load: ConnLoad,
 }
 
 enum Step {
@@ -78,7 +93,7 @@ enum Step {
 }
 
 impl Conn {
-    async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
+    async fn read_loop(&mut self, rd: OwnedReadHalf) {
         let cancel = self.shared.cancel.clone();
         let mut last_data = Instant::now();
         let mut partial_since: Option<Instant> = None;
@@ -86,12 +101,27 @@ impl Conn {
             // Timeouts and sizes follow config reloads; the line limit is fixed per connection.
             let cfg = self.shared.cfg.load_full();
             let read_size = cfg.read_buffer_bytes.get();
-            if self.buf.capacity() - self.buf.len() < read_size / 2 {
-                self.buf.reserve(read_size);
+            let (idle_timeout, read_timeout) = self.timeouts(&cfg);
+            if !self.load.may_read() {
+                // Over the peer's or the daemon's in-flight cap: wait for room without
+                // reading; time spent here is not idleness, but a started line still has to
+                // finish within the read timeout.
+                self.shared.inflight.waits.fetch_add(1, Relaxed);
+                while !self.load.may_read() && !cancel.is_cancelled() {
+                    if partial_since.is_some_and(|t| Instant::now() >= t + read_timeout) {
+                        self.reject_partial(
+                            RejectCode::ReadTimeout,
+                            "line not completed within ingest.read_timeout",
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(IN_FLIGHT_PAUSE).await;
+                }
+                last_data = Instant::now();
             }
             let deadline = match partial_since {
-                Some(t) => t + cfg.read_timeout,
-                None => last_data + cfg.idle_timeout,
+                Some(t) => t + read_timeout,
+                None => last_data + idle_timeout,
             };
             let step = tokio::select! {
                 biased;
@@ -99,7 +129,7 @@ impl Conn {
                     self.drain_on_shutdown(&rd).await;
                     Step::Stop
                 }
-                r = timeout_at(deadline.into(), rd.read_buf(&mut self.buf)) => match r {
+                r = timeout_at(deadline.into(), read_some(&rd, &mut self.buf, read_size)) => match r {
                     Err(_elapsed) => {
                         if partial_since.is_some() {
                             self.reject_partial(RejectCode::ReadTimeout, "line not completed within ingest.read_timeout");
@@ -125,6 +155,11 @@ impl Conn {
                     } else {
                         None
                     };
+                    // A read's worth of events is a lot of work for one poll; without this a
+                    // flooding client (its socket always readable, drop_newest never waiting)
+                    // keeps a worker for many reads and the control plane — /ready, /stats
+                    // during the very overload they report — waits seconds.
+                    tokio::task::yield_now().await;
                 }
                 Step::Eof => {
                     self.process(true).await;
@@ -132,6 +167,23 @@ impl Conn {
                 }
                 Step::Stop => return,
             }
+        }
+    }
+
+    /// `(idle, read)` timeouts now: the configured ones, shortened to `memory.pressure_timeout`
+    /// under memory pressure or when nearly every connection slot is taken — a silent or
+    /// trickling client then cannot hold a slot or a buffer for long.
+    fn timeouts(&self, cfg: &crate::config::Ingest) -> (Duration, Duration) {
+        let shared = &*self.shared;
+        let active = shared.stats.connections_active.load(Relaxed) as usize;
+        let (num, den) = SLOTS_NEARLY_TAKEN;
+        let tight = shared.pressure.get() > Pressure::Normal
+            || active * den >= cfg.max_connections.get() * num;
+        if tight {
+            let t = shared.pressure_timeout;
+            (cfg.idle_timeout.min(t), cfg.read_timeout.min(t))
+        } else {
+            (cfg.idle_timeout, cfg.read_timeout)
         }
     }
 
@@ -179,6 +231,8 @@ impl Conn {
     /// Frames and processes everything buffered, then queues the batch.
     async fn process(&mut self, eof: bool) {
         let rx = Received::now();
+        let pressure = self.shared.pressure.get();
+        self.state.pressure = pressure;
         // Records are ~1.5× their input (enrichment): one allocation per read, not a
         // doubling-and-copying series while the batch grows.
         self.out.reserve(self.buf.len() + self.buf.len() / 2 + 1024);
@@ -249,7 +303,18 @@ impl Conn {
             self.framer.drain(&mut self.buf, &mut handle);
         }
         stats.suppressed.merge(&mut self.state.suppressed);
+        if pressure > Pressure::Normal {
+            // Under pressure, idle connections give their buffers back.
+            if self.buf.is_empty() {
+                self.buf = BytesMut::new();
+            }
+        }
         if events == 0 {
+            self.out.clear();
+            if pressure > Pressure::Normal {
+                self.out = BytesMut::new();
+            }
+            self.load.set(self.buf.len());
             return;
         }
         stats.accepted.fetch_add(events as u64, Relaxed);
@@ -264,7 +329,13 @@ impl Conn {
             received: Instant::now(),
         };
         self.replies.expect_acks(batch.acks.len());
-        match shared.ring.push(batch).await {
+        if pressure > Pressure::Normal {
+            self.out = BytesMut::new();
+        }
+        self.load.set(self.buf.len() + batch.data.len());
+        let pushed = shared.ring.push(batch).await;
+        self.load.set(self.buf.len());
+        match pushed {
             Ok(()) => {}
             Err(PushError::Full(b)) => {
                 stats.dropped_overload.fetch_add(b.events as u64, Relaxed);
@@ -274,6 +345,21 @@ impl Conn {
                 stats.dropped_overload.fetch_add(b.events as u64, Relaxed);
                 self.replies.nack(&b.acks, RejectCode::ShuttingDown);
             }
+        }
+    }
+}
+
+/// Waits until the socket is readable, then reads into `buf` (reserving `size` only now, so a
+/// connection waiting for data holds no read buffer).
+async fn read_some(rd: &OwnedReadHalf, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
+    loop {
+        rd.readable().await?;
+        if buf.capacity() - buf.len() < size / 2 {
+            buf.reserve(size);
+        }
+        match rd.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod framing;
+pub mod inflight;
 pub mod listener;
 pub mod peer;
 pub mod reply;
@@ -38,6 +39,12 @@ pub struct Shared {
     pub history: Arc<crate::history::History>,
     /// Cancelled on shutdown: stop reading new data, drain what was sent.
     pub cancel: CancellationToken,
+    /// The memory pressure level, read once per socket read.
+    pub pressure: crate::memory::PressureCell,
+    /// Bytes in flight per connection and peer, with their caps.
+    pub inflight: Arc<inflight::InFlight>,
+    /// `memory.pressure_timeout` (restart-only).
+    pub pressure_timeout: Duration,
 }
 
 /// Accepts connections until `shared.cancel` fires. Connection tasks go on `tracker`.

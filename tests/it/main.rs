@@ -20,6 +20,7 @@ mod limit;
 mod limit_redis;
 mod limit_support;
 mod llm_server;
+mod memory;
 mod notify;
 mod overload;
 mod props;
