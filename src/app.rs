@@ -143,7 +143,7 @@ pub async fn run_with(
     // Every bounded structure follows the pressure level (docs/memory.md).
     let _shrink = {
         let (ring, history, table) = (ring_tx.clone(), history.clone(), fingerprints.clone());
-        crate::memory::listen(pressure_rx, move |p| {
+        crate::memory::listen(pressure_rx.clone(), move |p| {
             table.set_pressure(p);
             history.set_pressure(p);
             ring.set_pressure(p);

@@ -597,7 +597,7 @@ fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
 /// Keys whose new value only takes effect after a restart (see `docs/operations.md`):
 /// the socket, capacities fixed at start, the writer's settings and the control address.
 pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 12] = [
         ("ingest.socket", old.ingest.socket != new.ingest.socket),
         (
             "ingest.socket_mode",

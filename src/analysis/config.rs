@@ -311,6 +311,7 @@ impl AnalysisConfig {
                 max_timeouts: 2,
                 cool_down: positive("analysis.llm_breaker_cool_down", self.llm_breaker_cool_down)?,
                 probes: 1,
+                ..BreakerConfig::default()
             },
         })
     }
