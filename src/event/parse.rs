@@ -357,13 +357,13 @@ impl<'a> Partial<'a> {
     fn resolve(mut self) -> Result<RawEvent<'a>, ParseError> {
         if let Some((name, raw)) = self.top_name.take() {
             if self.level_numeric {
-                // pino/bunyan: `name` is the logger's, i.e. the app's.
-                if !name.is_empty() {
+                // pino/bunyan: `name` is the logger's, i.e. the app's; kept when `service` is set.
+                if self.service.0.is_some() {
+                    self.push_extra(Cow::Borrowed("name"), ExtraValue::Raw(raw.into()));
+                } else if !name.is_empty() {
                     self.service
                         .offer(rank::LOGGER_NAME_SERVICE, name, Src::Native);
                 }
-                let i = self.push_extra(Cow::Borrowed("name"), ExtraValue::Raw(raw.into()));
-                self.extra[i].used = true;
             } else if self.python_logging {
                 // Python logging: the logger's name (`myapp.db`); not an error name.
                 self.push_extra(Cow::Borrowed("name"), ExtraValue::Raw(raw.into()));
@@ -718,10 +718,11 @@ fn top_level<'a>(
             check_readable(raw, "extra", true)?;
             let i = ev.extra.len();
             match kind {
-                Field::Code => match code_text(raw) {
-                    Some(c) => ev.code.offer(0, c, Src::Extra(i)),
-                    None => {}
-                },
+                Field::Code => {
+                    if let Some(c) = code_text(raw) {
+                        ev.code.offer(0, c, Src::Extra(i));
+                    }
+                }
                 Field::MessageAlias(rank) => {
                     if let Some(m) = unquote(raw) {
                         ev.message.offer(rank, m, Src::Extra(i));
@@ -814,18 +815,16 @@ fn nested<'a>(
                             ev.name.offer(rank, s, src);
                         }
                     }
-                    Some(Lift::Stack(rank)) => {
-                        if raw.len() > 2 && raw.starts_with('"') {
-                            ev.stack
-                                .offer(rank, Cow::Borrowed(&raw[1..raw.len() - 1]), src);
-                        }
+                    Some(Lift::Stack(rank)) if raw.len() > 2 && raw.starts_with('"') => {
+                        ev.stack
+                            .offer(rank, Cow::Borrowed(&raw[1..raw.len() - 1]), src);
                     }
                     Some(Lift::Code(rank)) => {
                         if let Some(c) = code_text(raw) {
                             ev.code.offer(rank, c, src);
                         }
                     }
-                    None => {}
+                    Some(Lift::Stack(_)) | None => {}
                 }
             }
             ev.push_extra(key, ExtraValue::Members(members));
@@ -890,6 +889,8 @@ fn unquote(raw: &str) -> Option<Cow<'_, str>> {
 /// `"1e123abc"`), which costs a parse, never a wrong answer.
 fn check_readable(raw: &str, field: &'static str, numbers: bool) -> Result<(), ParseError> {
     let b = raw.as_bytes();
+    // A string holds no numbers (its text "1e400" is fine).
+    let numbers = numbers && b.first() != Some(&b'"');
     let suspicious = memchr::memmem::find(b, b"\\u").is_some()
         || (numbers && (has_big_exponent(b) || has_long_digit_run(b)));
     if !suspicious {
@@ -1233,6 +1234,14 @@ mod tests {
         assert_eq!(e.message, "loading order failed");
         assert_eq!(e.name.as_deref(), Some("TypeError"));
         assert_eq!(e.extra[0].1, r#"{"message":"x is undefined"}"#);
+        // an explicit service wins over the logger name, which is kept
+        let e = parse(r#"{"level":50,"name":"lg","service":"svc","msg":"m"}"#).unwrap();
+        assert_eq!(e.service.as_deref(), Some("svc"));
+        assert_eq!(e.name, None);
+        assert_eq!(
+            (e.extra[0].0.as_ref(), e.extra[0].1.as_ref()),
+            ("name", r#""lg""#)
+        );
     }
 
     #[test]
