@@ -1,6 +1,6 @@
 //! Recognizing what popular loggers write, without configuration (docs/formats.md).
 //!
-//! The parser ([`super::parse`]) reads each top-level key once and asks [`field`] what it may
+//! The parser ([`super::parse`]) reads each top-level key once and asks `field` what it may
 //! mean. A key that can fill a record field (message, level, name, stack, code, ts, service)
 //! becomes a *candidate* with a rank; the lowest rank wins when the line ends, so the order of
 //! keys in the line never matters. Keys of the native protocol (PROTOCOL.md) rank first, so a
