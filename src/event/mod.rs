@@ -4,6 +4,7 @@
 //! caller's batch buffer, or a [`parse::ParseError`]. It runs on the connection's task, so
 //! encoding is spread over the runtime's workers and the writer thread only copies bytes.
 
+mod candidates;
 pub mod classify;
 pub mod fingerprint;
 pub mod formats;

@@ -13,8 +13,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
+use super::candidates::{ExtraValue, Partial, Src, MAX_LIFTED_MEMBERS};
 use super::formats::{self, rank, Family, Field, LevelKey, Lift};
 use super::level::{Level, NumericScale};
 use super::record::{put_escaped_body, put_str};
@@ -269,212 +270,6 @@ fn too_deep(raw: &str, at: usize) -> bool {
     false
 }
 
-/// Where a candidate came from, so the winner can be taken out of `extra`.
-#[derive(Debug, Clone, Copy)]
-enum Src {
-    /// A native protocol field (never in `extra`).
-    Native,
-    /// `extra[i]`.
-    Extra(usize),
-    /// Member `m` of the object in `extra[i]`.
-    Member(usize, usize),
-    /// Computed from another field (a name read from the stack).
-    Derived,
-}
-
-/// The best candidate so far for one record field: the lowest rank wins, the first of equals.
-struct Best<T>(Option<(u8, T, Src)>);
-
-impl<T> Default for Best<T> {
-    fn default() -> Self {
-        Best(None)
-    }
-}
-
-impl<T> Best<T> {
-    fn offer(&mut self, rank: u8, value: T, src: Src) {
-        if self.0.as_ref().is_none_or(|(r, ..)| rank < *r) {
-            self.0 = Some((rank, value, src));
-        }
-    }
-}
-
-/// Members lifted out of one nested object: bit `m` for member `m` (only the first 64 members
-/// are looked at).
-const MAX_LIFTED_MEMBERS: usize = 64;
-
-/// One top-level key kept for `extra` unless its value fills a record field.
-struct ExtraField<'a> {
-    key: Cow<'a, str>,
-    value: ExtraValue<'a>,
-    /// The whole value was lifted.
-    used: bool,
-    /// Lifted members (of [`ExtraValue::Members`]).
-    lifted: u64,
-}
-
-enum ExtraValue<'a> {
-    /// JSON text: a slice of the line, or re-encoded.
-    Raw(Cow<'a, str>),
-    /// An object read member by member: raw members.
-    Members(Vec<(Cow<'a, str>, &'a str)>),
-}
-
-#[derive(Default)]
-struct Partial<'a> {
-    message: Best<Cow<'a, str>>,
-    level: Best<Level>,
-    /// `level` was a number: pino or bunyan, whose `name` is the logger's.
-    level_numeric: bool,
-    /// `levelname` was present: Python logging, whose `name` is the logger's.
-    python_logging: bool,
-    /// Top-level `name`, decoded, and its raw text.
-    top_name: Option<(Cow<'a, str>, &'a str)>,
-    name: Best<Cow<'a, str>>,
-    code: Best<Cow<'a, str>>,
-    stack: Best<Cow<'a, str>>,
-    service: Best<Cow<'a, str>>,
-    ts: Best<Timestamp>,
-    context: Option<&'a str>,
-    tags: Option<&'a str>,
-    fingerprint: Vec<Cow<'a, str>>,
-    ack: bool,
-    extra: Vec<ExtraField<'a>>,
-}
-
-impl<'a> Partial<'a> {
-    fn push_extra(&mut self, key: Cow<'a, str>, value: ExtraValue<'a>) -> usize {
-        self.extra.push(ExtraField {
-            key,
-            value,
-            used: false,
-            lifted: 0,
-        });
-        self.extra.len() - 1
-    }
-
-    /// Precedence is applied here, once every key has been seen (docs/formats.md).
-    fn resolve(mut self) -> Result<RawEvent<'a>, ParseError> {
-        if let Some((name, raw)) = self.top_name.take() {
-            if self.level_numeric {
-                // pino/bunyan: `name` is the logger's, i.e. the app's.
-                if !name.is_empty() {
-                    self.service
-                        .offer(rank::LOGGER_NAME_SERVICE, name, Src::Native);
-                }
-                let i = self.push_extra(Cow::Borrowed("name"), ExtraValue::Raw(raw.into()));
-                self.extra[i].used = true;
-            } else if self.python_logging {
-                // Python logging: the logger's name (`myapp.db`); not an error name.
-                self.push_extra(Cow::Borrowed("name"), ExtraValue::Raw(raw.into()));
-            } else if !name.is_empty() {
-                self.name.offer(0, name, Src::Native);
-            }
-        }
-        let Some((_, message, msg_src)) = self.message.0.take() else {
-            return Err(ParseError::Missing("message"));
-        };
-        let mut extra = std::mem::take(&mut self.extra);
-        mark(&mut extra, msg_src);
-        let level = win(self.level, &mut extra).unwrap_or_default();
-        let stack = win(self.stack, &mut extra);
-        let mut name = win(self.name, &mut extra);
-        let code = win(self.code, &mut extra);
-        let service = win(self.service, &mut extra);
-        let ts = win(self.ts, &mut extra);
-        if name.is_none() {
-            name = stack.as_ref().and_then(|s| match s {
-                Cow::Borrowed(s) => formats::name_from_stack(s).map(Cow::Borrowed),
-                Cow::Owned(s) => formats::name_from_stack(s).map(|n| Cow::Owned(n.to_owned())),
-            });
-        }
-        // An error object's members that say what the record says are not kept twice (pino's
-        // `err.name` next to `err.type`, `err.message` equal to `msg`).
-        for f in extra.iter_mut() {
-            if let ExtraValue::Members(members) = &f.value {
-                for (m, (k, raw)) in members.iter().enumerate().take(MAX_LIFTED_MEMBERS) {
-                    let same = match k.as_ref() {
-                        "message" => Some(&message),
-                        "name" | "type" => name.as_ref(),
-                        "code" => code.as_ref(),
-                        _ => None,
-                    };
-                    if same.is_some_and(|s| unquote(raw).is_some_and(|v| v == *s)) {
-                        f.lifted |= 1 << m;
-                    }
-                }
-            }
-        }
-        let extra = extra.into_iter().filter_map(render_extra).collect();
-        Ok(RawEvent {
-            message,
-            level,
-            name,
-            code,
-            stack,
-            service,
-            ts,
-            context: self.context,
-            tags: self.tags,
-            fingerprint: self.fingerprint,
-            ack: self.ack,
-            extra,
-        })
-    }
-}
-
-/// Takes a field's winner out of `extra` (or its member out of an object in `extra`).
-fn mark(extra: &mut [ExtraField<'_>], src: Src) {
-    match src {
-        Src::Extra(i) => extra[i].used = true,
-        Src::Member(i, m) => extra[i].lifted |= 1 << m,
-        Src::Native | Src::Derived => {}
-    }
-}
-
-/// The winning candidate, marked as taken.
-fn win<T>(best: Best<T>, extra: &mut [ExtraField<'_>]) -> Option<T> {
-    best.0.map(|(_, v, src)| {
-        mark(extra, src);
-        v
-    })
-}
-
-/// What stays of one extra field: nothing when its value was lifted, the members not lifted
-/// out of an object, or the raw value.
-fn render_extra(f: ExtraField<'_>) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
-    if f.used {
-        return None;
-    }
-    let value = match f.value {
-        ExtraValue::Raw(raw) => raw,
-        ExtraValue::Members(members) => {
-            let mut obj = BytesMut::with_capacity(64);
-            obj.put_u8(b'{');
-            let mut any = false;
-            for (m, (k, v)) in members.iter().enumerate() {
-                if m < MAX_LIFTED_MEMBERS && f.lifted & (1 << m) != 0 {
-                    continue;
-                }
-                if any {
-                    obj.put_u8(b',');
-                }
-                any = true;
-                put_str(&mut obj, k);
-                obj.put_u8(b':');
-                obj.extend_from_slice(v.as_bytes());
-            }
-            if !any && f.lifted != 0 {
-                return None;
-            }
-            obj.put_u8(b'}');
-            // Built from valid JSON pieces, so valid UTF-8.
-            Cow::Owned(String::from_utf8(obj.to_vec()).unwrap_or_default())
-        }
-    };
-    Some((f.key, value))
-}
-
 #[derive(Default)]
 struct Fields<'a> {
     event: Partial<'a>,
@@ -718,10 +513,11 @@ fn top_level<'a>(
             check_readable(raw, "extra", true)?;
             let i = ev.extra.len();
             match kind {
-                Field::Code => match code_text(raw) {
-                    Some(c) => ev.code.offer(0, c, Src::Extra(i)),
-                    None => {}
-                },
+                Field::Code => {
+                    if let Some(c) = code_text(raw) {
+                        ev.code.offer(0, c, Src::Extra(i));
+                    }
+                }
                 Field::MessageAlias(rank) => {
                     if let Some(m) = unquote(raw) {
                         ev.message.offer(rank, m, Src::Extra(i));
@@ -814,18 +610,16 @@ fn nested<'a>(
                             ev.name.offer(rank, s, src);
                         }
                     }
-                    Some(Lift::Stack(rank)) => {
-                        if raw.len() > 2 && raw.starts_with('"') {
-                            ev.stack
-                                .offer(rank, Cow::Borrowed(&raw[1..raw.len() - 1]), src);
-                        }
+                    Some(Lift::Stack(rank)) if raw.len() > 2 && raw.starts_with('"') => {
+                        ev.stack
+                            .offer(rank, Cow::Borrowed(&raw[1..raw.len() - 1]), src);
                     }
                     Some(Lift::Code(rank)) => {
                         if let Some(c) = code_text(raw) {
                             ev.code.offer(rank, c, src);
                         }
                     }
-                    None => {}
+                    Some(Lift::Stack(_)) | None => {}
                 }
             }
             ev.push_extra(key, ExtraValue::Members(members));
@@ -870,7 +664,7 @@ fn nested<'a>(
 }
 
 /// A JSON string literal's value: borrowed when it has no escapes.
-fn unquote(raw: &str) -> Option<Cow<'_, str>> {
+pub(super) fn unquote(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
     }
@@ -890,6 +684,8 @@ fn unquote(raw: &str) -> Option<Cow<'_, str>> {
 /// `"1e123abc"`), which costs a parse, never a wrong answer.
 fn check_readable(raw: &str, field: &'static str, numbers: bool) -> Result<(), ParseError> {
     let b = raw.as_bytes();
+    // A string holds no numbers (its text "1e400" is fine).
+    let numbers = numbers && b.first() != Some(&b'"');
     let suspicious = memchr::memmem::find(b, b"\\u").is_some()
         || (numbers && (has_big_exponent(b) || has_long_digit_run(b)));
     if !suspicious {
@@ -1167,345 +963,5 @@ mod tests {
     fn a_type_error_is_reported_even_when_message_is_missing() {
         let err = parse(r#"{"level":7}"#).unwrap_err();
         assert_eq!(err, ParseError::WrongType("level", Expected::Level));
-    }
-
-    /// Golden lines in each logger's documented default JSON output (docs/formats.md).
-    struct Want {
-        message: &'static str,
-        level: Level,
-        name: Option<&'static str>,
-        code: Option<&'static str>,
-        stack_starts: Option<&'static str>,
-        service: Option<&'static str>,
-        ts_nanos: Option<i128>,
-        extra_keys: &'static [&'static str],
-    }
-
-    fn check(line: &str, w: Want) {
-        let e = parse(line).unwrap_or_else(|err| panic!("{line}: {err}"));
-        assert_eq!(e.message, w.message, "{line}");
-        assert_eq!(e.level, w.level, "{line}");
-        assert_eq!(e.name.as_deref(), w.name, "{line}");
-        assert_eq!(e.code.as_deref(), w.code, "{line}");
-        match w.stack_starts {
-            Some(p) => assert!(
-                e.stack.as_deref().is_some_and(|s| s.starts_with(p)),
-                "{line}: stack {:?}",
-                e.stack
-            ),
-            None => assert_eq!(e.stack, None, "{line}"),
-        }
-        assert_eq!(e.service.as_deref(), w.service, "{line}");
-        let ts = e.ts.map(|Timestamp::UnixNanos(n)| n);
-        assert_eq!(ts, w.ts_nanos, "{line}");
-        let keys: Vec<&str> = e.extra.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(keys, w.extra_keys, "{line}");
-        // Every extra value is valid JSON.
-        for (k, v) in &e.extra {
-            serde_json::from_str::<serde_json::Value>(v)
-                .unwrap_or_else(|e| panic!("{k}: {v}: {e}"));
-        }
-    }
-
-    const T: i128 = 1_764_345_943_123_000_000;
-
-    #[test]
-    fn golden_pino() {
-        check(
-            r#"{"level":50,"time":1764345943123,"pid":4242,"hostname":"web-1","name":"checkout","err":{"type":"Error","message":"connect ECONNREFUSED 127.0.0.1:5432","stack":"Error: connect ECONNREFUSED 127.0.0.1:5432\n    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)","errno":-111,"code":"ECONNREFUSED","syscall":"connect"},"msg":"connect ECONNREFUSED 127.0.0.1:5432"}"#,
-            Want {
-                message: "connect ECONNREFUSED 127.0.0.1:5432",
-                level: Level::Error,
-                name: Some("Error"),
-                code: Some("ECONNREFUSED"),
-                stack_starts: Some("Error: connect"),
-                service: Some("checkout"),
-                ts_nanos: Some(T),
-                extra_keys: &["pid", "hostname", "err"],
-            },
-        );
-        // err's unmapped members stay; lifted ones leave.
-        let e = parse(r#"{"level":60,"msg":"m","err":{"type":"E","message":"m","stack":"E: m","errno":-111}}"#).unwrap();
-        assert_eq!(e.level, Level::Fatal);
-        assert_eq!(e.extra[0].1, r#"{"errno":-111}"#);
-        // a message that differs from msg stays in err
-        let e = parse(r#"{"level":50,"msg":"loading order failed","err":{"type":"TypeError","message":"x is undefined"}}"#).unwrap();
-        assert_eq!(e.message, "loading order failed");
-        assert_eq!(e.name.as_deref(), Some("TypeError"));
-        assert_eq!(e.extra[0].1, r#"{"message":"x is undefined"}"#);
-    }
-
-    #[test]
-    fn golden_bunyan() {
-        check(
-            r#"{"name":"checkout","hostname":"web-1","pid":4242,"level":50,"err":{"message":"boom","name":"TypeError","stack":"TypeError: boom\n    at f (/srv/app/x.js:1:2)","code":"E_BOOM"},"msg":"boom","time":"2025-11-28T16:05:43.123Z","v":0}"#,
-            Want {
-                message: "boom",
-                level: Level::Error,
-                name: Some("TypeError"),
-                code: Some("E_BOOM"),
-                stack_starts: Some("TypeError: boom"),
-                service: Some("checkout"),
-                ts_nanos: Some(T),
-                extra_keys: &["hostname", "pid", "v"],
-            },
-        );
-    }
-
-    #[test]
-    fn golden_winston() {
-        check(
-            r#"{"level":"error","message":"boom","stack":"RangeError: boom\n    at f (/srv/app/x.js:1:2)","timestamp":"2025-11-28T16:05:43.123Z","service":"api"}"#,
-            Want {
-                message: "boom",
-                level: Level::Error,
-                name: Some("RangeError"),
-                code: None,
-                stack_starts: Some("RangeError: boom"),
-                service: Some("api"),
-                ts_nanos: Some(T),
-                extra_keys: &[],
-            },
-        );
-        let e = parse(r#"{"level":"warn","message":"slow"}"#).unwrap();
-        assert_eq!(e.level, Level::Warn);
-    }
-
-    #[test]
-    fn golden_python_json_logger() {
-        check(
-            r#"{"asctime": "2025-11-28 17:05:43,123", "name": "billing.invoices", "levelname": "ERROR", "message": "invoice failed", "exc_info": "Traceback (most recent call last):\n  File \"/srv/app/billing.py\", line 12, in charge\n    1 / 0\nZeroDivisionError: division by zero"}"#,
-            Want {
-                message: "invoice failed",
-                level: Level::Error,
-                name: Some("ZeroDivisionError"),
-                code: None,
-                stack_starts: Some("Traceback (most recent call last):"),
-                service: None,
-                // asctime has no zone: receive time is used, the text stays in extra
-                ts_nanos: None,
-                extra_keys: &["asctime", "name"],
-            },
-        );
-        let e = parse(r#"{"message":"m","levelname":"WARNING","levelno":30}"#).unwrap();
-        assert_eq!(e.level, Level::Warn);
-        let e = parse(r#"{"message":"m","levelno":50}"#).unwrap();
-        assert_eq!(e.level, Level::Fatal);
-    }
-
-    #[test]
-    fn golden_structlog() {
-        check(
-            r#"{"event": "payment failed", "level": "error", "timestamp": "2025-11-28T16:05:43.123Z", "exception": "Traceback (most recent call last):\n  File \"/srv/app/pay.py\", line 3, in pay\n    raise ValueError(\"bad card\")\nValueError: bad card"}"#,
-            Want {
-                message: "payment failed",
-                level: Level::Error,
-                name: Some("ValueError"),
-                code: None,
-                stack_starts: Some(
-                    r#"Traceback (most recent call last):\n  File \"/srv/app/pay.py\""#,
-                ),
-                service: None,
-                ts_nanos: Some(T),
-                extra_keys: &[],
-            },
-        );
-        check(
-            r#"{"event":"payment failed","level":"critical","exception":[{"exc_type":"ValueError","exc_value":"bad card","exc_notes":[],"syntax_error":null,"is_cause":false,"frames":[{"filename":"/srv/app/pay.py","lineno":3,"name":"pay"}],"is_group":false,"exceptions":[]}]}"#,
-            Want {
-                message: "payment failed",
-                level: Level::Fatal,
-                name: Some("ValueError"),
-                code: None,
-                stack_starts: Some(
-                    r#"Traceback (most recent call last):\n  File \"/srv/app/pay.py\", line 3, in pay\nValueError: bad card"#,
-                ),
-                service: None,
-                ts_nanos: None,
-                extra_keys: &[],
-            },
-        );
-    }
-
-    #[test]
-    fn golden_zap() {
-        check(
-            r#"{"level":"error","ts":1764345943.123,"caller":"orders/service.go:42","msg":"loading order failed","error":"dial tcp 10.0.0.7:5432: connect: connection refused","stacktrace":"main.loadOrder\n\t/srv/app/orders/service.go:42\nmain.main\n\t/srv/app/main.go:12"}"#,
-            Want {
-                message: "loading order failed",
-                level: Level::Error,
-                name: None,
-                code: None,
-                stack_starts: Some(r"main.loadOrder\n\t/srv/app/orders/service.go:42"),
-                service: None,
-                ts_nanos: Some(T),
-                extra_keys: &["caller", "error"],
-            },
-        );
-        let e = parse(r#"{"level":"dpanic","msg":"m"}"#).unwrap();
-        assert_eq!(e.level, Level::Error);
-        let e = parse(r#"{"level":"panic","msg":"m"}"#).unwrap();
-        assert_eq!(e.level, Level::Fatal);
-    }
-
-    #[test]
-    fn golden_slog() {
-        check(
-            r#"{"time":"2025-11-28T17:05:43.123+01:00","level":"ERROR","msg":"request failed","err":"context deadline exceeded","path":"/api/orders"}"#,
-            Want {
-                message: "request failed",
-                level: Level::Error,
-                name: None,
-                code: None,
-                stack_starts: None,
-                service: None,
-                ts_nanos: Some(T),
-                extra_keys: &["err", "path"],
-            },
-        );
-        let e = parse(r#"{"level":"WARN+2","msg":"m"}"#).unwrap();
-        assert_eq!(e.level, Level::Warn);
-        // an error string alone is the message
-        let e = parse(r#"{"level":"ERROR","err":"boom"}"#).unwrap();
-        assert_eq!(e.message, "boom");
-        assert!(e.extra.is_empty());
-    }
-
-    #[test]
-    fn golden_tracing_subscriber() {
-        check(
-            r#"{"timestamp":"2025-11-28T16:05:43.123000Z","level":"ERROR","fields":{"message":"query failed","error":"timeout","rows":3},"target":"app::db","span":{"name":"load"},"spans":[{"name":"load"}]}"#,
-            Want {
-                message: "query failed",
-                level: Level::Error,
-                name: None,
-                code: None,
-                stack_starts: None,
-                service: None,
-                ts_nanos: Some(T),
-                extra_keys: &["fields", "target", "span", "spans"],
-            },
-        );
-        let e = parse(r#"{"level":"WARN","fields":{"message":"only"}}"#).unwrap();
-        assert_eq!(e.message, "only");
-        assert!(e.extra.is_empty(), "{:?}", e.extra);
-    }
-
-    #[test]
-    fn golden_logstash_logback() {
-        check(
-            r#"{"@timestamp":"2025-11-28T17:05:43.123+01:00","@version":"1","message":"order sync failed","logger_name":"com.example.OrderSync","thread_name":"main","level":"ERROR","level_value":40000,"stack_trace":"java.lang.IllegalStateException: no order\n\tat com.example.OrderSync.run(OrderSync.java:42)\n\tat java.base/java.lang.Thread.run(Thread.java:840)\n"}"#,
-            Want {
-                message: "order sync failed",
-                level: Level::Error,
-                name: Some("java.lang.IllegalStateException"),
-                code: None,
-                stack_starts: Some("java.lang.IllegalStateException: no order"),
-                service: None,
-                ts_nanos: Some(T),
-                extra_keys: &["@version", "logger_name", "thread_name", "level_value"],
-            },
-        );
-    }
-
-    #[test]
-    fn golden_google_cloud() {
-        check(
-            r#"{"severity":"CRITICAL","message":"db down","timestamp":"2025-11-28T16:05:43.123Z","logging.googleapis.com/trace":"projects/p/traces/abc"}"#,
-            Want {
-                message: "db down",
-                level: Level::Fatal,
-                name: None,
-                code: None,
-                stack_starts: None,
-                service: None,
-                ts_nanos: Some(T),
-                extra_keys: &["logging.googleapis.com/trace"],
-            },
-        );
-        let e = parse(r#"{"severity":"WARNING","message":"m"}"#).unwrap();
-        assert_eq!(e.level, Level::Warn);
-        let e = parse(r#"{"severity":500,"message":"m"}"#).unwrap();
-        assert_eq!(e.level, Level::Error);
-    }
-
-    #[test]
-    fn precedence() {
-        // native fields win; the losing aliases stay under extra
-        let e = parse(r#"{"msg":"alias","message":"native","severity":"DEBUG","level":"warn","stack_trace":"x","stack":"y","time":1,"ts":"2025-11-28T16:05:43.123Z","code":7,"err":{"code":"E","type":"T","stack":"z"},"name":"N"}"#).unwrap();
-        assert_eq!(e.message, "native");
-        assert_eq!(e.level, Level::Warn);
-        assert_eq!(e.stack.as_deref(), Some("y"));
-        assert_eq!(e.code.as_deref(), Some("7"));
-        assert_eq!(e.name.as_deref(), Some("N"));
-        assert_eq!(e.ts, Some(Timestamp::UnixNanos(T)));
-        let keys: Vec<&str> = e.extra.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(keys, ["msg", "severity", "stack_trace", "time", "err"]);
-        assert_eq!(e.extra[4].1, r#"{"code":"E","type":"T","stack":"z"}"#);
-        // msg beats event beats fields.message beats err.message
-        let e = parse(r#"{"err":{"message":"e"},"fields":{"message":"f"},"event":"v","msg":"m"}"#)
-            .unwrap();
-        assert_eq!(e.message, "m");
-        let e = parse(r#"{"err":{"message":"e"},"fields":{"message":"f"},"event":"v"}"#).unwrap();
-        assert_eq!(e.message, "v");
-        let e = parse(r#"{"err":{"message":"e"},"fields":{"message":"f"}}"#).unwrap();
-        assert_eq!(e.message, "f");
-        let e = parse(r#"{"error":{"message":"x"},"err":{"message":"e"}}"#).unwrap();
-        assert_eq!(e.message, "e");
-        // err.type beats err.name beats error.type
-        let e =
-            parse(r#"{"message":"m","error":{"type":"C"},"err":{"name":"B","type":"A"}}"#).unwrap();
-        assert_eq!(e.name.as_deref(), Some("A"));
-        // an alias with a value of the wrong type is just extra
-        let e =
-            parse(r#"{"message":"m","msg":5,"severity":"loud","time":"never","stack_trace":{}}"#)
-                .unwrap();
-        assert_eq!(e.level, Level::Error);
-        assert_eq!(e.extra.len(), 4);
-        // still no message at all
-        assert_eq!(
-            parse(r#"{"msg":5}"#).unwrap_err(),
-            ParseError::Missing("message")
-        );
-    }
-
-    #[test]
-    fn native_levels_accept_logger_spellings_but_not_nonsense() {
-        for (l, want) in [
-            (r#""ERROR""#, Level::Error),
-            (r#""warning""#, Level::Warn),
-            ("30", Level::Info),
-        ] {
-            let line = format!(r#"{{"message":"m","level":{l}}}"#);
-            assert_eq!(parse(&line).unwrap().level, want);
-        }
-        for l in [r#""loud""#, "7", "true", "{}"] {
-            let err = parse(&format!(r#"{{"message":"m","level":{l}}}"#)).unwrap_err();
-            assert_eq!(err, ParseError::WrongType("level", Expected::Level), "{l}");
-        }
-    }
-
-    #[test]
-    fn name_comes_from_the_stack_only_when_absent() {
-        let e = parse(r#"{"message":"m","stack":"TypeError: m\n    at f (/a.js:1:1)"}"#).unwrap();
-        assert_eq!(e.name.as_deref(), Some("TypeError"));
-        let e = parse(r#"{"message":"m","name":"Mine","stack":"TypeError: m"}"#).unwrap();
-        assert_eq!(e.name.as_deref(), Some("Mine"));
-    }
-
-    #[test]
-    fn nested_objects_are_checked_like_the_rest() {
-        let deep = format!(
-            r#"{{"message":"m","err":{{"a":{}{}}}}}"#,
-            "[".repeat(200),
-            "]".repeat(200)
-        );
-        assert_eq!(parse(&deep).unwrap_err(), ParseError::TooDeep);
-        let bad = r#"{"message":"m","err":{"n":1e400}}"#;
-        assert_eq!(parse(bad).unwrap_err().code(), RejectCode::InvalidJson);
-        let e =
-            parse(r#"{"message":"m","err":null,"error":[1,{"a":2}],"exception":true}"#).unwrap();
-        let vals: Vec<&str> = e.extra.iter().map(|(_, v)| v.as_ref()).collect();
-        assert_eq!(vals, ["null", r#"[1,{"a":2}]"#, "true"]);
     }
 }

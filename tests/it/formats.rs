@@ -12,6 +12,7 @@
 //! (clients/python/requirements-test.txt) missing: the test prints a loud notice and passes,
 //! unless `QERRORS_REQUIRE_ALL=1` (CI), where it fails.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -46,7 +47,9 @@ fn available(test: &str, what: &str, ok: bool) -> bool {
         !required,
         "{test}: {what} is missing and QERRORS_REQUIRE_ALL=1 (see .ci/run)"
     );
-    eprintln!(
+    // Straight to the process's stderr: libtest captures `eprintln!`, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
          !!! SKIPPED {test}: {what} is missing.\n\
          !!! Install it (see .ci/run) or set QERRORS_REQUIRE_ALL=1 to make this fail.\n\
@@ -415,4 +418,50 @@ fn python_shim_unit_tests() {
         ])
         .current_dir(python_dir()));
     assert_success("python3 -m unittest (clients/python)", &out);
+}
+
+/// `some-app | qerrorsctl send -` with a logger's own lines: accepted and recognized.
+#[test]
+fn qerrorsctl_send_pipes_logger_lines() {
+    let d = spawn_daemon(Opts::new());
+    let input = concat!(
+        r#"{"level":50,"time":1764345943123,"pid":7,"hostname":"h","name":"piped-app","err":{"type":"RangeError","message":"piped pino","stack":"RangeError: piped pino\n    at f (/srv/a.js:1:1)"},"msg":"piped pino"}"#,
+        "\n",
+        r#"{"levelname":"CRITICAL","message":"piped python","exc_info":"Traceback (most recent call last):\n  File \"/srv/a.py\", line 1, in f\nOSError: disk"}"#,
+        "\n"
+    );
+    let mut cmd = Command::new(util::CTL);
+    util::scrub_env(&mut cmd);
+    let mut child = cmd
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["send", "-", "--wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_success("qerrorsctl send -", &out);
+    let ev = event_with(&d, "piped pino");
+    check(
+        &ev,
+        "error",
+        Some("RangeError"),
+        Some("RangeError: piped pino"),
+    );
+    assert_eq!(ev["service"], "piped-app");
+    let ev = event_with(&d, "piped python");
+    check(
+        &ev,
+        "fatal",
+        Some("OSError"),
+        Some("Traceback (most recent call last):"),
+    );
 }
