@@ -84,22 +84,32 @@ log "daemon pid $DPID; load: $RATE events/s, $CONNECTIONS connections, $KINDS ki
 	--kinds "$KINDS" --pool 16 --json >"$DIR/loadgen.json" 2>"$DIR/loadgen.err" &
 LGPID=$!
 
+STATS=""
 stat_field() {
-	# a top-level-ish field from /stats, best effort (no jq dependency)
-	curl -s --max-time 2 "http://127.0.0.1:$PORT/stats" 2>/dev/null |
-		grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2 | tr -d '"' || true
+	# the first "key":value in /stats (fetched once per sample), best effort without jq;
+	# $2 restricts the value (e.g. a quoted word for memory.pressure, not events.suppressed.pressure)
+	local pat='[^,}]*'
+	[[ -n ${2:-} ]] && pat=$2
+	grep -o "\"$1\":$pat" <<<"$STATS" | head -n 1 | cut -d: -f2 | tr -d '"' || true
 }
 
-printf '%8s %10s %9s %13s %12s\n' "t_s" "rss_mib" "pressure" "fingerprints" "accepted"
+printf '%8s %10s %9s %13s %12s %12s %9s\n' "t_s" "rss_mib" "pressure" "fingerprints" "accepted" \
+	"written" "ring_mib"
 START=$SECONDS
 SAMPLES=()
 while alive "$LGPID"; do
 	T=$((SECONDS - START))
 	R=$(rss_kib "$DPID")
-	SAMPLES+=("$R")
-	printf '%8d %10.1f %9s %13s %12s\n' "$T" "$(echo "$R / 1024" | bc -l)" \
-		"$(stat_field pressure)" "$(stat_field tracked)" "$(stat_field accepted)"
-	sleep "$INTERVAL"
+	# the idle sample before the load starts is printed, not counted
+	((T > 0)) && SAMPLES+=("$R")
+	STATS=$(curl -s --max-time 2 "http://127.0.0.1:$PORT/stats" 2>/dev/null || true)
+	RING=$(grep -o '"ring":{[^}]*}' <<<"$STATS" | grep -o '"bytes":[0-9]*' | cut -d: -f2 || true)
+	printf '%8d %10.1f %9s %13s %12s %12s %9.1f\n' "$T" "$(echo "$R / 1024" | bc -l)" \
+		"$(stat_field pressure '"[a-z]*"')" "$(stat_field tracked)" "$(stat_field accepted)" \
+		"$(stat_field written)" "$(echo "${RING:-0} / 1048576" | bc -l)"
+	# in the background so that a signal is handled at once
+	sleep "$INTERVAL" &
+	wait $! || true
 done
 wait "$LGPID" || log "loadgen exited with $?"
 LGPID=""
