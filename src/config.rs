@@ -595,7 +595,8 @@ fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
 }
 
 /// Keys whose new value only takes effect after a restart (see `docs/operations.md`):
-/// the socket, capacities fixed at start, the writer's settings and the control address.
+/// the socket, capacities fixed at start, the writer's settings, the control address and the
+/// memory governor's settings.
 pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let checks: [(&'static str, bool); 12] = [
         ("ingest.socket", old.ingest.socket != new.ingest.socket),

@@ -246,8 +246,12 @@ impl Pipeline {
             class,
             severity,
             level: ev.level,
-            service: ev.service.as_deref().unwrap_or(&meta.service).into(),
-            name: name.as_deref().unwrap_or("").into(),
+            service: truncate(
+                ev.service.as_deref().unwrap_or(&meta.service),
+                table::NAME_SAMPLE,
+            )
+            .into(),
+            name: truncate(name.as_deref().unwrap_or(""), table::NAME_SAMPLE).into(),
             message: truncate(&message, table::MESSAGE_SAMPLE).into(),
         });
         state.tally.count(

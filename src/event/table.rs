@@ -29,6 +29,10 @@ pub const PRESSURE_DIVISOR: usize = 4;
 /// Longest message sample kept per fingerprint (bytes).
 pub const MESSAGE_SAMPLE: usize = 200;
 
+/// Longest service and error name kept per fingerprint (bytes): they come from clients, and
+/// without a bound one entry could hold a whole line (docs/memory.md counts on this).
+pub const NAME_SAMPLE: usize = 128;
+
 /// What the first event of a fingerprint looked like, for `/fingerprints`. Made only when a
 /// fingerprint is first inserted.
 #[derive(Debug, Clone)]
@@ -36,7 +40,9 @@ pub struct FpMeta {
     pub class: Class,
     pub severity: Severity,
     pub level: Level,
+    /// At most [`NAME_SAMPLE`] bytes.
     pub service: Box<str>,
+    /// At most [`NAME_SAMPLE`] bytes.
     pub name: Box<str>,
     /// Sanitized, at most [`MESSAGE_SAMPLE`] bytes.
     pub message: Box<str>,

@@ -88,6 +88,8 @@ struct Conn {
 
 enum Step {
     Data,
+    /// Over the in-flight cap: wait for room (at the top of the loop).
+    Wait,
     Eof,
     Stop,
 }
@@ -129,15 +131,16 @@ impl Conn {
                     self.drain_on_shutdown(&rd).await;
                     Step::Stop
                 }
-                r = timeout_at(deadline.into(), read_some(&rd, &mut self.buf, read_size)) => match r {
+                r = timeout_at(deadline.into(), read_some(&rd, &mut self.buf, read_size, &self.load)) => match r {
                     Err(_elapsed) => {
                         if partial_since.is_some() {
                             self.reject_partial(RejectCode::ReadTimeout, "line not completed within ingest.read_timeout");
                         }
                         Step::Stop
                     }
-                    Ok(Ok(0)) => Step::Eof,
-                    Ok(Ok(n)) => {
+                    Ok(Ok(None)) => Step::Wait,
+                    Ok(Ok(Some(0))) => Step::Eof,
+                    Ok(Ok(Some(n))) => {
                         self.shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
                         Step::Data
                     }
@@ -161,6 +164,7 @@ impl Conn {
                     // during the very overload they report — waits seconds.
                     tokio::task::yield_now().await;
                 }
+                Step::Wait => {}
                 Step::Eof => {
                     self.process(true).await;
                     return;
@@ -231,8 +235,7 @@ impl Conn {
     /// Frames and processes everything buffered, then queues the batch.
     async fn process(&mut self, eof: bool) {
         let rx = Received::now();
-        let pressure = self.shared.pressure.get();
-        self.state.pressure = pressure;
+        self.state.pressure = self.shared.pressure.get();
         // Records are ~1.5× their input (enrichment): one allocation per read, not a
         // doubling-and-copying series while the batch grows.
         self.out.reserve(self.buf.len() + self.buf.len() / 2 + 1024);
@@ -303,17 +306,13 @@ impl Conn {
             self.framer.drain(&mut self.buf, &mut handle);
         }
         stats.suppressed.merge(&mut self.state.suppressed);
-        if pressure > Pressure::Normal {
-            // Under pressure, idle connections give their buffers back.
-            if self.buf.is_empty() {
-                self.buf = BytesMut::new();
-            }
+        // A connection between reads holds no read buffer (only a partial line, if any): idle
+        // connections cost a few KiB each, whatever ingest.read_buffer_bytes is.
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
         }
         if events == 0 {
-            self.out.clear();
-            if pressure > Pressure::Normal {
-                self.out = BytesMut::new();
-            }
+            self.out = BytesMut::new();
             self.load.set(self.buf.len());
             return;
         }
@@ -329,9 +328,9 @@ impl Conn {
             received: Instant::now(),
         };
         self.replies.expect_acks(batch.acks.len());
-        if pressure > Pressure::Normal {
-            self.out = BytesMut::new();
-        }
+        // What is left of the allocation would keep the whole batch's memory alive after the
+        // writer is done with it; the next read reserves afresh anyway.
+        self.out = BytesMut::new();
         self.load.set(self.buf.len() + batch.data.len());
         let pushed = shared.ring.push(batch).await;
         self.load.set(self.buf.len());
@@ -350,16 +349,26 @@ impl Conn {
 }
 
 /// Waits until the socket is readable, then reads into `buf` (reserving `size` only now, so a
-/// connection waiting for data holds no read buffer).
-async fn read_some(rd: &OwnedReadHalf, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
+/// connection waiting for data holds no read buffer). `Ok(None)`: the in-flight cap was reached
+/// while waiting; nothing was read. Checking right before the read (no await in between) keeps
+/// the overshoot of the cap to one read per runtime worker.
+async fn read_some(
+    rd: &OwnedReadHalf,
+    buf: &mut BytesMut,
+    size: usize,
+    load: &ConnLoad,
+) -> std::io::Result<Option<usize>> {
     loop {
         rd.readable().await?;
+        if !load.may_read() {
+            return Ok(None);
+        }
         if buf.capacity() - buf.len() < size / 2 {
             buf.reserve(size);
         }
         match rd.try_read_buf(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return r,
+            r => return r.map(Some),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The governor: a small thread that samples memory every `memory.sample_interval`, turns the
 //! sample into a [`Pressure`] level (two thresholds with hysteresis, plus PSI as an early
-//! signal) and publishes it — in a [`PressureCell`] for the hot path and on the watch channel
+//! signal) and publishes it — in a [`PressureCell`](super::PressureCell) for the hot path and on the watch channel
 //! for the structures that shrink. Transitions are written as `daemon` records (through the
 //! notice queue, never blocking) and counted.
 //!
