@@ -165,7 +165,7 @@ impl AnalysisHandle {
     /// one is already queued or running for this fingerprint. Never blocks.
     pub fn offer(&self, fp: Fingerprint, job: impl FnOnce() -> Job) {
         let s = &self.0;
-        if s.cache.lookup(fp.0).is_some() {
+        if s.cache.lookup(fp.0) {
             return;
         }
         if *s.pressure.borrow() >= Pressure::High {
