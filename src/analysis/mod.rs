@@ -672,6 +672,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn disabled_starts_nothing() {
+        let cfg = config::AnalysisConfig {
+            enabled: false,
+            ..Default::default()
+        }
+        .validate(std::path::Path::new("x.log"))
+        .unwrap();
+        let (tx, _rx) = crate::ring::ring(10, 1 << 16, crate::config::OverflowPolicy::Backpressure);
+        let (_ptx, prx) = crate::memory::channel();
+        let a = Analysis::start(&cfg, Arc::new(Stats::default()), tx, prx)
+            .await
+            .unwrap();
+        assert!(a.is_none());
+    }
+
+    #[tokio::test]
     async fn pressure_pauses_new_fingerprints() {
         let (ptx, prx) = crate::memory::channel();
         let (a, _rx) = started(prx).await;
