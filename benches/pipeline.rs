@@ -158,6 +158,24 @@ fn bench(c: &mut Criterion) {
                 .expect("valid event")
         })
     });
+    // The lookup alone: `contains_key` (what the hot path uses) against a moka `get`.
+    let fp = qerrors::event::fingerprint::Fingerprint(
+        u128::from_str_radix(
+            &handle
+                .cache()
+                .peek_any()
+                .expect("one cached entry")
+                .fingerprint,
+            16,
+        )
+        .expect("hex"),
+    );
+    g.bench_function("advice_cache_contains_key", |b| {
+        b.iter(|| handle.cache().lookup(black_box(fp.0)))
+    });
+    g.bench_function("advice_cache_get", |b| {
+        b.iter(|| handle.cache().peek(black_box(fp.0)))
+    });
     g.finish();
     rt.block_on(analysis.shutdown(std::time::Duration::from_secs(1)));
 }

@@ -128,14 +128,23 @@ impl AdviceCache {
         self.cache.get(&fp)
     }
 
-    /// Looks up, counting a hit or a miss.
-    pub fn lookup(&self, fp: u128) -> Option<Arc<Entry>> {
-        let e = self.cache.get(&fp);
-        match e {
-            Some(_) => self.hits.fetch_add(1, Relaxed),
-            None => self.misses.fetch_add(1, Relaxed),
+    /// Whether live advice is cached, counting a hit or a miss. The hot path (once per event):
+    /// `contains_key` does not record the access in moka's read buffer, which is most of the
+    /// cost of a `get` (bench `event/advice_cache_*`: ~0.15 µs vs ~0.28 µs, shared 2-core box,
+    /// against ~2.3–3.8 µs for the whole pipeline per event); the price is that eviction
+    /// under the byte bound does not see how often an entry is read.
+    pub fn lookup(&self, fp: u128) -> bool {
+        let hit = self.cache.contains_key(&fp);
+        match hit {
+            true => self.hits.fetch_add(1, Relaxed),
+            false => self.misses.fetch_add(1, Relaxed),
         };
-        e
+        hit
+    }
+
+    /// Some entry (for benches and diagnostics).
+    pub fn peek_any(&self) -> Option<Arc<Entry>> {
+        self.cache.iter().next().map(|(_, v)| v)
     }
 
     pub fn insert(&self, fp: u128, e: Entry) {
@@ -272,12 +281,12 @@ mod tests {
     #[test]
     fn hits_misses_and_expiry() {
         let c = AdviceCache::new(1 << 20);
-        assert!(c.lookup(1).is_none());
+        assert!(!c.lookup(1));
         c.insert(1, entry(1, Duration::from_millis(150)));
-        assert!(c.lookup(1).is_some());
+        assert!(c.lookup(1));
         assert_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (1, 1));
         std::thread::sleep(Duration::from_millis(300));
-        assert!(c.lookup(1).is_none());
+        assert!(!c.lookup(1));
     }
 
     #[test]

@@ -299,8 +299,7 @@ impl LlmClient {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             return Err(LlmError::Status {
                 status: status.as_u16(),
                 retryable: status.as_u16() == 429 || status.is_server_error(),
@@ -316,6 +315,22 @@ impl LlmClient {
         }
         parse_response(&buf)
     }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`),
+/// as a wait from `now` (zero for a date in the past).
+pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let fmt = time::format_description::parse_borrowed::<1>(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+    )
+    .ok()?;
+    let at = time::PrimitiveDateTime::parse(v, &fmt).ok()?.assume_utc();
+    let at = std::time::SystemTime::from(at);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 const SYSTEM_PROMPT: &str = "You are a senior site reliability engineer. Given one application \
@@ -456,6 +471,21 @@ mod tests {
         .validate(std::path::Path::new("x.log"))
         .unwrap();
         LlmClient::new(cfg.llm.unwrap(), Arc::new(Stats::default())).unwrap()
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 08:49:37
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[tokio::test]

@@ -165,7 +165,7 @@ impl AnalysisHandle {
     /// one is already queued or running for this fingerprint. Never blocks.
     pub fn offer(&self, fp: Fingerprint, job: impl FnOnce() -> Job) {
         let s = &self.0;
-        if s.cache.lookup(fp.0).is_some() {
+        if s.cache.lookup(fp.0) {
             return;
         }
         if *s.pressure.borrow() >= Pressure::High {
@@ -669,6 +669,22 @@ mod tests {
         assert_eq!(rec["kind"], "advice");
         assert_eq!(rec["advice"]["rule"], "net-connection-refused");
         a.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn disabled_starts_nothing() {
+        let cfg = config::AnalysisConfig {
+            enabled: false,
+            ..Default::default()
+        }
+        .validate(std::path::Path::new("x.log"))
+        .unwrap();
+        let (tx, _rx) = crate::ring::ring(10, 1 << 16, crate::config::OverflowPolicy::Backpressure);
+        let (_ptx, prx) = crate::memory::channel();
+        let a = Analysis::start(&cfg, Arc::new(Stats::default()), tx, prx)
+            .await
+            .unwrap();
+        assert!(a.is_none());
     }
 
     #[tokio::test]

@@ -79,6 +79,7 @@ enum Cmd {
     },
     /// The fix advice for one fingerprint (from `qerrorsctl top` or a record's `fingerprint`).
     Advice {
+        /// The 32 hex digits, or a unique prefix of a fingerprint in `top` (like its `fp` column).
         fingerprint: String,
         /// Print the advice as JSON.
         #[arg(long)]
@@ -347,6 +348,9 @@ fn top(ctl: &str, n: usize, json: bool) -> ExitCode {
                 .unwrap_or_default(),
             r["message"].as_str().unwrap_or(""),
         );
+        if let Some(summary) = r["advice"]["advice"]["summary"].as_str() {
+            println!("{:>8}  advice: {summary}", "");
+        }
     }
     ExitCode::SUCCESS
 }
@@ -392,7 +396,35 @@ fn fail(msg: &str) -> ExitCode {
 
 /// `qerrorsctl advice FP`: exit 0 with the advice, 1 when there is none, 2 when unreachable.
 fn advice(ctl: &str, fp: &str, json: bool) -> ExitCode {
-    let (status, body) = match client::control_get(ctl, &format!("/advice/{}", fp.trim())) {
+    let mut fp = fp.trim().to_ascii_lowercase();
+    if fp.len() < 32 {
+        // A prefix, as `top` prints: resolve it against the tracked fingerprints.
+        let rows = match client::control_json(ctl, "/fingerprints?top=1000") {
+            Ok(serde_json::Value::Array(rows)) => rows,
+            Ok(other) => return fail(&format!("unexpected reply: {other}")),
+            Err(e) => return fail(&e.to_string()),
+        };
+        let found: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r["fingerprint"].as_str())
+            .filter(|f| !fp.is_empty() && f.starts_with(fp.as_str()))
+            .collect();
+        match found.as_slice() {
+            [one] => fp = one.to_string(),
+            [] => {
+                eprintln!("qerrorsctl: no tracked fingerprint starts with `{fp}`");
+                return ExitCode::from(1);
+            }
+            _ => {
+                eprintln!(
+                    "qerrorsctl: `{fp}` is ambiguous ({} fingerprints); give more digits",
+                    found.len()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let (status, body) = match client::control_get(ctl, &format!("/advice/{fp}")) {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
     };
