@@ -233,25 +233,30 @@ impl Limiter {
         self.keys.collect(max, |key, e| {
             let demand = std::mem::take(&mut e.demand);
             let used = std::mem::take(&mut e.unreported);
-            let rule = c.set.rules.get(usize::from(key.rule))?;
-            let l = c.full.get(usize::from(key.rule))?;
+            let (Some(rule), Some(l)) = (
+                c.set.rules.get(usize::from(key.rule)),
+                c.full.get(usize::from(key.rule)),
+            ) else {
+                return (None, false);
+            };
             if e.window != now / l.window_ns.max(1) {
-                return None; // activity of a closed window
+                return (None, false); // activity of a closed window
             }
-            // Ask for twice the last interval's demand; give back a lease much larger than it.
-            let target = i64::from(demand).saturating_mul(2);
-            let mut want = target - i64::from(e.lease);
-            if want < 0 {
-                if i64::from(e.lease) > target.saturating_mul(2) {
-                    e.lease = target as u32;
-                } else {
-                    want = 0;
-                }
-            }
+            // Ask for more when the lease would not cover twice the last interval's demand
+            // (Redis grants a fair share of what is left, not the amount asked: a lease sized
+            // to demand would suppress the next burst while the window has room). A key that
+            // went quiet gives its lease back for the other daemons.
+            let want = if demand == 0 {
+                -i64::from(std::mem::take(&mut e.lease))
+            } else {
+                (i64::from(demand) * 2 - i64::from(e.lease)).max(0)
+            };
+            // A key holding a lease stays listed, so that it gives it back once quiet.
+            let keep = e.lease > 0;
             if want == 0 && used == 0 {
-                return None;
+                return (None, keep);
             }
-            Some(SyncItem {
+            let item = SyncItem {
                 key,
                 rule: key.rule,
                 name: rule.name.clone(),
@@ -260,7 +265,8 @@ impl Limiter {
                 window: e.window,
                 used,
                 want,
-            })
+            };
+            (Some(item), keep)
         })
     }
 
@@ -299,7 +305,7 @@ pub struct SyncItem {
     pub window: u64,
     /// Admissions made before the lease, to add to the shared count.
     pub used: u32,
-    /// Lease tokens wanted (> 0) or given back (< 0).
+    /// More lease tokens wanted (> 0; Redis grants a fair share), or tokens given back (< 0).
     pub want: i64,
 }
 
@@ -401,14 +407,48 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!((items[0].used, items[0].want), (10, 100));
         l.apply(&items, &[(30, 40)]);
+        let n = (0..20).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
+        assert_eq!(n, 20);
+        // The 10 tokens left cover less than twice the demand of 20: ask again.
+        let items = l.collect(t, 100);
+        assert_eq!((items[0].used, items[0].want), (0, 30));
+        l.apply(&items, &[(0, 100)]);
+        // Quiet for an interval: the 10 left are given back.
+        let items = l.collect(t, 100);
+        assert_eq!((items[0].used, items[0].want), (0, -10));
+        assert!(l.collect(t, 100).is_empty(), "nothing held, nothing listed");
         let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
-        assert_eq!(n, 30);
+        assert_eq!(n, 0, "window exhausted (no lease, pre-lease used)");
         // Redis unreachable: half of the limit, locally.
         l.set_shared(false);
         let t2 = t + Duration::from_secs(5).as_nanos() as u64;
         let n = (0..500).filter(|_| l.decide(Fingerprint(1), "", 0, t2).is_none()).count();
         assert_eq!(n, 50);
         assert_eq!(l.stats.local_admits.load(Relaxed), 50);
+    }
+
+    /// The background task follows the pressure channel (no Redis configured).
+    #[tokio::test(start_paused = true)]
+    async fn task_shrinks_on_pressure_and_stops_on_cancel() {
+        let s = settings("max_keys = 16000\n[[rules]]\nkey = \"fingerprint\"\nrate = 10\n");
+        let l = Arc::new(Limiter::new(&s));
+        for i in 0..16_000u128 {
+            l.decide(Fingerprint(i), "", 0, S);
+        }
+        let (tx, rx) = crate::memory::channel();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stats = Arc::new(crate::stats::Stats::default());
+        let task = tokio::spawn(run(l.clone(), s, rx, stats, cancel.clone()));
+        tx.send(Pressure::High).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (held, cap) = l.keys();
+        assert_eq!(cap, (16_000 / local::SHARDS / 4) * local::SHARDS);
+        assert!(held <= cap);
+        tx.send(Pressure::Normal).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(l.keys().1, 16_000);
+        cancel.cancel();
+        task.await.unwrap();
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! Every `sync_interval` the task takes the keys that saw events, and makes **one** call: an
 //! `EVALSHA` of [`SCRIPT`] carrying, per key, the admissions made before a lease (added to the
-//! shared count unconditionally) and the lease wanted (or given back). The script grants each
-//! daemon at most a fair share of what is left in the window — `(limit − count) / daemons` — and
-//! adds the grant to the count atomically, so leases never add up past the limit. The clock is
+//! shared count unconditionally) and whether it wants more tokens (or gives its lease back). The
+//! script grants a daemon that wants more its fair share of what is left in the window —
+//! `(limit − count) / daemons` — and adds the grant to the count atomically, so leases never add
+//! up past the limit. The clock is
 //! passed in (window index in the key names, expiry as an argument): no `TIME` in Lua.
 //!
 //! Keys: `{prefix}:<rule>:<key hex>:<window index>`, a hash holding each daemon's count; the
@@ -63,7 +64,7 @@ for i = 1, n do
     if redis.call('HEXISTS', cur, me) == 0 then hosts = hosts + 1 end
     hosts = math.max(hosts, redis.call('HLEN', prev), 1)
     local left = limit - total
-    grant = math.min(want, math.max(1, math.floor(left / hosts)), left)
+    grant = math.max(1, math.floor(left / hosts))
     redis.call('HINCRBY', cur, me, grant)
     total = total + grant
   end

@@ -115,3 +115,41 @@ fn no_rules_limit_nothing() {
     assert_eq!(records.iter().filter(|r| r["kind"] == "event").count(), 200);
     assert_eq!(suppressed_count(&records, None), 0);
 }
+
+#[test]
+fn sighup_applies_new_rules_and_names_restart_only_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("qerrors.toml");
+    let rules = |rate: u32, redis: &str| {
+        format!(
+            "[limit]\nredis_url = \"{redis}\"\n[[limit.rules]]\nkey = \"global\"\nrate = {rate}\nwindow = \"1h\"\n"
+        )
+    };
+    std::fs::write(&cfg, rules(2, "")).unwrap();
+    let mut d = spawn_daemon(Opts::new().arg("--config").arg(&cfg));
+    let five: Vec<String> = (0..5).map(|i| event_line(&format!("a{i}"), json!({}))).collect();
+    d.send_lines(&five);
+    // New rate (applied, counts start afresh) and a Redis URL (needs a restart).
+    std::fs::write(&cfg, rules(4, "redis://127.0.0.1:1/")).unwrap();
+    d.signal(libc::SIGHUP);
+    let reloaded = crate::util::wait_until(
+        "reload record",
+        std::time::Duration::from_secs(30),
+        || {
+            d.records("daemon")
+                .into_iter()
+                .find(|r| r["msg"] == "config reloaded")
+        },
+    );
+    let restart = reloaded["restart_required"].as_array().unwrap();
+    assert_eq!(restart.len(), 1, "{reloaded}");
+    assert!(restart[0].as_str().unwrap().contains("redis_url"));
+    d.send_lines(&five);
+    let records = d.stop();
+    assert_eq!(records.iter().filter(|r| r["kind"] == "event").count(), 2 + 4);
+    assert_eq!(suppressed_count(&records, Some("rate_limit")), 3 + 1);
+    assert!(
+        !records.iter().any(|r| r["msg"] == "breaker transition"),
+        "redis_url was not applied live"
+    );
+}
