@@ -114,13 +114,14 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     // TODO(memory governor): pass the governor's pressure receiver here.
     let (_pressure_tx, pressure_rx) = crate::memory::channel();
     let limit_stop = CancellationToken::new();
-    let limit_task = tokio::spawn(crate::limit::run(
+    let limit_thread = crate::limit::spawn(
         limiter,
         cfg.limit.clone(),
         pressure_rx,
         stats.clone(),
         limit_stop.clone(),
-    ));
+    )
+    .context("starting the limiter thread")?;
     let control_task = control_listener.map(|listener| {
         let state = control::ControlState {
             stats: stats.clone(),
@@ -190,7 +191,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     }
     // No more decisions to sync.
     limit_stop.cancel();
-    let _ = limit_task.await;
+    let _ = tokio::task::spawn_blocking(move || limit_thread.join()).await;
     // Producers that are still alive can't keep the writer from finishing.
     control.closing.store(true, Ordering::Release);
     // A writer stuck retrying (disk full) gets a bounded time to finish; then it gives up on

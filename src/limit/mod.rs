@@ -31,7 +31,12 @@ use crate::suppress::Reason;
 use local::{Key, Limits, Shards, DUPLICATE_RULE};
 use rules::{KeyKind, RuleSet, Settings};
 
-pub use redis::run;
+pub use redis::{run, spawn};
+
+/// Smallest lease asked for, in sync intervals' worth of the rule's rate: enough that a daemon
+/// at the limit rate syncs well before its lease runs out. It is also what one lost response
+/// (a call that timed out after Redis ran it) can cost the window.
+pub const MIN_LEASE_INTERVALS: i64 = 4;
 
 /// Counters of the limiter, for `/stats` and the sync task's own bookkeeping.
 #[derive(Debug, Default)]
@@ -242,14 +247,18 @@ impl Limiter {
             if e.window != now / l.window_ns.max(1) {
                 return (None, false); // activity of a closed window
             }
-            // Ask for more when the lease would not cover twice the last interval's demand
-            // (Redis grants a fair share of what is left, not the amount asked: a lease sized
-            // to demand would suppress the next burst while the window has room). A key that
-            // went quiet gives its lease back for the other daemons.
+            // Ask for more when the lease would not cover twice the last interval's demand,
+            // and then for at least `MIN_LEASE_INTERVALS` intervals' worth of the rate (a lease
+            // sized to demand alone would suppress the next burst while the window has room).
+            // Redis caps it at a fair share of what is left. A key that went quiet gives its
+            // lease back for the other daemons.
+            let need = i64::from(demand) * 2 - i64::from(e.lease);
             let want = if demand == 0 {
                 -i64::from(std::mem::take(&mut e.lease))
+            } else if need > 0 {
+                need.max(i64::from(l.pre_lease) * MIN_LEASE_INTERVALS)
             } else {
-                (i64::from(demand) * 2 - i64::from(e.lease)).max(0)
+                0
             };
             // A key holding a lease stays listed, so that it gives it back once quiet.
             let keep = e.lease > 0;
@@ -409,9 +418,10 @@ mod tests {
         l.apply(&items, &[(30, 40)]);
         let n = (0..20).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
         assert_eq!(n, 20);
-        // The 10 tokens left cover less than twice the demand of 20: ask again.
+        // The 10 tokens left cover less than twice the demand of 20: ask for 30, at least
+        // four intervals' worth (40).
         let items = l.collect(t, 100);
-        assert_eq!((items[0].used, items[0].want), (0, 30));
+        assert_eq!((items[0].used, items[0].want), (0, 40));
         l.apply(&items, &[(0, 100)]);
         // Quiet for an interval: the 10 left are given back.
         let items = l.collect(t, 100);

@@ -109,8 +109,8 @@ fn three_daemons_share_one_limit() {
     assert!(calls > 0);
 }
 
-/// Load + probe around an outage that `outage` starts and ends; returns (records, probe
-/// samples, sent lines, outage start, outage end).
+/// What happened around an outage: the log, the probe's samples (send time, reply latency,
+/// reply), lines sent by the load, and when the outage began and ended.
 struct Outage {
     records: Vec<Value>,
     samples: Vec<(Instant, Duration, Value)>,
@@ -119,6 +119,8 @@ struct Outage {
     ended: (Instant, SystemTime),
 }
 
+/// Paced load + latency probe for 3 s, then `start` the outage, keep loading for `during`,
+/// `end` it, run `after` (waits for recovery), stop everything and the daemon.
 fn run_outage(
     d: &mut Daemon,
     start: impl FnOnce(),
@@ -143,7 +145,7 @@ fn run_outage(
     Outage {
         records,
         samples,
-        sent: sent + 0,
+        sent,
         began,
         ended,
     }
