@@ -472,7 +472,11 @@ mod tests {
             ((), false)
         });
         m.sweep();
-        assert_eq!(m.with(k, |e| (e.count, false)), 9, "used before one sweep: kept");
+        assert_eq!(
+            m.with(k, |e| (e.count, false)),
+            9,
+            "used before one sweep: kept"
+        );
         m.sweep();
         m.sweep();
         assert_eq!(m.with(k, |e| (e.count, false)), 0, "idle two sweeps: gone");
@@ -489,7 +493,9 @@ mod tests {
                 });
             }
         }
-        let got = m.collect(100, |k, e| (Some((k.value, std::mem::take(&mut e.demand))), k.value < 2));
+        let got = m.collect(100, |k, e| {
+            (Some((k.value, std::mem::take(&mut e.demand))), k.value < 2)
+        });
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|(_, d)| *d == 3));
         let kept = m.collect(100, |k, _| (Some(k.value), false));

@@ -124,9 +124,11 @@ impl Limiter {
 
     /// A limiter with no rules (admits everything).
     pub fn disabled() -> Self {
-        Self::new(&rules::LimitConfig::default().validate().unwrap_or_else(|_| {
-            unreachable!("the default [limit] config is valid")
-        }))
+        Self::new(
+            &rules::LimitConfig::default()
+                .validate()
+                .unwrap_or_else(|_| unreachable!("the default [limit] config is valid")),
+        )
     }
 
     /// Admit (`None`) or suppress (`Some(reason)`) one event. `now_ns`: wall-clock ns (the
@@ -148,7 +150,10 @@ impl Limiter {
                 rule: DUPLICATE_RULE,
                 value: fp.0,
             };
-            if !self.keys.with(key, |e| (e.window_count(now, w, max), false)) {
+            if !self
+                .keys
+                .with(key, |e| (e.window_count(now, w, max), false))
+            {
                 return Some(Reason::Duplicate);
             }
         }
@@ -254,6 +259,9 @@ impl Limiter {
             // lease back for the other daemons.
             let need = i64::from(demand) * 2 - i64::from(e.lease);
             let want = if demand == 0 {
+                // Until the next lease, the key is back on its (per-window capped) pre-lease
+                // allowance, so a burst right after the give-back is not suppressed outright.
+                e.leased = false;
                 -i64::from(std::mem::take(&mut e.lease))
             } else if need > 0 {
                 need.max(i64::from(l.pre_lease) * MIN_LEASE_INTERVALS)
@@ -284,6 +292,9 @@ impl Limiter {
         for (it, (grant, _total)) in items.iter().zip(grants) {
             let grant = (*grant).clamp(0, i64::from(u32::MAX)) as u32;
             self.stats.granted.fetch_add(u64::from(grant), Relaxed);
+            if it.want <= 0 {
+                continue; // a report or a give-back: no lease asked, none granted
+            }
             self.keys.update(it.key, |e| {
                 if e.window == it.window {
                     e.lease = e.lease.saturating_add(grant);
@@ -360,7 +371,11 @@ mod tests {
         let t = 100 * S;
         let ok = |fp: u128, svc: &str| l.decide(Fingerprint(fp), svc, 1000, t).is_none();
         assert_eq!((0..10).filter(|_| ok(1, "a")).count(), 3, "per fingerprint");
-        assert_eq!((0..10).filter(|i| ok(100 + i, "a")).count(), 2, "service a: 5");
+        assert_eq!(
+            (0..10).filter(|i| ok(100 + i, "a")).count(),
+            2,
+            "service a: 5"
+        );
         assert_eq!((0..10).filter(|i| ok(200 + i, "b")).count(), 3, "global: 8");
         assert_eq!(
             l.decide(Fingerprint(999), "c", 1000, t),
@@ -377,7 +392,10 @@ mod tests {
         let r: Vec<_> = (0..4)
             .map(|_| l.decide(Fingerprint(7), "s", 0, t))
             .collect();
-        assert_eq!(r, [None, None, Some(Reason::Duplicate), Some(Reason::Duplicate)]);
+        assert_eq!(
+            r,
+            [None, None, Some(Reason::Duplicate), Some(Reason::Duplicate)]
+        );
         assert_eq!(l.decide(Fingerprint(7), "s", 0, t + 10 * S), None);
     }
 
@@ -387,15 +405,22 @@ mod tests {
         let l = Limiter::new(&s);
         let t = 10 * S;
         assert_eq!(
-            (0..5).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count(),
+            (0..5)
+                .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+                .count(),
             2
         );
         l.reload(&s.rules);
-        assert!(l.decide(Fingerprint(1), "", 0, t).is_some(), "same rules: state kept");
+        assert!(
+            l.decide(Fingerprint(1), "", 0, t).is_some(),
+            "same rules: state kept"
+        );
         let s2 = settings("[[rules]]\nkey = \"global\"\nrate = 4\n");
         l.reload(&s2.rules);
         assert_eq!(
-            (0..5).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count(),
+            (0..5)
+                .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+                .count(),
             4
         );
         l.reload(&settings("").rules);
@@ -410,13 +435,17 @@ mod tests {
         let l = Limiter::new(&s);
         let t = 20 * S;
         // Pre-lease: one sync interval's worth (10).
-        let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
+        let n = (0..50)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
         assert_eq!(n, 10);
         let items = l.collect(t, 100);
         assert_eq!(items.len(), 1);
         assert_eq!((items[0].used, items[0].want), (10, 100));
         l.apply(&items, &[(30, 40)]);
-        let n = (0..20).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
+        let n = (0..20)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
         assert_eq!(n, 20);
         // The 10 tokens left cover less than twice the demand of 20: ask for 30, at least
         // four intervals' worth (40).
@@ -426,13 +455,21 @@ mod tests {
         // Quiet for an interval: the 10 left are given back.
         let items = l.collect(t, 100);
         assert_eq!((items[0].used, items[0].want), (0, -10));
+        l.apply(&items, &[(0, 90)]);
         assert!(l.collect(t, 100).is_empty(), "nothing held, nothing listed");
-        let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
-        assert_eq!(n, 0, "window exhausted (no lease, pre-lease used)");
+        let n = (0..50)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
+        assert_eq!(
+            n, 0,
+            "no lease, and the window's pre-lease allowance is used up"
+        );
         // Redis unreachable: half of the limit, locally.
         l.set_shared(false);
         let t2 = t + Duration::from_secs(5).as_nanos() as u64;
-        let n = (0..500).filter(|_| l.decide(Fingerprint(1), "", 0, t2).is_none()).count();
+        let n = (0..500)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t2).is_none())
+            .count();
         assert_eq!(n, 50);
         assert_eq!(l.stats.local_admits.load(Relaxed), 50);
     }

@@ -108,7 +108,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut sync = settings.redis_url.as_ref().and_then(|url| {
-        match Sync::new(url, &settings, limiter.clone(), stats.clone()) {
+        match Syncer::new(url, &settings, limiter.clone(), stats.clone()) {
             Ok(s) => Some(s),
             Err(e) => {
                 // Validation opened the same URL; not expected.
@@ -169,7 +169,7 @@ impl CallError {
     }
 }
 
-struct Sync {
+struct Syncer {
     client: redis::Client,
     conn: Option<redis::aio::MultiplexedConnection>,
     script: redis::Script,
@@ -184,7 +184,7 @@ struct Sync {
     failing: bool,
 }
 
-impl Sync {
+impl Syncer {
     fn new(
         url: &str,
         s: &Settings,
@@ -307,12 +307,19 @@ impl Sync {
             ("breaker", json!("redis")),
             ("from", json!(tr.from.as_str())),
             ("to", json!(tr.to.as_str())),
-            ("limits", json!(if shared { "shared" } else { "local_share" })),
+            (
+                "limits",
+                json!(if shared { "shared" } else { "local_share" }),
+            ),
         ];
         if let Some(e) = cause {
             fields.push(("error", json!(e.to_string())));
         }
-        tracing::warn!(from = tr.from.as_str(), to = tr.to.as_str(), "redis breaker");
+        tracing::warn!(
+            from = tr.from.as_str(),
+            to = tr.to.as_str(),
+            "redis breaker"
+        );
         self.stats.notices.post("breaker transition", fields);
     }
 }
@@ -336,7 +343,10 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let it = SyncItem {
-            key: Key { rule: 0, value: 0xab },
+            key: Key {
+                rule: 0,
+                value: 0xab,
+            },
             rule: 0,
             name: "per-fp".into(),
             rate: 10,
