@@ -60,6 +60,7 @@ pub async fn run(cfg: Config, source: ConfigSource) -> anyhow::Result<WriterRepo
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
     // Rate limits: one limiter for every pipeline generation, synced by its own task.
     let limiter = Arc::new(crate::limit::Limiter::new(&cfg.limit));
+    let _ = stats.limiter.set(limiter.clone());
     let pipeline = Arc::new(
         Pipeline::new(&cfg)
             .context("building the event pipeline")?

@@ -239,6 +239,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             .map(|b| (b.name.to_string(), b.to_json()))
             .collect::<serde_json::Map<_, _>>(),
         "notices": {"posted": s.notices.posted(), "lost": s.notices.lost()},
+        "limit": s.limiter.get().map(|l| l.to_json()),
     })
 }
 

@@ -304,6 +304,27 @@ impl Limiter {
         }
     }
 
+    /// The `limit` object of `/stats`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (held, bound) = self.keys();
+        let s = &self.stats;
+        serde_json::json!({
+            "rules": self.compiled.load().set.rules.len(),
+            "mode": match (self.redis, self.is_shared()) {
+                (false, _) => "local",
+                (true, true) => "shared",
+                (true, false) => "local_share",
+            },
+            "keys": held,
+            "max_keys": bound,
+            "evicted": self.evicted(),
+            "syncs": s.syncs.load(Relaxed),
+            "synced_keys": s.synced_keys.load(Relaxed),
+            "granted": s.granted.load(Relaxed),
+            "local_share_admitted": s.local_admits.load(Relaxed),
+        })
+    }
+
     /// The longest window among the rules (for the idle sweep period).
     pub fn longest_window_ns(&self) -> u64 {
         let c = self.compiled.load();

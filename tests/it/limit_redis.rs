@@ -360,6 +360,24 @@ fn unusable_redis_at_start_runs_on_local_limits() {
             .map(|i| event_line(&format!("e{i}"), Value::Null))
             .collect();
         d.send_lines(&lines);
+        // Watching it: /stats and /metrics show the breaker and the limiter's mode.
+        let start = d
+            .records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "start")
+            .expect("start record");
+        let addr = start["control"].as_str().unwrap().to_string();
+        let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+        assert_ne!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
+        assert!(stats["breakers"]["redis"]["opened"].as_u64().unwrap() >= 1);
+        assert_eq!(stats["limit"]["mode"], "local_share", "{stats}");
+        assert_eq!(stats["limit"]["local_share_admitted"], 5);
+        assert_eq!(stats["events"]["suppressed"]["rate_limit"], 15);
+        let (_, metrics) = qerrors::client::control_get(&addr, "/metrics").unwrap();
+        assert!(
+            metrics.contains("breaker=\"redis\""),
+            "no redis breaker in /metrics"
+        );
         let records = d.stop();
         assert_eq!(events(&records).len(), 5, "{what}: half of the burst of 10");
         assert_eq!(suppressed_count(&records, Some("rate_limit")), 15);
