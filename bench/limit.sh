@@ -14,6 +14,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 RUNS="${RUNS:-3}"
 export EVENTS="${EVENTS:-2000000}"
+# A free control port, so other daemons on the box (the default 9464) don't collide.
+export DAEMON_ARGS="${DAEMON_ARGS:---control 127.0.0.1:0}"
 command -v redis-server >/dev/null || { echo "limit.sh: redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

@@ -87,6 +87,7 @@ pub async fn run_with(
     .context("starting the memory governor")?;
     // Rate limits: one limiter for every pipeline generation, synced by its own task.
     let limiter = Arc::new(crate::limit::Limiter::new(&cfg.limit));
+    let _ = stats.limiter.set(limiter.clone());
     let analysis = crate::analysis::Analysis::start(
         &cfg.analysis,
         stats.clone(),
@@ -169,13 +170,14 @@ pub async fn run_with(
     });
     let control_stop = CancellationToken::new();
     let limit_stop = CancellationToken::new();
-    let limit_task = tokio::spawn(crate::limit::run(
+    let limit_thread = crate::limit::spawn(
         limiter,
         cfg.limit.clone(),
         pressure_rx.clone(),
         stats.clone(),
         limit_stop.clone(),
-    ));
+    )
+    .context("starting the limiter thread")?;
     let control_task = control_listener.map(|listener| {
         let state = control::ControlState {
             stats: stats.clone(),
@@ -248,7 +250,7 @@ pub async fn run_with(
     }
     // No more decisions to sync.
     limit_stop.cancel();
-    let _ = limit_task.await;
+    let _ = tokio::task::spawn_blocking(move || limit_thread.join()).await;
     if let Some(a) = analysis {
         a.shutdown(ANALYSIS_GRACE).await;
     }

@@ -636,7 +636,9 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     checks
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
-        .chain(crate::limit::rules::restart_required(&old.limit, &new.limit))
+        .chain(crate::limit::rules::restart_required(
+            &old.limit, &new.limit,
+        ))
         .collect()
 }
 

@@ -61,6 +61,8 @@ pub struct Stats {
     pub notices: crate::notice::Notices,
     /// Circuit breakers, registered by their owners at start, for `/stats` and `/metrics`.
     pub breakers: Mutex<Vec<std::sync::Arc<crate::breaker::BreakerStatus>>>,
+    /// The rate limiter, set once at start, for `/stats`.
+    pub limiter: std::sync::OnceLock<std::sync::Arc<crate::limit::Limiter>>,
 }
 
 /// Per-read tallies, added to [`Stats`] once per batch instead of once per event.

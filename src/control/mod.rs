@@ -262,6 +262,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             .collect::<serde_json::Map<_, _>>(),
         "notices": {"posted": s.notices.posted(), "lost": s.notices.lost()},
         "analysis": st.analysis.as_ref().map_or(Value::Null, |a| a.stats_json()),
+        "limit": s.limiter.get().map(|l| l.to_json()),
     })
 }
 

@@ -247,9 +247,14 @@ impl Shards {
         r
     }
 
-    /// Takes up to `max` keys listed for sync, applying `f` to each live entry (which stays
-    /// listed no more). Returns what `f` produced.
-    pub fn collect<T>(&self, max: usize, mut f: impl FnMut(Key, &mut Entry) -> Option<T>) -> Vec<T> {
+    /// Takes up to `max` keys listed for sync, applying `f` to each live entry. `f` returns
+    /// what to sync and whether the key stays listed for the next sync. Returns what `f`
+    /// produced.
+    pub fn collect<T>(
+        &self,
+        max: usize,
+        mut f: impl FnMut(Key, &mut Entry) -> (Option<T>, bool),
+    ) -> Vec<T> {
         let mut out = Vec::new();
         for i in 0..SHARDS {
             let mut s = self.lock(i);
@@ -264,8 +269,12 @@ impl Shards {
                         None => continue,
                     },
                 };
-                e.dirty = false;
-                if let Some(t) = f(k, e) {
+                let (t, keep) = f(k, e);
+                e.dirty = keep;
+                if keep {
+                    s.dirty.push(k);
+                }
+                if let Some(t) = t {
                     out.push(t);
                 }
             }
@@ -463,7 +472,11 @@ mod tests {
             ((), false)
         });
         m.sweep();
-        assert_eq!(m.with(k, |e| (e.count, false)), 9, "used before one sweep: kept");
+        assert_eq!(
+            m.with(k, |e| (e.count, false)),
+            9,
+            "used before one sweep: kept"
+        );
         m.sweep();
         m.sweep();
         assert_eq!(m.with(k, |e| (e.count, false)), 0, "idle two sweeps: gone");
@@ -480,9 +493,13 @@ mod tests {
                 });
             }
         }
-        let got = m.collect(100, |k, e| Some((k.value, std::mem::take(&mut e.demand))));
+        let got = m.collect(100, |k, e| {
+            (Some((k.value, std::mem::take(&mut e.demand))), k.value < 2)
+        });
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|(_, d)| *d == 3));
-        assert!(m.collect(100, |k, _| Some(k)).is_empty());
+        let kept = m.collect(100, |k, _| (Some(k.value), false));
+        assert_eq!(kept.len(), 2, "two kept listed");
+        assert!(m.collect(100, |k, _| (Some(k), false)).is_empty());
     }
 }

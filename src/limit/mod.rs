@@ -31,7 +31,12 @@ use crate::suppress::Reason;
 use local::{Key, Limits, Shards, DUPLICATE_RULE};
 use rules::{KeyKind, RuleSet, Settings};
 
-pub use redis::run;
+pub use redis::{run, spawn};
+
+/// Smallest lease asked for, in sync intervals' worth of the rule's rate: enough that a daemon
+/// at the limit rate syncs well before its lease runs out. It is also what one lost response
+/// (a call that timed out after Redis ran it) can cost the window.
+pub const MIN_LEASE_INTERVALS: i64 = 4;
 
 /// Counters of the limiter, for `/stats` and the sync task's own bookkeeping.
 #[derive(Debug, Default)]
@@ -119,9 +124,11 @@ impl Limiter {
 
     /// A limiter with no rules (admits everything).
     pub fn disabled() -> Self {
-        Self::new(&rules::LimitConfig::default().validate().unwrap_or_else(|_| {
-            unreachable!("the default [limit] config is valid")
-        }))
+        Self::new(
+            &rules::LimitConfig::default()
+                .validate()
+                .unwrap_or_else(|_| unreachable!("the default [limit] config is valid")),
+        )
     }
 
     /// Admit (`None`) or suppress (`Some(reason)`) one event. `now_ns`: wall-clock ns (the
@@ -143,7 +150,10 @@ impl Limiter {
                 rule: DUPLICATE_RULE,
                 value: fp.0,
             };
-            if !self.keys.with(key, |e| (e.window_count(now, w, max), false)) {
+            if !self
+                .keys
+                .with(key, |e| (e.window_count(now, w, max), false))
+            {
                 return Some(Reason::Duplicate);
             }
         }
@@ -233,25 +243,37 @@ impl Limiter {
         self.keys.collect(max, |key, e| {
             let demand = std::mem::take(&mut e.demand);
             let used = std::mem::take(&mut e.unreported);
-            let rule = c.set.rules.get(usize::from(key.rule))?;
-            let l = c.full.get(usize::from(key.rule))?;
+            let (Some(rule), Some(l)) = (
+                c.set.rules.get(usize::from(key.rule)),
+                c.full.get(usize::from(key.rule)),
+            ) else {
+                return (None, false);
+            };
             if e.window != now / l.window_ns.max(1) {
-                return None; // activity of a closed window
+                return (None, false); // activity of a closed window
             }
-            // Ask for twice the last interval's demand; give back a lease much larger than it.
-            let target = i64::from(demand).saturating_mul(2);
-            let mut want = target - i64::from(e.lease);
-            if want < 0 {
-                if i64::from(e.lease) > target.saturating_mul(2) {
-                    e.lease = target as u32;
-                } else {
-                    want = 0;
-                }
-            }
+            // Ask for more when the lease would not cover twice the last interval's demand,
+            // and then for at least `MIN_LEASE_INTERVALS` intervals' worth of the rate (a lease
+            // sized to demand alone would suppress the next burst while the window has room).
+            // Redis caps it at a fair share of what is left. A key that went quiet gives its
+            // lease back for the other daemons.
+            let need = i64::from(demand) * 2 - i64::from(e.lease);
+            let want = if demand == 0 {
+                // Until the next lease, the key is back on its (per-window capped) pre-lease
+                // allowance, so a burst right after the give-back is not suppressed outright.
+                e.leased = false;
+                -i64::from(std::mem::take(&mut e.lease))
+            } else if need > 0 {
+                need.max(i64::from(l.pre_lease) * MIN_LEASE_INTERVALS)
+            } else {
+                0
+            };
+            // A key holding a lease stays listed, so that it gives it back once quiet.
+            let keep = e.lease > 0;
             if want == 0 && used == 0 {
-                return None;
+                return (None, keep);
             }
-            Some(SyncItem {
+            let item = SyncItem {
                 key,
                 rule: key.rule,
                 name: rule.name.clone(),
@@ -260,7 +282,8 @@ impl Limiter {
                 window: e.window,
                 used,
                 want,
-            })
+            };
+            (Some(item), keep)
         })
     }
 
@@ -269,6 +292,9 @@ impl Limiter {
         for (it, (grant, _total)) in items.iter().zip(grants) {
             let grant = (*grant).clamp(0, i64::from(u32::MAX)) as u32;
             self.stats.granted.fetch_add(u64::from(grant), Relaxed);
+            if it.want <= 0 {
+                continue; // a report or a give-back: no lease asked, none granted
+            }
             self.keys.update(it.key, |e| {
                 if e.window == it.window {
                     e.lease = e.lease.saturating_add(grant);
@@ -276,6 +302,27 @@ impl Limiter {
                 }
             });
         }
+    }
+
+    /// The `limit` object of `/stats`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (held, bound) = self.keys();
+        let s = &self.stats;
+        serde_json::json!({
+            "rules": self.compiled.load().set.rules.len(),
+            "mode": match (self.redis, self.is_shared()) {
+                (false, _) => "local",
+                (true, true) => "shared",
+                (true, false) => "local_share",
+            },
+            "keys": held,
+            "max_keys": bound,
+            "evicted": self.evicted(),
+            "syncs": s.syncs.load(Relaxed),
+            "synced_keys": s.synced_keys.load(Relaxed),
+            "granted": s.granted.load(Relaxed),
+            "local_share_admitted": s.local_admits.load(Relaxed),
+        })
     }
 
     /// The longest window among the rules (for the idle sweep period).
@@ -299,7 +346,7 @@ pub struct SyncItem {
     pub window: u64,
     /// Admissions made before the lease, to add to the shared count.
     pub used: u32,
-    /// Lease tokens wanted (> 0) or given back (< 0).
+    /// More lease tokens wanted (> 0; Redis grants a fair share), or tokens given back (< 0).
     pub want: i64,
 }
 
@@ -345,7 +392,11 @@ mod tests {
         let t = 100 * S;
         let ok = |fp: u128, svc: &str| l.decide(Fingerprint(fp), svc, 1000, t).is_none();
         assert_eq!((0..10).filter(|_| ok(1, "a")).count(), 3, "per fingerprint");
-        assert_eq!((0..10).filter(|i| ok(100 + i, "a")).count(), 2, "service a: 5");
+        assert_eq!(
+            (0..10).filter(|i| ok(100 + i, "a")).count(),
+            2,
+            "service a: 5"
+        );
         assert_eq!((0..10).filter(|i| ok(200 + i, "b")).count(), 3, "global: 8");
         assert_eq!(
             l.decide(Fingerprint(999), "c", 1000, t),
@@ -362,7 +413,10 @@ mod tests {
         let r: Vec<_> = (0..4)
             .map(|_| l.decide(Fingerprint(7), "s", 0, t))
             .collect();
-        assert_eq!(r, [None, None, Some(Reason::Duplicate), Some(Reason::Duplicate)]);
+        assert_eq!(
+            r,
+            [None, None, Some(Reason::Duplicate), Some(Reason::Duplicate)]
+        );
         assert_eq!(l.decide(Fingerprint(7), "s", 0, t + 10 * S), None);
     }
 
@@ -372,15 +426,22 @@ mod tests {
         let l = Limiter::new(&s);
         let t = 10 * S;
         assert_eq!(
-            (0..5).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count(),
+            (0..5)
+                .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+                .count(),
             2
         );
         l.reload(&s.rules);
-        assert!(l.decide(Fingerprint(1), "", 0, t).is_some(), "same rules: state kept");
+        assert!(
+            l.decide(Fingerprint(1), "", 0, t).is_some(),
+            "same rules: state kept"
+        );
         let s2 = settings("[[rules]]\nkey = \"global\"\nrate = 4\n");
         l.reload(&s2.rules);
         assert_eq!(
-            (0..5).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count(),
+            (0..5)
+                .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+                .count(),
             4
         );
         l.reload(&settings("").rules);
@@ -395,20 +456,67 @@ mod tests {
         let l = Limiter::new(&s);
         let t = 20 * S;
         // Pre-lease: one sync interval's worth (10).
-        let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
+        let n = (0..50)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
         assert_eq!(n, 10);
         let items = l.collect(t, 100);
         assert_eq!(items.len(), 1);
         assert_eq!((items[0].used, items[0].want), (10, 100));
         l.apply(&items, &[(30, 40)]);
-        let n = (0..50).filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none()).count();
-        assert_eq!(n, 30);
+        let n = (0..20)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
+        assert_eq!(n, 20);
+        // The 10 tokens left cover less than twice the demand of 20: ask for 30, at least
+        // four intervals' worth (40).
+        let items = l.collect(t, 100);
+        assert_eq!((items[0].used, items[0].want), (0, 40));
+        l.apply(&items, &[(0, 100)]);
+        // Quiet for an interval: the 10 left are given back.
+        let items = l.collect(t, 100);
+        assert_eq!((items[0].used, items[0].want), (0, -10));
+        l.apply(&items, &[(0, 90)]);
+        assert!(l.collect(t, 100).is_empty(), "nothing held, nothing listed");
+        let n = (0..50)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
+        assert_eq!(
+            n, 0,
+            "no lease, and the window's pre-lease allowance is used up"
+        );
         // Redis unreachable: half of the limit, locally.
         l.set_shared(false);
         let t2 = t + Duration::from_secs(5).as_nanos() as u64;
-        let n = (0..500).filter(|_| l.decide(Fingerprint(1), "", 0, t2).is_none()).count();
+        let n = (0..500)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t2).is_none())
+            .count();
         assert_eq!(n, 50);
         assert_eq!(l.stats.local_admits.load(Relaxed), 50);
+    }
+
+    /// The background task follows the pressure channel (no Redis configured).
+    #[tokio::test(start_paused = true)]
+    async fn task_shrinks_on_pressure_and_stops_on_cancel() {
+        let s = settings("max_keys = 16000\n[[rules]]\nkey = \"fingerprint\"\nrate = 10\n");
+        let l = Arc::new(Limiter::new(&s));
+        for i in 0..16_000u128 {
+            l.decide(Fingerprint(i), "", 0, S);
+        }
+        let (tx, rx) = crate::memory::channel();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stats = Arc::new(crate::stats::Stats::default());
+        let task = tokio::spawn(run(l.clone(), s, rx, stats, cancel.clone()));
+        tx.send(Pressure::High).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (held, cap) = l.keys();
+        assert_eq!(cap, (16_000 / local::SHARDS / 4) * local::SHARDS);
+        assert!(held <= cap);
+        tx.send(Pressure::Normal).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(l.keys().1, 16_000);
+        cancel.cancel();
+        task.await.unwrap();
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! Every `sync_interval` the task takes the keys that saw events, and makes **one** call: an
 //! `EVALSHA` of [`SCRIPT`] carrying, per key, the admissions made before a lease (added to the
-//! shared count unconditionally) and the lease wanted (or given back). The script grants each
-//! daemon at most a fair share of what is left in the window — `(limit − count) / daemons` — and
-//! adds the grant to the count atomically, so leases never add up past the limit. The clock is
+//! shared count unconditionally) and whether it wants more tokens (or gives its lease back). The
+//! script grants what was asked, but at most a fair share of what is left in the window —
+//! `(limit − count) / daemons` — and adds the grant to the count atomically, so leases never add
+//! up past the limit. The clock is
 //! passed in (window index in the key names, expiry as an argument): no `TIME` in Lua.
 //!
 //! Keys: `{prefix}:<rule>:<key hex>:<window index>`, a hash holding each daemon's count; the
@@ -74,6 +75,30 @@ end
 return out
 "#;
 
+/// Starts [`run`] on its own thread with a single-threaded runtime: the sync's deadlines are
+/// then kept by the kernel's scheduler instead of waiting in the ingest runtime's queues behind
+/// busy connection tasks (under full load that made 200 ms deadlines miss, and a timed-out call
+/// that Redis did run loses its grant).
+pub fn spawn(
+    limiter: Arc<Limiter>,
+    settings: Settings,
+    pressure: PressureRx,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("qerrors-limit".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(limiter, settings, pressure, stats, cancel)),
+                Err(e) => tracing::error!(error = %e, "limiter runtime failed; limits stay local"),
+            }
+        })
+}
+
 /// Runs until `cancel`: applies pressure changes, sweeps idle keys, syncs with Redis.
 pub async fn run(
     limiter: Arc<Limiter>,
@@ -83,7 +108,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut sync = settings.redis_url.as_ref().and_then(|url| {
-        match Sync::new(url, &settings, limiter.clone(), stats.clone()) {
+        match Syncer::new(url, &settings, limiter.clone(), stats.clone()) {
             Ok(s) => Some(s),
             Err(e) => {
                 // Validation opened the same URL; not expected.
@@ -144,7 +169,7 @@ impl CallError {
     }
 }
 
-struct Sync {
+struct Syncer {
     client: redis::Client,
     conn: Option<redis::aio::MultiplexedConnection>,
     script: redis::Script,
@@ -159,7 +184,7 @@ struct Sync {
     failing: bool,
 }
 
-impl Sync {
+impl Syncer {
     fn new(
         url: &str,
         s: &Settings,
@@ -282,12 +307,19 @@ impl Sync {
             ("breaker", json!("redis")),
             ("from", json!(tr.from.as_str())),
             ("to", json!(tr.to.as_str())),
-            ("limits", json!(if shared { "shared" } else { "local_share" })),
+            (
+                "limits",
+                json!(if shared { "shared" } else { "local_share" }),
+            ),
         ];
         if let Some(e) = cause {
             fields.push(("error", json!(e.to_string())));
         }
-        tracing::warn!(from = tr.from.as_str(), to = tr.to.as_str(), "redis breaker");
+        tracing::warn!(
+            from = tr.from.as_str(),
+            to = tr.to.as_str(),
+            "redis breaker"
+        );
         self.stats.notices.post("breaker transition", fields);
     }
 }
@@ -311,7 +343,10 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let it = SyncItem {
-            key: Key { rule: 0, value: 0xab },
+            key: Key {
+                rule: 0,
+                value: 0xab,
+            },
             rule: 0,
             name: "per-fp".into(),
             rate: 10,

@@ -152,10 +152,7 @@ impl BreakerSettings {
             return Err(err(format!("{prefix}.window"), "must be at least 10ms"));
         }
         if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
-            return Err(err(
-                format!("{prefix}.failure_rate"),
-                "must be in (0, 1]",
-            ));
+            return Err(err(format!("{prefix}.failure_rate"), "must be in (0, 1]"));
         }
         if self.cool_down.is_zero() {
             return Err(err(
@@ -367,7 +364,8 @@ pub fn restart_required(old: &Settings, new: &Settings) -> Option<&'static str> 
         && old.redis_timeout == new.redis_timeout
         && old.max_keys == new.max_keys
         && old.breaker == new.breaker;
-    (!same).then_some("limit (redis_url, key_prefix, sync_interval, redis_timeout, max_keys, breaker)")
+    (!same)
+        .then_some("limit (redis_url, key_prefix, sync_interval, redis_timeout, max_keys, breaker)")
 }
 
 /// The settings in force after a reload: `new`'s rules, `old`'s restart-only keys.

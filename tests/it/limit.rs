@@ -54,11 +54,18 @@ fn local_limit_admitted_plus_suppressed_is_sent_exactly() {
         assert_eq!(r["ok"], false);
         assert_eq!(r["reason"], "rate_limit");
         let line = r["line"].as_u64().unwrap() as usize - 1;
-        assert!(line % 5 == 0 && line / 3 >= 10, "line {line} was not limited");
+        assert!(
+            line % 5 == 0 && line / 3 >= 10,
+            "line {line} was not limited"
+        );
     }
     let oks = replies.iter().filter(|r| r["ok"] == true).count();
     assert_eq!(oks, acked.len() - want_limited);
-    assert_eq!(replies.len(), acked.len(), "one reply per acked line, nothing else");
+    assert_eq!(
+        replies.len(),
+        acked.len(),
+        "one reply per acked line, nothing else"
+    );
 
     let records = d.stop();
     let events = per_fingerprint(&records, "event");
@@ -76,7 +83,10 @@ fn local_limit_admitted_plus_suppressed_is_sent_exactly() {
     assert_eq!(stop["accepted"], 30);
     assert_eq!(stop["written"], 30);
     assert_eq!(stop["suppressed"], 120);
-    assert_eq!(stop["rejected"], 0, "a rate-limited event is not a rejected line");
+    assert_eq!(
+        stop["rejected"], 0,
+        "a rate-limited event is not a rejected line"
+    );
     assert_eq!(stop["dropped"], 0);
 }
 
@@ -114,4 +124,44 @@ fn no_rules_limit_nothing() {
     let records = d.stop();
     assert_eq!(records.iter().filter(|r| r["kind"] == "event").count(), 200);
     assert_eq!(suppressed_count(&records, None), 0);
+}
+
+#[test]
+fn sighup_applies_new_rules_and_names_restart_only_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("qerrors.toml");
+    let rules = |rate: u32, redis: &str| {
+        format!(
+            "[limit]\nredis_url = \"{redis}\"\n[[limit.rules]]\nkey = \"global\"\nrate = {rate}\nwindow = \"1h\"\n"
+        )
+    };
+    std::fs::write(&cfg, rules(2, "")).unwrap();
+    let mut d = spawn_daemon(Opts::new().arg("--config").arg(&cfg));
+    let five: Vec<String> = (0..5)
+        .map(|i| event_line(&format!("a{i}"), json!({})))
+        .collect();
+    d.send_lines(&five);
+    // New rate (applied, counts start afresh) and a Redis URL (needs a restart).
+    std::fs::write(&cfg, rules(4, "redis://127.0.0.1:1/")).unwrap();
+    d.signal(libc::SIGHUP);
+    let reloaded =
+        crate::util::wait_until("reload record", std::time::Duration::from_secs(30), || {
+            d.records("daemon")
+                .into_iter()
+                .find(|r| r["msg"] == "config reloaded")
+        });
+    let restart = reloaded["restart_required"].as_array().unwrap();
+    assert_eq!(restart.len(), 1, "{reloaded}");
+    assert!(restart[0].as_str().unwrap().contains("redis_url"));
+    d.send_lines(&five);
+    let records = d.stop();
+    assert_eq!(
+        records.iter().filter(|r| r["kind"] == "event").count(),
+        2 + 4
+    );
+    assert_eq!(suppressed_count(&records, Some("rate_limit")), 3 + 1);
+    assert!(
+        !records.iter().any(|r| r["msg"] == "breaker transition"),
+        "redis_url was not applied live"
+    );
 }

@@ -80,7 +80,11 @@ fn three_daemons_share_one_limit() {
     let elapsed = started.elapsed();
     let calls = redis.script_calls();
 
-    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
     let windows = ms(t1) / WINDOW_MS - ms(t0) / WINDOW_MS + 1;
     let l_times_10s = RATE * 1000 / WINDOW_MS * 10;
     eprintln!(
@@ -109,8 +113,8 @@ fn three_daemons_share_one_limit() {
     assert!(calls > 0);
 }
 
-/// Load + probe around an outage that `outage` starts and ends; returns (records, probe
-/// samples, sent lines, outage start, outage end).
+/// What happened around an outage: the log, the probe's samples (send time, reply latency,
+/// reply), lines sent by the load, and when the outage began and ended.
 struct Outage {
     records: Vec<Value>,
     samples: Vec<(Instant, Duration, Value)>,
@@ -119,6 +123,8 @@ struct Outage {
     ended: (Instant, SystemTime),
 }
 
+/// Paced load + latency probe for 3 s, then `start` the outage, keep loading for `during`,
+/// `end` it, run `after` (waits for recovery), stop everything and the daemon.
 fn run_outage(
     d: &mut Daemon,
     start: impl FnOnce(),
@@ -143,7 +149,7 @@ fn run_outage(
     Outage {
         records,
         samples,
-        sent: sent + 0,
+        sent,
         began,
         ended,
     }
@@ -158,7 +164,10 @@ fn check_outage(o: &Outage, rate_per_s: f64, share: f64) {
         .find(|r| secs_between(o.began.1, time_of(r, "time")) >= 0.0)
         .unwrap_or_else(|| panic!("no breaker open record after the outage began"));
     let took = secs_between(o.began.1, time_of(first_open, "time"));
-    assert!(took < 1.0, "breaker opened {took:.3} s after the outage began");
+    assert!(
+        took < 1.0,
+        "breaker opened {took:.3} s after the outage began"
+    );
 
     // Ingest latency (probe round trips) before vs during the outage.
     let before: Vec<Duration> = o
@@ -257,10 +266,14 @@ fn redis_killed_mid_load_then_restarted() {
                     .any(|r| secs_between(restarted.get(), time_of(r, "time")) >= 0.0)
                     .then_some(())
             });
-            wait_until("shared counts in the restarted redis", RECORD_TIMEOUT, || {
-                let keys = redis.borrow().cmd(&["KEYS", "{kill}:*"]);
-                (!keys.is_empty()).then_some(())
-            });
+            wait_until(
+                "shared counts in the restarted redis",
+                RECORD_TIMEOUT,
+                || {
+                    let keys = redis.borrow().cmd(&["KEYS", "{kill}:*"]);
+                    (!keys.is_empty()).then_some(())
+                },
+            );
         },
     );
     check_outage(&o, 200.0, 0.5);
@@ -272,7 +285,8 @@ fn redis_killed_mid_load_then_restarted() {
         .find(|r| secs_between(t_restart, time_of(r, "time")) >= 0.0)
         .expect("closed after restart");
     assert!(
-        half.iter().any(|h| secs_between(time_of(h, "time"), time_of(c, "time")) >= 0.0),
+        half.iter()
+            .any(|h| secs_between(time_of(h, "time"), time_of(c, "time")) >= 0.0),
         "closed without a half-open probe"
     );
     assert_eq!(c["from"], "half_open");
@@ -303,8 +317,9 @@ fn redis_paused_calls_time_out() {
     check_outage(&o, 200.0, 0.5);
     let open = transitions_to(&o.records, "open");
     assert!(
-        open.iter().any(|r| r["error"].as_str().unwrap_or("").contains("no answer")
-            || r["error"].as_str().unwrap_or("").contains("timed out")),
+        open.iter()
+            .any(|r| r["error"].as_str().unwrap_or("").contains("no answer")
+                || r["error"].as_str().unwrap_or("").contains("timed out")),
         "the breaker opened on timeouts: {open:?}"
     );
 }
@@ -318,13 +333,20 @@ fn unusable_redis_at_start_runs_on_local_limits() {
     let wrong_password = format!("redis://:wrong@127.0.0.1:{}/", secured.port);
     let wrong_port = format!("redis://127.0.0.1:{}/", free_port());
     let rules = r#"[{key = "global", rate = 10, window = "1h"}]"#;
-    for (url, what) in [(wrong_password, "wrong password"), (wrong_port, "wrong port")] {
+    for (url, what) in [
+        (wrong_password, "wrong password"),
+        (wrong_port, "wrong port"),
+    ] {
         let mut d = daemon(&url, "bad", rules, &[("LIMIT_LOCAL_SHARE", "0.5")]);
-        let failed = wait_until(&format!("{what}: redis failure record"), RECORD_TIMEOUT, || {
-            d.records("daemon")
-                .into_iter()
-                .find(|r| r["msg"] == "redis sync failed")
-        });
+        let failed = wait_until(
+            &format!("{what}: redis failure record"),
+            RECORD_TIMEOUT,
+            || {
+                d.records("daemon")
+                    .into_iter()
+                    .find(|r| r["msg"] == "redis sync failed")
+            },
+        );
         eprintln!("{what}: {failed}");
         assert!(!failed["error"].as_str().unwrap().is_empty());
         wait_until(&format!("{what}: breaker open"), RECORD_TIMEOUT, || {
@@ -334,8 +356,28 @@ fn unusable_redis_at_start_runs_on_local_limits() {
             d.stderr_text().contains("redis sync failed"),
             "{what}: the daemon's own log says so"
         );
-        let lines: Vec<String> = (0..20).map(|i| event_line(&format!("e{i}"), Value::Null)).collect();
+        let lines: Vec<String> = (0..20)
+            .map(|i| event_line(&format!("e{i}"), Value::Null))
+            .collect();
         d.send_lines(&lines);
+        // Watching it: /stats and /metrics show the breaker and the limiter's mode.
+        let start = d
+            .records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "start")
+            .expect("start record");
+        let addr = start["control"].as_str().unwrap().to_string();
+        let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+        assert_ne!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
+        assert!(stats["breakers"]["redis"]["opened"].as_u64().unwrap() >= 1);
+        assert_eq!(stats["limit"]["mode"], "local_share", "{stats}");
+        assert_eq!(stats["limit"]["local_share_admitted"], 5);
+        assert_eq!(stats["events"]["suppressed"]["rate_limit"], 15);
+        let (_, metrics) = qerrors::client::control_get(&addr, "/metrics").unwrap();
+        assert!(
+            metrics.contains("breaker=\"redis\""),
+            "no redis breaker in /metrics"
+        );
         let records = d.stop();
         assert_eq!(events(&records).len(), 5, "{what}: half of the burst of 10");
         assert_eq!(suppressed_count(&records, Some("rate_limit")), 15);
