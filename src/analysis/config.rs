@@ -90,7 +90,7 @@ impl Default for AnalysisConfig {
             enabled: true,
             builtin_rules: true,
             rules_file: String::new(),
-            queue_capacity: 1024,
+            queue_capacity: 256,
             workers: 4,
             cache_ttl: Duration::from_secs(24 * 3600),
             cache_max_bytes: ByteSize::mib(8),

@@ -41,10 +41,13 @@ use cache::{unix_ms, AdviceCache, Entry};
 use llm::LlmClient;
 use rules::Rules;
 
-/// Longest message copied into a job (bytes; the prompt has its own, smaller cap).
-pub const MAX_JOB_MESSAGE: usize = 8 * 1024;
-/// Longest (escaped) stack copied into a job.
-pub const MAX_JOB_STACK: usize = 16 * 1024;
+/// Longest message copied into a job (bytes). Rules match on the start of a message and the
+/// prompt is capped at `analysis.llm_max_prompt_bytes` (4 KiB by default) anyway, while every
+/// byte here is held `analysis.queue_capacity` times over in a full queue (docs/memory.md).
+pub const MAX_JOB_MESSAGE: usize = 2 * 1024;
+/// Longest (escaped) stack copied into a job: the top frames, which is what rules and the
+/// prompt use.
+pub const MAX_JOB_STACK: usize = 4 * 1024;
 /// How long an advice record may wait for ring space before it is counted as lost.
 const RECORD_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// When the LLM is configured but failed (down, breaker open, budget used up), the rules'
