@@ -20,12 +20,11 @@ pub const BUILTIN: &str = include_str!("../../rules/builtin.toml");
 pub const MAX_RULES: usize = 2000;
 
 /// Compiled regex size limit for the whole set (bytes), well above what the built-ins need.
-/// Lazy-DFA cache per matching thread. Rules run once per new fingerprint, so a small cache
-/// (rebuilt more often) costs nothing noticeable, while regex's default (several MiB per thread
-/// once warm) stayed resident after a flood of new fingerprints and kept the daemon above its
-/// memory budget's normal level (tests/it/memory.rs).
-const REGEX_CACHE_LIMIT: usize = 256 * 1024;
 const REGEX_SIZE_LIMIT: usize = 64 << 20;
+/// Lazy-DFA cache per matching thread (regex's default is a few MiB). Rules run once per new
+/// fingerprint, so a small cache, rebuilt more often, costs nothing noticeable and keeps the
+/// per-thread memory small.
+const REGEX_CACHE_LIMIT: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
