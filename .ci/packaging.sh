@@ -224,6 +224,10 @@ cat >"$WORK/expected" <<'EOF'
 -rw-r--r-- /usr/share/doc/qerrors/copyright
 -rw-r--r-- /usr/share/doc/qerrors/operations.md
 -rw-r--r-- /usr/share/doc/qerrors/sanitizing.md
+-rw-r--r-- /usr/share/doc/qerrors/analysis.md
+-rw-r--r-- /usr/share/doc/qerrors/rate-limiting.md
+-rw-r--r-- /usr/share/doc/qerrors/memory.md
+-rw-r--r-- /usr/share/doc/qerrors/formats.md
 EOF
 sort -k2 -o "$WORK/expected" "$WORK/expected"
 diff -u "$WORK/expected" "$WORK/contents" || fail "package file list differs from the expected one"

@@ -3,6 +3,7 @@
 //! chat-completions API (single-flight, cache hits, TTL, failure modes, breaker, keep-alive,
 //! secrets, persistence across a restart).
 
+use crate::util::control_addr;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
@@ -16,18 +17,6 @@ use crate::util::{self, spawn_daemon, Daemon, Opts, CTL};
 
 /// Bound on every wait here: generous, the suite shares 2 cores with other builds.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn control_addr(d: &Daemon) -> String {
-    let start = util::wait_until("start record", WAIT, || {
-        d.records("daemon")
-            .into_iter()
-            .find(|r| r["msg"] == "start")
-    });
-    start["control"]
-        .as_str()
-        .expect("control address")
-        .to_string()
-}
 
 fn stats(addr: &str) -> Value {
     control_json(addr, "/stats").expect("/stats")

@@ -2,6 +2,7 @@
 //! counters match what was sent; /stats, /recent, /fingerprints, /health, /ready; and the
 //! qerrorsctl commands that read them.
 
+use crate::util::control_addr;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
@@ -10,18 +11,6 @@ use qerrors::client::{control_get, control_json};
 use serde_json::json;
 
 use crate::util::{self, spawn_daemon, Daemon, Opts, CTL};
-
-fn control_addr(d: &Daemon) -> String {
-    let start = util::wait_until("start record", Duration::from_secs(30), || {
-        d.records("daemon")
-            .into_iter()
-            .find(|r| r["msg"] == "start")
-    });
-    start["control"]
-        .as_str()
-        .expect("control address")
-        .to_string()
-}
 
 /// Sends a fixed mix: 3 error TypeError (checkout), 2 warn (billing), 1 info (checkout), 2 bad.
 fn send_mix(d: &Daemon) {

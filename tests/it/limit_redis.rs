@@ -361,12 +361,7 @@ fn unusable_redis_at_start_runs_on_local_limits() {
             .collect();
         d.send_lines(&lines);
         // Watching it: /stats and /metrics show the breaker and the limiter's mode.
-        let start = d
-            .records("daemon")
-            .into_iter()
-            .find(|r| r["msg"] == "start")
-            .expect("start record");
-        let addr = start["control"].as_str().unwrap().to_string();
+        let addr = crate::util::control_addr(&d);
         let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
         assert_ne!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
         assert!(stats["breakers"]["redis"]["opened"].as_u64().unwrap() >= 1);

@@ -2,6 +2,7 @@
 //! fingerprints and a stalled sink stays within its budget (RSS sampled from /proc by the test),
 //! sheds in the documented order, accounts for every event, and comes back when it is over.
 
+use crate::util::control_addr;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -207,18 +208,6 @@ fn a_flood_of_distinct_fingerprints_stays_within_the_budget_and_every_event_is_a
         Some("memory pressure normal"),
         "pressure did not come back down: {transitions:?}"
     );
-}
-
-fn control_addr(d: &Daemon) -> String {
-    let start = wait_until("start record", Duration::from_secs(30), || {
-        d.records("daemon")
-            .into_iter()
-            .find(|r| r["msg"] == "start")
-    });
-    start["control"]
-        .as_str()
-        .expect("control address")
-        .to_string()
 }
 
 /// A budget far below what the daemon needs just to run: pressure is critical from the first

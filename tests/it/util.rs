@@ -611,6 +611,19 @@ pub fn rfc3339(v: &Value) -> time::OffsetDateTime {
 }
 
 /// Polls `f` until it returns `Some`, bounded.
+/// The control server's address, from the daemon's `start` record.
+pub fn control_addr(d: &Daemon) -> String {
+    let start = wait_until("start record", Duration::from_secs(60), || {
+        d.records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "start")
+    });
+    start["control"]
+        .as_str()
+        .expect("control address")
+        .to_string()
+}
+
 pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
