@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use qerrors::client::{control_get, control_json};
 use serde_json::Value;
 
-use crate::util::{dropped_count, of_kind, spawn_daemon, stop_record, wait_until, Daemon, Opts};
+use crate::util::{dropped_count, of_kind, spawn_daemon, stop_record, wait_until, Opts};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's budget in this test (`memory.budget`). The test runs the debug build, which
