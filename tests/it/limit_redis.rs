@@ -46,6 +46,7 @@ fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
 
 #[test]
 fn three_daemons_share_one_limit() {
+    let _cpu = crate::util::cpu_exclusive();
     if !redis_available("three_daemons_share_one_limit") {
         return;
     }
@@ -242,6 +243,7 @@ const OUTAGE_ENV: [(&str, &str); 2] = [
 
 #[test]
 fn redis_killed_mid_load_then_restarted() {
+    let _cpu = crate::util::cpu_exclusive();
     if !redis_available("redis_killed_mid_load_then_restarted") {
         return;
     }
@@ -295,6 +297,7 @@ fn redis_killed_mid_load_then_restarted() {
 
 #[test]
 fn redis_paused_calls_time_out() {
+    let _cpu = crate::util::cpu_exclusive();
     if !redis_available("redis_paused_calls_time_out") {
         return;
     }

@@ -100,6 +100,7 @@ fn memory_records(records: &[Value]) -> Vec<String> {
 
 #[test]
 fn a_flood_of_distinct_fingerprints_stays_within_the_budget_and_every_event_is_accounted() {
+    let _cpu = crate::util::cpu_exclusive();
     let mut d = spawn_daemon(
         Opts::new()
             .fifo_log()

@@ -611,6 +611,15 @@ pub fn rfc3339(v: &Value) -> time::OffsetDateTime {
 }
 
 /// Polls `f` until it returns `Some`, bounded.
+/// Serializes the tests whose assertions depend on CPU time being available (shared-limit
+/// accuracy, outage latency) with the tests that flood the machine: on 2 cores, a 1M-event
+/// flood running next to a 10 s rate measurement starves the daemons' sync threads and makes
+/// the measurement say something about the host rather than the code.
+pub fn cpu_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The control server's address, from the daemon's `start` record.
 pub fn control_addr(d: &Daemon) -> String {
     let start = wait_until("start record", Duration::from_secs(60), || {
