@@ -93,6 +93,8 @@ pub struct Daemon {
     child: Child,
     status: Option<ExitStatus>,
     fifo: Option<File>,
+    /// Keeps CPU-exclusive tests from starting while this daemon runs (see [`cpu_exclusive`]).
+    _cpu: Option<CpuShare>,
 }
 
 /// Spawns a daemon and waits until it is ready.
@@ -147,6 +149,7 @@ impl Daemon {
             child,
             status: None,
             fifo,
+            _cpu: cpu_share(),
         }
     }
 
@@ -611,13 +614,74 @@ pub fn rfc3339(v: &Value) -> time::OffsetDateTime {
 }
 
 /// Polls `f` until it returns `Some`, bounded.
-/// Serializes the tests whose assertions depend on CPU time being available (shared-limit
-/// accuracy, outage latency) with the tests that flood the machine: on 2 cores, a 1M-event
-/// flood running next to a 10 s rate measurement starves the daemons' sync threads and makes
-/// the measurement say something about the host rather than the code.
-pub fn cpu_exclusive() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// CPU-exclusive tests (the 1M-event memory flood, the shared-limit accuracy and Redis outage
+/// measurements) run alone: on 2 cores a flood next to a 10 s rate measurement or a shutdown
+/// drain makes the result say something about the host rather than the code. Every other daemon
+/// holds a share ([`Daemon`] takes one when spawned); an exclusive test waits until no share is
+/// held and blocks new shares while it runs. Shares never wait for a merely *waiting* exclusive
+/// test, so a test holding two daemons cannot deadlock.
+struct CpuGate {
+    shares: usize,
+    exclusive: bool,
+}
+
+static CPU_GATE: std::sync::Mutex<CpuGate> = std::sync::Mutex::new(CpuGate {
+    shares: 0,
+    exclusive: false,
+});
+static CPU_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
+
+thread_local! {
+    static HOLDS_EXCLUSIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn gate() -> std::sync::MutexGuard<'static, CpuGate> {
+    CPU_GATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A daemon's share of the CPU gate.
+pub struct CpuShare;
+
+impl Drop for CpuShare {
+    fn drop(&mut self) {
+        gate().shares -= 1;
+        CPU_CHANGED.notify_all();
+    }
+}
+
+/// `None` on the thread that holds the exclusive guard (its own daemons run freely).
+fn cpu_share() -> Option<CpuShare> {
+    if HOLDS_EXCLUSIVE.with(|h| h.get()) {
+        return None;
+    }
+    let mut g = gate();
+    while g.exclusive {
+        g = CPU_CHANGED.wait(g).unwrap_or_else(|e| e.into_inner());
+    }
+    g.shares += 1;
+    Some(CpuShare)
+}
+
+pub struct CpuExclusive;
+
+impl Drop for CpuExclusive {
+    fn drop(&mut self) {
+        HOLDS_EXCLUSIVE.with(|h| h.set(false));
+        gate().exclusive = false;
+        CPU_CHANGED.notify_all();
+    }
+}
+
+/// Waits until no other test runs a daemon (and no other exclusive test runs), then keeps new
+/// daemons of other tests from starting until the guard is dropped.
+pub fn cpu_exclusive() -> CpuExclusive {
+    let mut g = gate();
+    while g.exclusive || g.shares > 0 {
+        g = CPU_CHANGED.wait(g).unwrap_or_else(|e| e.into_inner());
+    }
+    g.exclusive = true;
+    HOLDS_EXCLUSIVE.with(|h| h.set(true));
+    CpuExclusive
 }
 
 /// The control server's address, from the daemon's `start` record.
