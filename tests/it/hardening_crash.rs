@@ -89,10 +89,12 @@ fn kill9_keeps_every_acked_event(fsync: Option<&str>) {
 
 #[test]
 fn kill9_with_fsync_always_keeps_every_acked_event() {
+    let _cpu = crate::util::cpu_share();
     kill9_keeps_every_acked_event(Some("always"));
 }
 
 #[test]
 fn kill9_with_the_default_fsync_keeps_every_acked_event() {
+    let _cpu = crate::util::cpu_share();
     kill9_keeps_every_acked_event(None);
 }

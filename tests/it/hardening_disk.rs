@@ -81,6 +81,7 @@ fn check_log_while_full(d: &Proc, sender: &AckedSender) -> HashSet<String> {
 
 #[test]
 fn disk_full_holds_everything_back_and_writes_it_all_when_space_returns() {
+    let _cpu = crate::util::cpu_share();
     let Some(fs) = Tmpfs::mount("disk_full_holds_everything_back…", FS_BYTES) else {
         return;
     };
@@ -129,6 +130,7 @@ fn disk_full_holds_everything_back_and_writes_it_all_when_space_returns() {
 
 #[test]
 fn deleting_the_log_on_a_full_disk_frees_the_space_and_writing_resumes() {
+    let _cpu = crate::util::cpu_share();
     let Some(fs) = Tmpfs::mount("deleting_the_log_on_a_full_disk…", FS_BYTES) else {
         return;
     };

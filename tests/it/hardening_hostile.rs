@@ -44,6 +44,7 @@ fn wait_closed(s: &mut UnixStream) -> Vec<serde_json::Value> {
 /// them all, returning every fd.
 #[test]
 fn silent_connections_cost_one_fd_each_and_are_closed() {
+    let _cpu = crate::util::cpu_share();
     let n = connections_allowed("silent_connections…", 1000);
     let mut d = spawn_daemon(Opts::new().env("INGEST_IDLE_TIMEOUT", "3s"));
     let pid = d.pid();
@@ -75,6 +76,7 @@ fn silent_connections_cost_one_fd_each_and_are_closed() {
 /// behind them is served as the idle timeout frees slots.
 #[test]
 fn connections_beyond_the_limit_wait_in_the_backlog() {
+    let _cpu = crate::util::cpu_share();
     const LIMIT: usize = 100;
     let n = connections_allowed("connections_beyond_the_limit…", 500);
     let mut d = spawn_daemon(
@@ -129,6 +131,7 @@ fn connections_beyond_the_limit_wait_in_the_backlog() {
 /// gets all its acks.
 #[test]
 fn tricklers_time_out_and_do_not_slow_anyone() {
+    let _cpu = crate::util::cpu_share();
     const TRICKLERS: usize = 50;
     let mut d = spawn_daemon(
         Opts::new()
@@ -187,6 +190,7 @@ fn tricklers_time_out_and_do_not_slow_anyone() {
 /// event written once, no fd left behind.
 #[test]
 fn ten_thousand_one_shot_connections() {
+    let _cpu = crate::util::cpu_share();
     const THREADS: usize = 4;
     const PER_THREAD: usize = 2500;
     let mut d = spawn_daemon(Opts::new());
@@ -232,6 +236,7 @@ fn ten_thousand_one_shot_connections() {
 /// the torn line are counted, and nothing leaks.
 #[test]
 fn resets_mid_line_are_counted_and_leak_nothing() {
+    let _cpu = crate::util::cpu_share();
     const THREADS: usize = 4;
     const PER_THREAD: usize = 50;
     const GOOD_LINES: usize = 3;
@@ -296,6 +301,7 @@ const RSS_BOUND_KIB: u64 = 64 << 10;
 /// connection works.
 #[test]
 fn a_gigabyte_without_newline_is_skipped_in_bounded_memory() {
+    let _cpu = crate::util::cpu_share();
     // A generous read timeout: what is tested is the skipping, not the slow-client bound.
     let mut d = spawn_daemon(Opts::new().env("INGEST_READ_TIMEOUT", "5m"));
     let pid = d.pid();

@@ -186,6 +186,7 @@ fn counted_lines(stream: &[u8]) -> usize {
 
 #[test]
 fn random_input_through_the_socket_is_survived_and_counted_exactly() {
+    let _cpu = crate::util::cpu_share();
     let seed = std::env::var("QERRORS_STRESS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -35,6 +35,7 @@ fn expected(tag: &str) -> Vec<String> {
 /// without waiting for the periodic check).
 #[test]
 fn a_deleted_log_is_recreated_before_the_next_write() {
+    let _cpu = crate::util::cpu_share();
     // A long check interval: only the before-write check can catch it in time.
     let mut d = spawn_daemon(Opts::new().env("SINK_REOPEN_CHECK_INTERVAL", "1h"));
     assert!(d.send_lines(&batch("before")).is_empty());
@@ -63,6 +64,7 @@ fn a_deleted_log_is_recreated_before_the_next_write() {
 /// after the reopen everything goes to the new file.
 #[test]
 fn a_log_replaced_without_sighup_is_reopened() {
+    let _cpu = crate::util::cpu_share();
     let mut d = spawn_daemon(Opts::new().env("SINK_REOPEN_CHECK_INTERVAL", "200ms"));
     assert!(d.send_lines(&batch("first")).is_empty());
     d.wait_for_events(BATCH, EVENTS_TIMEOUT);

@@ -15,8 +15,12 @@ use serde_json::Value;
 use crate::util::{dropped_count, of_kind, spawn_daemon, stop_record, wait_until, Opts};
 
 const MIB: u64 = 1 << 20;
-/// The daemon's budget in this test (`memory.budget`).
-const BUDGET: u64 = 48 * MIB;
+/// The daemon's budget in this test (`memory.budget`). The debug build with every subsystem on
+/// idles at ~30 MiB and settles at 37–46 MiB after the flood (more when other tests run
+/// beside it), which is above `critical`'s exit threshold (0.90 × 48 MiB) often enough that
+/// 48 MiB made the test depend on the host; 56 MiB keeps every check meaningful (the flood still
+/// drives the daemon into `high` and `critical`).
+const BUDGET: u64 = 56 * MIB;
 /// RSS may pass the budget by this much (docs/memory.md, "Slack"): the governor reacts within
 /// a sample interval, and what is already allocated when it does is released as it drains.
 const SLACK: u64 = 16 * MIB;

@@ -93,6 +93,7 @@ proptest! {
         max in 1usize..40,
         cuts in prop::collection::vec(any::<usize>(), 0..20),
     ) {
+        let _cpu = crate::util::cpu_share();
         let whole = frame_in_pieces(max, &data, &[]);
         prop_assert_eq!(&whole, &frame_reference(max, &data));
         prop_assert_eq!(frame_in_pieces(max, &data, &cuts), whole);
@@ -187,6 +188,7 @@ fn pipeline() -> &'static Pipeline {
 proptest! {
     #[test]
     fn parsing_any_line_never_panics(line in line_text()) {
+        let _cpu = crate::util::cpu_share();
         let _ = qerrors::event::parse::parse(&line);
     }
 
@@ -194,6 +196,7 @@ proptest! {
     /// is a JSON object with the message as a string; a rejected one leaves the batch untouched.
     #[test]
     fn the_pipeline_turns_any_line_into_one_valid_record_or_a_rejection(line in line_text()) {
+        let _cpu = crate::util::cpu_share();
         let meta = Peer::default().meta();
         let mut state = ConnState::default();
         let mut out = BytesMut::new();
@@ -269,6 +272,7 @@ fn prose() -> impl Strategy<Value = String> {
 proptest! {
     #[test]
     fn redacting_text_is_idempotent(t in text()) {
+        let _cpu = crate::util::cpu_share();
         let s = sanitizer();
         let once = s.redact_text(&t).unwrap_or(t);
         prop_assert_eq!(s.redact_text(&once), None, "a second pass changed {:?}", once);
@@ -276,6 +280,7 @@ proptest! {
 
     #[test]
     fn redacting_json_is_idempotent(v in json_value(), t in text()) {
+        let _cpu = crate::util::cpu_share();
         let s = sanitizer();
         for raw in [v.to_string(), serde_json::json!({"note": t, "password": v}).to_string()] {
             let once = s.redact_json(&raw).unwrap_or(raw);
@@ -288,6 +293,7 @@ proptest! {
     fn a_planted_secret_never_survives_in_text(
         before in prose(), after in prose(), shape in 0..SHAPES, secret in secret(),
     ) {
+        let _cpu = crate::util::cpu_share();
         let t = format!("{before} {} {after}", planted(shape, &secret));
         let out = sanitizer().redact_text(&t).unwrap_or_else(|| t.clone());
         prop_assert!(!out.contains(&secret), "{:?} -> {:?}", t, out);
@@ -300,6 +306,7 @@ proptest! {
             "clientSecret", "sessionId", "AWS_ACCESS_KEY_ID", "Authorization"][..]),
         nest in 0usize..4, secret in secret(), note in prose(), shape in 0..SHAPES,
     ) {
+        let _cpu = crate::util::cpu_share();
         let mut v = serde_json::json!({ key: secret.clone(), "note": note });
         for _ in 0..nest {
             v = serde_json::json!({"user": v, "list": [1, "x"]});
@@ -397,6 +404,7 @@ proptest! {
         funcs in prop::collection::vec("[a-z][a-zA-Z]{2,10}", 0..5),
         a in any::<u64>(), b in any::<u64>(),
     ) {
+        let _cpu = crate::util::cpu_share();
         let fa = fingerprint::compute(name.as_deref(), &fill(&pieces, a), Some(&stack(&funcs, a)));
         let fb = fingerprint::compute(name.as_deref(), &fill(&pieces, b), Some(&stack(&funcs, b)));
         prop_assert_eq!(fa, fb, "{:?} vs {:?}", fill(&pieces, a), fill(&pieces, b));
@@ -406,6 +414,7 @@ proptest! {
     fn fingerprints_keep_the_error_apart(
         pieces in template(), seed in any::<u64>(), other in "[a-z]{3,10}",
     ) {
+        let _cpu = crate::util::cpu_share();
         let msg = fill(&pieces, seed);
         let base = fingerprint::compute(Some("TypeError"), &msg, None);
         prop_assert_ne!(base, fingerprint::compute(Some("RangeError"), &msg, None));

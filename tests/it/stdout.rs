@@ -8,6 +8,7 @@ use crate::util::{self, DAEMON};
 
 #[test]
 fn records_are_copied_to_stdout() {
+    let _cpu = crate::util::cpu_share();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("q.sock");
     let log = dir.path().join("errors.log");

@@ -649,8 +649,9 @@ impl Drop for CpuShare {
     }
 }
 
-/// `None` on the thread that holds the exclusive guard (its own daemons run freely).
-fn cpu_share() -> Option<CpuShare> {
+/// A share of the CPU gate for a test that burns CPU without a [`Daemon`] (property tests,
+/// hand-spawned daemons). `None` on the thread that holds the exclusive guard.
+pub fn cpu_share() -> Option<CpuShare> {
     if HOLDS_EXCLUSIVE.with(|h| h.get()) {
         return None;
     }
