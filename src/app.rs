@@ -360,13 +360,7 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
 async fn log_record(shared: &ingest::Shared, msg: &str, fields: &[(&str, serde_json::Value)]) {
     let mut buf = BytesMut::new();
     daemon_record(&mut buf, msg, fields);
-    let batch = Batch {
-        data: buf.freeze(),
-        events: 0,
-        acks: Vec::new(),
-        replies: None,
-        received: std::time::Instant::now(),
-    };
+    let batch = Batch::records(buf.freeze());
     if shared.ring.push(batch).await.is_err() {
         tracing::warn!(
             msg,

@@ -36,6 +36,19 @@ pub struct Batch {
     pub received: Instant,
 }
 
+impl Batch {
+    /// A batch of non-event records (`daemon`, `advice`): nothing to ack, no ring event slots.
+    pub fn records(data: Bytes) -> Self {
+        Self {
+            data,
+            events: 0,
+            acks: Vec::new(),
+            replies: None,
+            received: Instant::now(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum PushError {
     /// No space and the policy is `DropNewest`.

@@ -528,13 +528,7 @@ async fn publish(
     remember(h, job, &source, Some(advice), ttl);
     let mut buf = BytesMut::new();
     crate::event::json_line(&mut buf, &record);
-    let batch = Batch {
-        data: buf.freeze(),
-        events: 0,
-        acks: Vec::new(),
-        replies: None,
-        received: std::time::Instant::now(),
-    };
+    let batch = Batch::records(buf.freeze());
     match tokio::time::timeout(RECORD_PUSH_TIMEOUT, ring.push(batch)).await {
         Ok(Ok(())) => s.stats.records_written.fetch_add(1, Relaxed),
         _ => s.stats.records_lost.fetch_add(1, Relaxed),
