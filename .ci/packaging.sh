@@ -132,6 +132,16 @@ if [ -e "$SOCK" ] || [ -L "$SOCK" ]; then
     fi
 fi
 
+# Directories without a package are leftovers (an interrupted run, a daemon run by hand as
+# root). The package takes them over (its postinst hands their files to qerrors) and the purge
+# at the end removes them, as it would after any install.
+for d in /var/log/qerrors /var/lib/qerrors; do
+    if [ -e "$d" ]; then
+        say "leftover $d (no qerrors package installed); the package takes it over:"
+        ls -la "$d"
+    fi
+done
+
 apt_updated=0
 need_pkg() { # need_pkg COMMAND PACKAGE
     command -v "$1" >/dev/null 2>&1 && return 0
@@ -245,6 +255,16 @@ diff -u <(keys config.example.toml) <(keys packaging/config.toml) ||
 # ---------------------------------------------------------------------------------------------
 say "dpkg -i [$(elapsed)]"
 touch "$MARKER"
+# A log left behind owned by root (a daemon once run by hand as root, or an earlier install's
+# file with another owner) must not lock the service out of its own log: plant one.
+PLANTED=0
+if [ ! -e "$LOG" ]; then
+    mkdir -p "$(dirname "$LOG")"
+    echo '{"kind":"leftover","message":"written before the install"}' >"$LOG"
+    chown root:root "$LOG"
+    chmod 0640 "$LOG"
+    PLANTED=1
+fi
 dpkg -i "$DEB" >"$WORK/dpkg.out" 2>&1 || {
     cat "$WORK/dpkg.out"
     fail "dpkg -i failed"
@@ -282,6 +302,9 @@ timeout 20 /usr/bin/qerrorsctl --socket "$SOCK" send --wait --name PackagingTest
 grep -q '"message":"packaging test one"' "$LOG" || fail "event not found in $LOG"
 [ "$(stat -c '%a %U %G' "$LOG")" = "640 qerrors qerrors" ] ||
     fail "$LOG is $(stat -c '%a %U %G' "$LOG"), expected 640 qerrors qerrors"
+if [ "$PLANTED" = 1 ]; then
+    grep -q '"kind":"leftover"' "$LOG" || fail "the leftover line vanished from $LOG"
+fi
 say "event written to $LOG by the qerrors user"
 
 say "logrotate with the packaged /etc/logrotate.d/qerrors"
