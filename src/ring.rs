@@ -1,5 +1,11 @@
-//! The ring: a lock-free bounded MPMC queue (crossbeam's array channel) between the connection
-//! tasks and the writer thread, bounded by events **and** encoded bytes.
+//! The ring: a lock-free bounded MPMC queue between the connection tasks and the writer thread,
+//! bounded by events **and** encoded bytes.
+//!
+//! The bound is the reservation counters below, not the channel: the channel is crossbeam's
+//! lock-free list flavour, which allocates blocks of slots as batches queue and frees them as
+//! the writer takes them. An array channel sized for `capacity_events` batches would hold
+//! `capacity_events` × 96 B (6 MiB at the default) from start to exit, touched on creation,
+//! whether anything is queued or not.
 //!
 //! The unit of transfer is a [`Batch`]: the encoded records of one socket read, so the hand-off
 //! costs one queue operation per read rather than per event. Space is reserved with two atomic
@@ -150,9 +156,9 @@ pub fn ring(
     policy: OverflowPolicy,
 ) -> (RingSender, RingReceiver) {
     let max_events = max_events.max(1);
-    // Reservations guarantee at most `max_events` batches are ever queued, so `try_send` never
-    // sees a full channel.
-    let (tx, rx) = crossbeam_channel::bounded(max_events);
+    // Reservations bound what is queued (every event batch reserves at least one event slot and
+    // its bytes first), so the channel itself need not be bounded; see the module docs.
+    let (tx, rx) = crossbeam_channel::unbounded();
     let state = Arc::new(State {
         max_events,
         cap_bytes: max_bytes.max(1),

@@ -142,6 +142,22 @@ impl AdviceCache {
         hit
     }
 
+    /// Until when (Unix ms) advice for `fp` stays cached, counting a hit or a miss. Asked at
+    /// most about once a second per fingerprint (see [`super::AnalysisHandle::offer_seen`]), so
+    /// a `get` (it reads the entry's expiry) is cheap enough.
+    pub fn fresh_until_ms(&self, fp: u128) -> Option<u64> {
+        match self.cache.get(&fp) {
+            Some(e) => {
+                self.hits.fetch_add(1, Relaxed);
+                Some(e.expires_unix_ms)
+            }
+            None => {
+                self.misses.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
     /// Some entry (for benches and diagnostics).
     pub fn peek_any(&self) -> Option<Arc<Entry>> {
         self.cache.iter().next().map(|(_, v)| v)

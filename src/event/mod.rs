@@ -75,6 +75,8 @@ pub struct ConnState {
     pub pressure: crate::memory::Pressure,
     /// Low-severity events seen under pressure, for 1-in-N sampling.
     pub sampled: u32,
+    /// Advice cache hits of the current read (added to the cache's counter per read).
+    pub advice_hits: u64,
 }
 
 /// What the connection needs to know about an accepted event.
@@ -242,7 +244,7 @@ impl Pipeline {
             });
         }
         let (class, severity) = classify::classify(ev.level, name.as_deref(), &message);
-        let occurrence = self.table.observe(fp, rx.unix_ns, || table::FpMeta {
+        let seen = self.table.observe(fp, rx.unix_ns, || table::FpMeta {
             class,
             severity,
             level: ev.level,
@@ -265,19 +267,29 @@ impl Pipeline {
             .generate_from_datetime(rx.time)
             .unwrap_or_else(|_| Ulid::from_datetime(rx.time));
         if let Some(a) = &self.analysis {
-            // A cache lookup; on a miss a non-blocking try_send of an owned, capped job.
-            a.offer(fp, || {
-                let service = ev.service.as_deref().unwrap_or(&meta.service);
-                crate::analysis::Job::new(
-                    fp,
-                    id.to_string(),
-                    name.as_deref(),
-                    &message,
-                    stack.as_deref(),
-                    service,
-                    class,
-                )
-            });
+            // What the table knows, else a cache lookup; on a miss a non-blocking try_send of
+            // an owned, capped job.
+            let known = a.offer_seen(
+                fp,
+                rx.unix_ns,
+                seen.advice_until_ns,
+                &mut state.advice_hits,
+                || {
+                    let service = ev.service.as_deref().unwrap_or(&meta.service);
+                    crate::analysis::Job::new(
+                        fp,
+                        id.to_string(),
+                        name.as_deref(),
+                        &message,
+                        stack.as_deref(),
+                        service,
+                        class,
+                    )
+                },
+            );
+            if let Some(until) = known {
+                self.table.advice_known_until(fp, until);
+            }
         }
 
         // Encode. Field order is part of the documented format.
@@ -321,7 +333,7 @@ impl Pipeline {
         out.extend_from_slice(b"\",\"severity\":\"");
         out.extend_from_slice(severity.as_str().as_bytes());
         out.extend_from_slice(b"\",\"occurrence\":");
-        put_u64(out, occurrence);
+        put_u64(out, seen.occurrence);
         out.put_u8(b',');
         out.extend_from_slice(&self.host_field);
         out.extend_from_slice(b",\"peer\":");

@@ -55,7 +55,19 @@ struct Entry {
     total: u64,
     first_seen_ns: u64,
     last_seen_ns: u64,
+    /// Until when (Unix ns) the advice cache is known to hold advice for this fingerprint; see
+    /// [`FingerprintTable::advice_known_until`].
+    advice_until_ns: u64,
     meta: Arc<FpMeta>,
+}
+
+/// What [`FingerprintTable::observe`] tells about the fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Occurrence number within the current window (1 for the first).
+    pub occurrence: u64,
+    /// Until when (Unix ns) the advice cache is known to hold advice for it (0: not known).
+    pub advice_until_ns: u64,
 }
 
 /// One row of [`FingerprintTable::top`].
@@ -123,8 +135,8 @@ impl FingerprintTable {
     }
 
     /// Counts one sighting at `now_ns` (Unix nanoseconds); returns the occurrence number within
-    /// the current window (1 for the first).
-    pub fn observe(&self, fp: Fingerprint, now_ns: u64, meta: impl FnOnce() -> FpMeta) -> u64 {
+    /// the current window (1 for the first) and what is known about its advice.
+    pub fn observe(&self, fp: Fingerprint, now_ns: u64, meta: impl FnOnce() -> FpMeta) -> Seen {
         let idx = (fp.0 as usize) % SHARDS;
         let mut shard = match self.shards[idx].lock() {
             Ok(g) => g,
@@ -138,7 +150,10 @@ impl FingerprintTable {
             e.in_window += 1;
             e.total += 1;
             e.last_seen_ns = e.last_seen_ns.max(now_ns);
-            return e.in_window;
+            return Seen {
+                occurrence: e.in_window,
+                advice_until_ns: e.advice_until_ns,
+            };
         }
         if shard.len() >= self.per_shard.load(Relaxed) {
             self.evict(&mut shard, now_ns);
@@ -151,10 +166,28 @@ impl FingerprintTable {
                 total: 1,
                 first_seen_ns: now_ns,
                 last_seen_ns: now_ns,
+                advice_until_ns: 0,
                 meta: Arc::new(meta()),
             },
         );
-        1
+        Seen {
+            occurrence: 1,
+            advice_until_ns: 0,
+        }
+    }
+
+    /// Records that the advice cache holds advice for `fp` until `until_ns` (Unix ns), so the
+    /// ingest path need not ask the shared cache for every event (see
+    /// [`crate::analysis::AnalysisHandle::offer_seen`]). A no-op if `fp` is not in the table.
+    pub fn advice_known_until(&self, fp: Fingerprint, until_ns: u64) {
+        let idx = (fp.0 as usize) % SHARDS;
+        let mut shard = match self.shards[idx].lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(e) = shard.get_mut(&fp.0) {
+            e.advice_until_ns = until_ns;
+        }
     }
 
     /// The `n` fingerprints seen most often (total), most first. Walks every shard: for the
@@ -254,12 +287,31 @@ mod tests {
     fn counts_within_window_and_resets_after() {
         let t = FingerprintTable::new(100, Duration::from_secs(60));
         let fp = Fingerprint(42);
-        assert_eq!(t.observe(fp, 10 * S, meta), 1);
-        assert_eq!(t.observe(fp, 20 * S, meta), 2);
-        assert_eq!(t.observe(fp, 69 * S, meta), 3);
-        assert_eq!(t.observe(fp, 70 * S, meta), 1, "new window");
+        assert_eq!(t.observe(fp, 10 * S, meta).occurrence, 1);
+        assert_eq!(t.observe(fp, 20 * S, meta).occurrence, 2);
+        assert_eq!(t.observe(fp, 69 * S, meta).occurrence, 3);
+        assert_eq!(t.observe(fp, 70 * S, meta).occurrence, 1, "new window");
         assert_eq!(t.get(fp), Some((4, 10 * S, 70 * S)));
-        assert_eq!(t.observe(Fingerprint(7), 70 * S, meta), 1);
+        assert_eq!(t.observe(Fingerprint(7), 70 * S, meta).occurrence, 1);
+    }
+
+    #[test]
+    fn remembers_advice_until_for_known_fingerprints_only() {
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        let fp = Fingerprint(42);
+        assert_eq!(t.observe(fp, S, meta).advice_until_ns, 0);
+        t.advice_known_until(fp, 5 * S);
+        assert_eq!(
+            t.observe(fp, 2 * S, meta),
+            Seen {
+                occurrence: 2,
+                advice_until_ns: 5 * S
+            }
+        );
+        // Unknown fingerprints are not inserted by it.
+        t.advice_known_until(Fingerprint(9), 5 * S);
+        assert_eq!(t.get(Fingerprint(9)), None);
+        assert_eq!(t.observe(Fingerprint(9), 3 * S, meta).advice_until_ns, 0);
     }
 
     #[test]

@@ -306,6 +306,9 @@ impl Conn {
             self.framer.drain(&mut self.buf, &mut handle);
         }
         stats.suppressed.merge(&mut self.state.suppressed);
+        if let Some(a) = pipeline.analysis() {
+            a.add_hits(&mut self.state.advice_hits);
+        }
         // A connection between reads holds no read buffer (only a partial line, if any): idle
         // connections cost a few KiB each, whatever ingest.read_buffer_bytes is.
         if self.buf.is_empty() {
