@@ -103,6 +103,9 @@ pub async fn run_with(
             .with_limiter(limiter.clone())
             .with_analysis(analysis_handle.clone()),
     );
+    // Compiling the rule and sanitizer regexes peaks ~5 MiB above what they keep; give the
+    // difference back now rather than carry it for the daemon's lifetime (docs/memory.md).
+    tokio::task::spawn_blocking(crate::memory::trim::release_free_memory);
 
     // The control plane binds now, so a taken port fails startup with a clear message.
     let control_listener = match cfg.control {
