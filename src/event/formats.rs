@@ -316,6 +316,38 @@ pub(super) fn epoch_number(raw: &str) -> Option<i128> {
     (ns <= MAX_UNIX_NANOS).then_some(ns)
 }
 
+/// Google Cloud's object form of a time (protobuf `Timestamp` as JSON):
+/// `{"seconds": 1764345943, "nanos": 123000000}`, `seconds` a number or a string of digits,
+/// `nanos` (optional) 0–999,999,999. `None` for anything else, or after the year 9999.
+pub(super) fn seconds_nanos(raw: &str) -> Option<i128> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Int<'a> {
+        N(u64),
+        S(&'a str),
+    }
+    #[derive(serde::Deserialize)]
+    struct SecondsNanos<'a> {
+        #[serde(borrow)]
+        seconds: Int<'a>,
+        #[serde(default)]
+        nanos: u32,
+    }
+    let t: SecondsNanos<'_> = serde_json::from_str(raw).ok()?;
+    let seconds: i128 = match t.seconds {
+        Int::N(n) => n.into(),
+        Int::S(s) if !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()?
+        }
+        Int::S(_) => return None,
+    };
+    if t.nanos >= 1_000_000_000 {
+        return None;
+    }
+    let ns = seconds * 1_000_000_000 + i128::from(t.nanos);
+    (ns <= MAX_UNIX_NANOS).then_some(ns)
+}
+
 /// Longest time string the lenient reading is tried on.
 const MAX_TIME_TEXT: usize = 48;
 
@@ -830,6 +862,35 @@ mod tests {
                 extra_keys: &["logging.googleapis.com/trace"],
             },
         );
+        // The object form of `timestamp` (protobuf Timestamp as JSON).
+        check(
+            r#"{"severity":"ERROR","message":"db down","timestamp":{"seconds":1764345943,"nanos":123000000}}"#,
+            Want {
+                message: "db down",
+                level: Level::Error,
+                name: None,
+                code: None,
+                stack_starts: None,
+                service: None,
+                ts_nanos: Some(T),
+                extra_keys: &[],
+            },
+        );
+        for (ts, want) in [
+            (r#"{"seconds":"1764345943","nanos":123000000}"#, Some(T)),
+            (r#"{"seconds":1764345943}"#, Some(T - 123_000_000)),
+            (r#"{"seconds":1764345943,"nanos":1000000000}"#, None),
+            (r#"{"seconds":-1}"#, None),
+            (r#"{"seconds":"soon"}"#, None),
+            (r#"{"nanos":5}"#, None),
+            (r#"{"seconds":99999999999999}"#, None),
+        ] {
+            let line = format!(r#"{{"message":"m","timestamp":{ts}}}"#);
+            let e = parse(&line).unwrap();
+            assert_eq!(e.ts, want.map(Timestamp::UnixNanos), "{ts}");
+            // Unreadable times stay under extra, as written.
+            assert_eq!(e.extra.is_empty(), want.is_some(), "{ts}");
+        }
         let e = parse(r#"{"severity":"WARNING","message":"m"}"#).unwrap();
         assert_eq!(e.level, Level::Warn);
         let e = parse(r#"{"severity":500,"message":"m"}"#).unwrap();

@@ -556,6 +556,7 @@ fn top_level<'a>(
                 Field::TsAlias(rank) => {
                     let t = match unquote(raw) {
                         Some(s) => formats::time_text(&s),
+                        None if raw.starts_with('{') => formats::seconds_nanos(raw),
                         None => formats::epoch_number(raw),
                     };
                     if let Some(t) = t {
