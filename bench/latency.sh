@@ -8,7 +8,9 @@
 # JSON line to bench/results.ndjson).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_NAME=latency.sh
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 RATE="${RATE:-1000}"
@@ -16,71 +18,13 @@ DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-1}"
 KINDS="${KINDS:-50}"
 SEED="${SEED:-1}"
-BUILD="${BUILD:-1}"
 TERM_TIMEOUT_SECS="${TERM_TIMEOUT_SECS:-30}"
-KEEP="${KEEP:-0}"
 RECORD="${RECORD:-0}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 read -r -a EXTRA_LOADGEN <<<"${LOADGEN_ARGS:-}"
 read -r -a EXTRA_DAEMON <<<"${DAEMON_ARGS:-}"
 
-log() { printf 'latency.sh: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
-nap() { read -r -t "$1" -u "$NAPFD" _ || true; }
-jnum() { sed -n "s/.*\"$1\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" "$2" | head -n 1; }
-cpu_ticks() {
-	local stat rest
-	stat=$(<"/proc/$1/stat") || return 1
-	rest=${stat##*) }
-	# shellcheck disable=SC2086
-	set -- $rest
-	echo $((${12} + ${13}))
-}
-vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-alive() { kill -0 "$1" 2>/dev/null; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-
-DIR=""
-DPID=""
-LGPID=""
-NAPFD=""
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n $LGPID ]] && alive "$LGPID"; then
-		kill "$LGPID" 2>/dev/null || true
-		wait "$LGPID" 2>/dev/null || true
-	fi
-	if [[ -n $DPID ]] && alive "$DPID"; then
-		log "stopping daemon (pid $DPID)"
-		kill -TERM "$DPID" 2>/dev/null || true
-		for _ in $(seq 50); do alive "$DPID" || break; sleep 0.1; done
-		if alive "$DPID"; then kill -KILL "$DPID" 2>/dev/null || true; fi
-		wait "$DPID" 2>/dev/null || true
-	fi
-	if [[ -n $DIR && -d $DIR ]]; then
-		if [[ $KEEP == 1 ]]; then log "kept $DIR"; else rm -rf -- "$DIR"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-exec {NAPFD}<> <(:)
-
-if [[ $BUILD == 1 ]]; then
-	log "building (cargo build --release --examples --bins)"
-	cargo build --release --examples --bins
-fi
-DAEMON_BIN="$TARGET_DIR/release/qerrorsd"
-LOADGEN_BIN="$TARGET_DIR/release/examples/loadgen"
-[[ -x $DAEMON_BIN ]] || die "$DAEMON_BIN not found (build first or set CARGO_TARGET_DIR)"
-[[ -x $LOADGEN_BIN ]] || die "$LOADGEN_BIN not found (build first or set CARGO_TARGET_DIR)"
+bench_traps
+bench_binaries
 
 DIR="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/qerrors-lat.XXXXXX")"
 SOCK="$DIR/q.sock"

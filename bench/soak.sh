@@ -13,7 +13,10 @@
 # BUILD (1; 0 = skip cargo build), KEEP (0; 1 = keep the temp dir).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_NAME=soak.sh
+STOP_WAIT=10
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 MINUTES="${MINUTES:-5}"
@@ -21,49 +24,11 @@ RATE="${RATE:-20000}"
 CONNECTIONS="${CONNECTIONS:-4}"
 KINDS="${KINDS:-5000}"
 INTERVAL="${INTERVAL:-5}"
-BUILD="${BUILD:-1}"
-KEEP="${KEEP:-0}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 read -r -a EXTRA_DAEMON <<<"${DAEMON_ARGS:-}"
 read -r -a EXTRA_ENV <<<"${DAEMON_ENV:-}"
 
-log() { printf 'soak.sh: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-DIR=""
-DPID=""
-LGPID=""
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	[[ -n $LGPID ]] && alive "$LGPID" && kill "$LGPID" 2>/dev/null
-	if [[ -n $DPID ]] && alive "$DPID"; then
-		kill -TERM "$DPID" 2>/dev/null || true
-		for _ in $(seq 100); do alive "$DPID" || break; sleep 0.1; done
-		alive "$DPID" && kill -KILL "$DPID" 2>/dev/null
-		wait "$DPID" 2>/dev/null || true
-	fi
-	if [[ -n $DIR && -d $DIR ]]; then
-		if [[ $KEEP == 1 ]]; then log "kept $DIR"; else rm -rf -- "$DIR"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [[ $BUILD == 1 ]]; then
-	log "building (cargo build --release --examples --bins)"
-	cargo build --release --examples --bins
-fi
-DAEMON_BIN="$TARGET_DIR/release/qerrorsd"
-LOADGEN_BIN="$TARGET_DIR/release/examples/loadgen"
-[[ -x $DAEMON_BIN && -x $LOADGEN_BIN ]] || die "release binaries not found (build first or set CARGO_TARGET_DIR)"
+bench_traps
+bench_binaries
 
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/qerrors-soak.XXXXXX")"
 SOCK="$DIR/q.sock"
