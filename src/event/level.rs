@@ -106,14 +106,7 @@ impl Level {
         if !n.is_finite() {
             return None;
         }
-        let steps = [
-            Level::Trace,
-            Level::Debug,
-            Level::Info,
-            Level::Warn,
-            Level::Error,
-            Level::Fatal,
-        ];
+        let steps = Level::ALL;
         match scale {
             NumericScale::Pino if (10.0..100.0).contains(&n) => {
                 Some(steps[((n / 10.0) as usize - 1).min(5)])
