@@ -195,6 +195,18 @@ fn dashboard_renders_live_data() {
         (code == 200 && v["events"]["written"] == 12).then_some(())
     });
 
+    // The built-in rules advise on the TypeError; wait until /fingerprints carries it.
+    wait_until("/fingerprints shows advice", EVENTS_TIMEOUT, || {
+        let (code, body) = http_get(&addr, "/fingerprints?top=10")?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let rows = v.as_array().or_else(|| v["fingerprints"].as_array())?;
+        (code == 200
+            && rows
+                .iter()
+                .any(|r| r["name"] == "TypeError" && r["advice"]["advice"]["summary"].is_string()))
+        .then_some(())
+    });
+
     let dom = dump_dom(chromium, &format!("http://{addr}/"));
     assert_eq!(text_of(&dom, "status"), "live", "status pill");
     assert_eq!(text_of(&dom, "total-written"), "12");
@@ -222,6 +234,23 @@ fn dashboard_renders_live_data() {
     assert!(
         first[..first.find("</tr>").unwrap()].contains("TypeError"),
         "{first}"
+    );
+    // Fix advice under its error: the summary and where it came from, not raw JSON.
+    let first_row = &first[..first.find("</tr>").unwrap()];
+    let advice = &first_row[first_row
+        .find("class=\"fp-advice\"")
+        .unwrap_or_else(|| panic!("no advice under the TypeError: {first_row}"))..];
+    assert!(
+        advice.contains("Code accessed a property of a value that is undefined or null."),
+        "{advice}"
+    );
+    assert!(
+        advice.contains("<span class=\"fp-advice-src\">rules</span>"),
+        "{advice}"
+    );
+    assert!(
+        !advice.contains("{&quot;"),
+        "advice shown as JSON: {advice}"
     );
     // Client text is never markup.
     assert!(
