@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -692,9 +692,56 @@ fn check_readable(raw: &str, field: &'static str, numbers: bool) -> Result<(), P
     if !suspicious {
         return Ok(());
     }
-    serde_json::from_str::<serde_json::Value>(raw)
+    serde_json::from_str::<Readable>(raw)
         .map(|_| ())
         .map_err(|_| ParseError::Unreadable(field))
+}
+
+/// Reads any JSON value the way a full parse would — every string decoded (a lone surrogate
+/// escape fails), every number converted (one beyond the f64 range fails) — and keeps nothing.
+/// A `serde_json::Value` did the same check with an allocation per node; `IgnoredAny` skips
+/// strings and numbers without checking them.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Readable;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Readable, E> {
+                Ok(Readable)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Readable, A::Error> {
+                while s.next_element::<Readable>()?.is_some() {}
+                Ok(Readable)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Readable, A::Error> {
+                while m.next_key::<Readable>()?.is_some() {
+                    m.next_value::<Readable>()?;
+                }
+                Ok(Readable)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Most digits a JSON number can have before its value leaves the f64 range (1e308).
@@ -938,6 +985,8 @@ mod tests {
         for line in [
             r#"{"message":"m","stack":"a\udc00b"}"#,
             r#"{"message":"m","context":{"a":"\ud83d"}}"#,
+            r#"{"message":"m","context":{"\ud83d":1}}"#,
+            r#"{"message":"m","context":{"a":[{"b":["\udc00"]}]}}"#,
             r#"{"message":"m","context":{"n":1e400}}"#,
             r#"{"message":"m","tags":{"a":"\udfff"}}"#,
             r#"{"message":"m","other":[-2.5E+999]}"#,
