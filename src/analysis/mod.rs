@@ -509,10 +509,23 @@ async fn dispatch(
 /// One analysis: rules first, then the LLM (whose advice supersedes the rules').
 async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &CancellationToken) {
     let s = &h.0;
-    let stack = job.stack.as_deref().map(unescape_stack);
-    let rules = s
-        .rules
-        .advise(job.name.as_deref(), &job.message, stack.as_deref());
+    // Unescaping and one regex-set pass over up to 6 KiB: CPU work of up to a few
+    // milliseconds, so off the runtime's workers.
+    let rules = {
+        let (h2, name, message, stack) = (
+            h.clone(),
+            job.name.clone(),
+            job.message.clone(),
+            job.stack.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let stack = stack.as_deref().map(unescape_stack);
+            h2.0.rules
+                .advise(name.as_deref(), &message, stack.as_deref())
+        })
+        .await
+        .unwrap_or(None)
+    };
     let mut found = rules.is_some();
     let mut llm_failed = false;
     if let Some(a) = rules.clone() {
@@ -605,7 +618,9 @@ fn remember(h: &AnalysisHandle, job: &Job, source: &str, advice: Option<Advice>,
     if p >= Pressure::High {
         let bound = s.cache.bound(p);
         if s.cache.bytes() > bound {
-            s.cache.shrink_to(bound);
+            // Walks the cache: off the runtime threads, like the dispatcher's shrink.
+            let h2 = h.clone();
+            tokio::task::spawn_blocking(move || h2.0.cache.shrink_to(bound));
         }
     }
 }

@@ -240,6 +240,36 @@ fn llm_single_flight_cache_hit_then_ttl() {
     assert_eq!(m["successes"], 2);
 }
 
+/// Single-flight proper: no rule matches, so nothing is cached until the LLM answers (after
+/// 300 ms) and every copy in between finds the analysis in flight.
+#[test]
+fn llm_single_flight_while_nothing_is_cached() {
+    let server = LlmServer::start(Mode::Ok {
+        delay: Duration::from_millis(300),
+    });
+    let d = spawn_daemon(llm_opts(&server.base_url()));
+    let addr = control_addr(&d);
+    let line = json!({"name":"WidgetError","message":"frobnication of the widget stalled","service":"api"})
+        .to_string();
+    flood(&d, &line, 10, 1000);
+    d.wait_for_events(1000, WAIT);
+    let a = wait_completed(&addr, 1);
+    assert_eq!(server.requests(), 1, "{a}");
+    assert_eq!(a["queue"]["queued"], 1, "{a}");
+    assert_eq!(a["rules_matched"], 0, "{a}");
+    let coalesced = a["queue"]["coalesced"].as_u64().unwrap();
+    let misses = a["cache"]["misses"].as_u64().unwrap();
+    assert!(
+        coalesced > 0,
+        "copies during the call were not coalesced: {a}"
+    );
+    // Every miss but the first found the analysis in flight.
+    assert_eq!(coalesced, misses - 1, "{a}");
+    let recs = advice_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["source"], format!("llm:{MODEL}"));
+}
+
 /// One failure mode: advice falls back to rules, the server sees `want_requests` requests.
 fn failure_case(
     mode: Mode,
