@@ -337,6 +337,82 @@ fn redis_paused_calls_time_out() {
     );
 }
 
+/// `rediss://` (managed Redis usually wants TLS): the daemon verifies the server against the
+/// system's trust store, here a throw-away CA named by `SSL_CERT_FILE`, and shares limits as
+/// over plain TCP.
+#[test]
+fn shared_limits_over_tls() {
+    if !redis_available("shared_limits_over_tls") {
+        return;
+    }
+    let redis = Redis::start_tls();
+    let rules = r#"[{key = "global", rate = 30, window = "1h"}]"#;
+    let ca = redis.tls_ca().display().to_string();
+    // SSL_CERT_FILE is read by the TLS stack, not a QERRORS_ variable: set it unprefixed.
+    let mut d = spawn_daemon(
+        Opts::new()
+            .env("LIMIT_REDIS_URL", redis.tls_url())
+            .env("LIMIT_KEY_PREFIX", "tls")
+            .env("LIMIT_RULES", rules)
+            .raw_env("SSL_CERT_FILE", &ca),
+    );
+    let lines: Vec<String> = (0..50)
+        .map(|i| event_line(&format!("e{i}"), Value::Null))
+        .collect();
+    d.send_lines(&lines);
+    let addr = crate::util::control_addr(&d);
+    wait_until("a sync over TLS", RECORD_TIMEOUT, || {
+        let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
+        (stats["limit"]["syncs"].as_u64()? > 0).then_some(())
+    });
+    let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+    assert_eq!(stats["limit"]["mode"], "shared", "{stats}");
+    assert_eq!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
+    // The count is in Redis: the script ran there and the window's hash holds what this
+    // daemon took (its admissions, plus any lease it has not spent yet).
+    assert!(redis.script_calls() > 0);
+    let key = redis.cmd(&["KEYS", "{tls}:*"]);
+    let key = key
+        .lines()
+        .next()
+        .expect("no limit key in Redis")
+        .to_string();
+    let counted: u64 = redis
+        .cmd(&["HVALS", &key])
+        .lines()
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum();
+    let records = d.stop();
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["kind"] == "daemon" && r["msg"] == "redis sync failed"),
+        "a sync failed over TLS"
+    );
+    // A burst before the first lease gets the pre-lease allowance only (one sync interval's
+    // worth of 30 per hour: 1); the rest is suppressed, never lost.
+    let admitted = events(&records).len() as u64;
+    assert_eq!(
+        admitted + suppressed_count(&records, Some("rate_limit")),
+        50
+    );
+    assert!((1..=30).contains(&admitted), "{admitted}");
+    assert!(
+        (admitted..=30).contains(&counted),
+        "Redis counted {counted}, admitted {admitted}"
+    );
+
+    // Without the CA the server is not trusted: the daemon says so and runs on local limits.
+    let mut d = daemon(&redis.tls_url(), "tls-untrusted", rules, &[]);
+    let failed = wait_until("untrusted: redis failure record", RECORD_TIMEOUT, || {
+        d.records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "redis sync failed")
+    });
+    eprintln!("untrusted certificate: {failed}");
+    d.stop();
+}
+
 #[test]
 fn unusable_redis_at_start_runs_on_local_limits() {
     if !redis_available("unusable_redis_at_start_runs_on_local_limits") {

@@ -51,6 +51,8 @@ pub struct Redis {
     pub port: u16,
     password: Option<String>,
     child: Option<Child>,
+    /// With [`Redis::start_tls`]: the TLS port and the files (CA, server key and certificate).
+    tls: Option<(u16, tempfile::TempDir)>,
 }
 
 pub fn free_port() -> u16 {
@@ -67,9 +69,67 @@ impl Redis {
             port: free_port(),
             password: password.map(str::to_string),
             child: None,
+            tls: None,
         };
         r.spawn();
         r
+    }
+
+    /// A server that also listens with TLS on a second port, its certificate (for `localhost`
+    /// and 127.0.0.1) signed by a throw-away CA made with `openssl`; clients are not asked for
+    /// certificates. The plain port stays for the test's own commands.
+    pub fn start_tls() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = |args: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("running openssl");
+            assert!(
+                out.status.success(),
+                "{args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
+            -subj /CN=qerrors-test-ca 2>/dev/null",
+        );
+        sh(
+            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+            -subj /CN=localhost 2>/dev/null",
+        );
+        std::fs::write(
+            dir.path().join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        sh(
+            "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -out server.crt -days 2 -extfile san.ext 2>/dev/null",
+        );
+        let mut r = Redis {
+            port: free_port(),
+            password: None,
+            child: None,
+            tls: Some((free_port(), dir)),
+        };
+        r.spawn();
+        r
+    }
+
+    /// `rediss://localhost:<tls port>/` (only after [`Redis::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with start_tls");
+        format!("rediss://localhost:{port}/")
+    }
+
+    /// The CA that signed the TLS certificate (only after [`Redis::start_tls`]).
+    pub fn tls_ca(&self) -> std::path::PathBuf {
+        let (_, dir) = self.tls.as_ref().expect("started with start_tls");
+        dir.path().join("ca.crt")
     }
 
     fn spawn(&mut self) {
@@ -82,6 +142,18 @@ impl Redis {
             .stderr(Stdio::null());
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some((port, dir)) = &self.tls {
+            let f = |n: &str| dir.path().join(n).display().to_string();
+            cmd.arg("--tls-port")
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(f("server.crt"))
+                .arg("--tls-key-file")
+                .arg(f("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(f("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
         }
         self.child = Some(cmd.spawn().expect("spawning redis-server"));
         wait_until("redis-server answers PING", REDIS_START_TIMEOUT, || {
