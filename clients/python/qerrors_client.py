@@ -7,9 +7,10 @@
     log.exception("charge failed")          # message, level, exception type and traceback
 
 Standard library only. ``emit`` never blocks and never raises: records are formatted in the
-caller's thread and put into a bounded queue; one daemon thread writes them to the Unix socket,
-reconnecting with backoff when the daemon is down or restarting. When the queue is full the
-record is dropped and counted (``handler.dropped``). Delivery is at most once.
+caller's thread and put into a queue bounded by events and bytes; one daemon thread writes them
+to the Unix socket, reconnecting with backoff when the daemon is down or restarting. When the
+queue is full the record is dropped and counted (``handler.dropped``). Delivery is at most once.
+A forked child (gunicorn/uWSGI workers, multiprocessing) gets a fresh queue and sender thread.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import socket
 import threading
 import time
 import traceback
+import weakref
 
 __all__ = ["QerrorsHandler", "default_socket", "record_to_event", "report"]
 
-#: Default bound of the in-process queue (events).
+#: Default bounds of the in-process queue: events, and bytes of encoded lines.
 DEFAULT_MAX_EVENTS = 1000
+DEFAULT_MAX_BYTES = 1024 * 1024
 #: The daemon's default ``ingest.max_line_bytes``; longer lines are dropped here.
 MAX_LINE_BYTES = 256 * 1024
 #: Reconnect backoff, doubling from the minimum to the maximum (seconds).
@@ -95,18 +98,32 @@ class QerrorsHandler(logging.Handler):
     """Sends each record to the qerrors daemon. Never blocks the caller, never raises."""
 
     def __init__(self, level=logging.NOTSET, *, socket_path: str | None = None,
-                 service: str | None = None, max_events: int = DEFAULT_MAX_EVENTS):
+                 service: str | None = None, max_events: int = DEFAULT_MAX_EVENTS,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         super().__init__(level)
         self.socket_path = socket_path or default_socket()
         self.service = service
+        self.max_events = max_events
+        self.max_bytes = max_bytes
         self.dropped = 0
         self.sent = 0
         self.connects = 0
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=max_events)
-        self._sock: socket.socket | None = None
         self._closed = False
+        self._start()
+        _live.add(self)
+
+    def _start(self) -> None:
+        """A new queue and sender thread (at construction, and in a forked child, where the
+        parent's thread does not exist and its socket and queue must not be shared)."""
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self.max_events)
+        self._bytes = 0  # encoded bytes queued
+        self._bytes_lock = threading.Lock()
+        self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._run, name="qerrors-sender", daemon=True)
         self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        self._start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -115,7 +132,17 @@ class QerrorsHandler(logging.Handler):
             if len(line) > MAX_LINE_BYTES or self._closed:
                 self.dropped += 1
                 return
-            self._queue.put_nowait(line)
+            with self._bytes_lock:
+                if self._bytes + len(line) > self.max_bytes:
+                    self.dropped += 1
+                    return
+                self._bytes += len(line)
+            try:
+                self._queue.put_nowait(line)
+            except queue.Full:
+                with self._bytes_lock:
+                    self._bytes -= len(line)
+                raise
         except queue.Full:
             self.dropped += 1
         except Exception:
@@ -124,7 +151,7 @@ class QerrorsHandler(logging.Handler):
 
     def stats(self) -> dict:
         return {"sent": self.sent, "dropped": self.dropped, "queued": self._queue.qsize(),
-                "connects": self.connects}
+                "queued_bytes": self._bytes, "connects": self.connects}
 
     # The sender thread.
     def _run(self) -> None:
@@ -135,6 +162,8 @@ class QerrorsHandler(logging.Handler):
                 pending = self._queue.get()
                 if pending is None:  # close()
                     break
+                with self._bytes_lock:
+                    self._bytes -= len(pending)
             if self._sock is None:
                 s = None
                 try:
@@ -179,6 +208,19 @@ class QerrorsHandler(logging.Handler):
             self._thread.join(timeout)
         super().close()
 
+
+# Live handlers, restarted in a forked child (weak: a handler that is gone is not kept alive).
+_live: "weakref.WeakSet[QerrorsHandler]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for h in list(_live):
+        if not h._closed:
+            h._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _default: QerrorsHandler | None = None
 

@@ -128,6 +128,42 @@ class HandlerTest(unittest.TestCase):
         self.assertEqual(h.sent, 0)
         h.close(timeout=0.1)
 
+    def test_queue_is_bounded_by_bytes_too(self):
+        h = QerrorsHandler(socket_path=self.path, max_events=1000, max_bytes=64 * 1024)
+        log = logger_with(h, "t.bytes")
+        big = "x" * 16 * 1024
+        for i in range(40):
+            log.error("%s %d", big, i)
+        # ~16 KiB lines into 64 KiB (plus the one line the sender thread may hold)
+        self.assertLessEqual(40 - h.dropped, 5)
+        self.assertLessEqual(h.stats()["queued_bytes"], 64 * 1024)
+        h.close(timeout=0.1)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs fork")
+    def test_a_forked_child_sends_through_its_own_thread(self):
+        srv = Server(self.path)
+        h = QerrorsHandler(socket_path=self.path)
+        log = logger_with(h, "t.fork")
+        log.error("from the parent")
+        wait_for(lambda: any(e["message"] == "from the parent" for e in srv.lines))
+        pid = os.fork()
+        if pid == 0:  # the child: its sender thread was restarted
+            code = 1
+            try:
+                before = h.sent
+                log.error("from the child")
+                end = time.monotonic() + 10.0
+                while h.sent == before and time.monotonic() < end:
+                    time.sleep(0.01)
+                code = 0 if h.sent == before + 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        wait_for(lambda: any(e["message"] == "from the child" for e in srv.lines))
+        h.close()
+        srv.stop()
+
     def test_delivers_after_daemon_starts_and_after_restart(self):
         h = QerrorsHandler(socket_path=self.path)
         log = logger_with(h, "t.restart")
