@@ -169,9 +169,41 @@ impl CallError {
     }
 }
 
+/// Where the shared counts live: one server (or a proxy in front of many), or a Redis Cluster.
+enum Target {
+    Single(redis::Client),
+    /// Learns the slot map from its seed nodes and follows `MOVED`/`ASK`. Every key of a sync
+    /// carries the `{prefix}` hash tag, so a sync is one call to the node owning that slot.
+    Cluster(redis::cluster::ClusterClient),
+}
+
+enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Target {
+    fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
+        Ok(if cluster {
+            Target::Cluster(redis::cluster::ClusterClient::new(
+                super::rules::cluster_nodes(url),
+            )?)
+        } else {
+            Target::Single(redis::Client::open(url)?)
+        })
+    }
+
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        Ok(match self {
+            Target::Single(c) => Conn::Single(c.get_multiplexed_async_connection().await?),
+            Target::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
+        })
+    }
+}
+
 struct Syncer {
-    client: redis::Client,
-    conn: Option<redis::aio::MultiplexedConnection>,
+    client: Target,
+    conn: Option<Conn>,
     script: redis::Script,
     breaker: Breaker,
     limiter: Arc<Limiter>,
@@ -191,7 +223,7 @@ impl Syncer {
         limiter: Arc<Limiter>,
         stats: Arc<Stats>,
     ) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+        let client = Target::open(url, s.redis_cluster)?;
         let breaker = Breaker::new("redis", s.breaker.clone(), Instant::now());
         stats.register_breaker(breaker.status().clone());
         let host = nix::unistd::gethostname()
@@ -273,12 +305,9 @@ impl Syncer {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
             None => {
-                let c = tokio::time::timeout_at(
-                    deadline,
-                    self.client.get_multiplexed_async_connection(),
-                )
-                .await
-                .map_err(|_| CallError::Timeout(self.timeout))??;
+                let c = tokio::time::timeout_at(deadline, self.client.connect())
+                    .await
+                    .map_err(|_| CallError::Timeout(self.timeout))??;
                 self.conn.insert(c)
             }
         };
@@ -292,9 +321,11 @@ impl Syncer {
             let expire_at = (it.window + 3).saturating_mul(window_ms.max(1));
             inv.arg(it.rate).arg(expire_at).arg(it.used).arg(it.want);
         }
-        let flat: Vec<i64> = tokio::time::timeout_at(deadline, inv.invoke_async(conn))
-            .await
-            .map_err(|_| CallError::Timeout(self.timeout))??;
+        let flat: Vec<i64> = match conn {
+            Conn::Single(c) => tokio::time::timeout_at(deadline, inv.invoke_async(c)).await,
+            Conn::Cluster(c) => tokio::time::timeout_at(deadline, inv.invoke_async(c)).await,
+        }
+        .map_err(|_| CallError::Timeout(self.timeout))??;
         Ok(flat.chunks_exact(2).map(|c| (c[0], c[1])).collect())
     }
 

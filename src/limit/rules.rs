@@ -177,8 +177,12 @@ impl BreakerSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitConfig {
     /// Redis shared by the daemons that enforce one limit together, e.g.
-    /// `redis://:password@10.0.0.5:6379/0`; empty = every daemon limits on its own.
+    /// `redis://:password@10.0.0.5:6379/0`; empty = every daemon limits on its own. With
+    /// `redis_cluster`, one or more seed nodes of the cluster, separated by commas.
     pub redis_url: String,
+    /// `redis_url` names Redis Cluster nodes: the daemon learns the cluster's slots and follows
+    /// `MOVED`/`ASK` redirections.
+    pub redis_cluster: bool,
     /// Prefix of every Redis key; keys are `{prefix}:rule:key:window`, the braces are a Redis
     /// Cluster hash tag so one sync is one call to one node.
     pub key_prefix: String,
@@ -203,6 +207,7 @@ impl Default for LimitConfig {
     fn default() -> Self {
         Self {
             redis_url: String::new(),
+            redis_cluster: false,
             key_prefix: "qerrors".into(),
             sync_interval: Duration::from_millis(50),
             redis_timeout: Duration::from_millis(200),
@@ -252,6 +257,8 @@ impl RuleSet {
 pub struct Settings {
     /// `None`: no Redis, limits are per daemon.
     pub redis_url: Option<String>,
+    /// `redis_url` lists Redis Cluster seed nodes.
+    pub redis_cluster: bool,
     pub key_prefix: String,
     pub sync_interval: Duration,
     pub redis_timeout: Duration,
@@ -264,7 +271,22 @@ impl LimitConfig {
     pub fn validate(self) -> Result<Settings, LimitConfigError> {
         let redis_url = match self.redis_url.trim() {
             "" => None,
+            url if self.redis_cluster => {
+                redis::cluster::ClusterClient::new(cluster_nodes(url)).map_err(|e| {
+                    err(
+                        "limit.redis_url",
+                        format!("not a list of Redis Cluster node URLs: {e}"),
+                    )
+                })?;
+                Some(url.to_string())
+            }
             url => {
+                if url.contains(',') {
+                    return Err(err(
+                        "limit.redis_url",
+                        "one URL (several are Redis Cluster seed nodes: set limit.redis_cluster = true)",
+                    ));
+                }
                 redis::Client::open(url)
                     .map_err(|e| err("limit.redis_url", format!("not a Redis URL: {e}")))?;
                 Some(url.to_string())
@@ -342,6 +364,7 @@ impl LimitConfig {
         }
         Ok(Settings {
             redis_url,
+            redis_cluster: self.redis_cluster,
             key_prefix: self.key_prefix,
             sync_interval: self.sync_interval,
             redis_timeout: self.redis_timeout,
@@ -356,16 +379,28 @@ impl LimitConfig {
     }
 }
 
+/// The seed nodes of `limit.redis_url` with `redis_cluster`: comma-separated URLs.
+pub fn cluster_nodes(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// `[limit]` keys that only change with a restart.
 pub fn restart_required(old: &Settings, new: &Settings) -> Option<&'static str> {
     let same = old.redis_url == new.redis_url
+        && old.redis_cluster == new.redis_cluster
         && old.key_prefix == new.key_prefix
         && old.sync_interval == new.sync_interval
         && old.redis_timeout == new.redis_timeout
         && old.max_keys == new.max_keys
         && old.breaker == new.breaker;
-    (!same)
-        .then_some("limit (redis_url, key_prefix, sync_interval, redis_timeout, max_keys, breaker)")
+    (!same).then_some(
+        "limit (redis_url, redis_cluster, key_prefix, sync_interval, redis_timeout, max_keys, \
+             breaker)",
+    )
 }
 
 /// The settings in force after a reload: `new`'s rules, `old`'s restart-only keys.
@@ -438,6 +473,25 @@ mod tests {
         assert_eq!(e.key, "limit.key_prefix");
         let e = parse("[[rules]]\nname = \"a b\"\nkey = \"uid\"\nrate = 1\n").unwrap_err();
         assert_eq!(e.key, "limit.rules[0].name");
+    }
+
+    #[test]
+    fn cluster_seed_lists() {
+        let s = parse(
+            "redis_cluster = true\nredis_url = \"redis://10.0.0.5:6379, redis://10.0.0.6:6379\"",
+        )
+        .unwrap();
+        assert!(s.redis_cluster);
+        assert_eq!(
+            cluster_nodes(s.redis_url.as_deref().unwrap()),
+            ["redis://10.0.0.5:6379", "redis://10.0.0.6:6379"]
+        );
+        // Several URLs without redis_cluster, or a bad one in the list: named errors.
+        let e = parse("redis_url = \"redis://a:1,redis://b:2\"").unwrap_err();
+        assert_eq!(e.key, "limit.redis_url");
+        assert!(e.to_string().contains("redis_cluster"), "{e}");
+        let e = parse("redis_cluster = true\nredis_url = \"redis://a:1,http://b\"").unwrap_err();
+        assert_eq!(e.key, "limit.redis_url");
     }
 
     #[test]

@@ -363,7 +363,7 @@ fn shared_limits_over_tls() {
     let addr = crate::util::control_addr(&d);
     wait_until("a sync over TLS", RECORD_TIMEOUT, || {
         let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
-        (stats["limit"]["syncs"].as_u64()? > 0).then_some(())
+        (stats["limit"]["synced_keys"].as_u64()? > 0).then_some(())
     });
     let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
     assert_eq!(stats["limit"]["mode"], "shared", "{stats}");
@@ -410,6 +410,65 @@ fn shared_limits_over_tls() {
             .find(|r| r["msg"] == "redis sync failed")
     });
     eprintln!("untrusted certificate: {failed}");
+    d.stop();
+}
+
+/// Redis Cluster: the daemon is given a seed node that does *not* own the `{prefix}` slot, so
+/// every call has to follow the cluster's redirection; the counts end up on the owner. The same
+/// seed without `redis_cluster` fails with `MOVED` (what made the old single-node client
+/// useless against a cluster).
+#[test]
+fn shared_limits_on_a_redis_cluster() {
+    if !redis_available("shared_limits_on_a_redis_cluster") {
+        return;
+    }
+    let cluster = crate::limit_support::RedisCluster::start();
+    let owner = cluster.owner_of("clu").port;
+    let seed = cluster.nodes.iter().find(|n| n.port != owner).unwrap();
+    let seed_url = format!("redis://127.0.0.1:{}/", seed.port);
+    let rules = r#"[{key = "global", rate = 30, window = "1h"}]"#;
+    let mut d = daemon(&seed_url, "clu", rules, &[("LIMIT_REDIS_CLUSTER", "true")]);
+    let addr = crate::util::control_addr(&d);
+    let lines: Vec<String> = (0..20)
+        .map(|i| event_line(&format!("e{i}"), Value::Null))
+        .collect();
+    d.send_lines(&lines);
+    wait_until("a sync through the cluster", RECORD_TIMEOUT, || {
+        let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
+        (stats["limit"]["synced_keys"].as_u64()? > 0).then_some(())
+    });
+    let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+    assert_eq!(stats["limit"]["mode"], "shared", "{stats}");
+    assert_eq!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
+    let owner_node = cluster.nodes.iter().find(|n| n.port == owner).unwrap();
+    let keys = owner_node.cmd(&["KEYS", "{clu}:*"]);
+    assert!(!keys.is_empty(), "no limit keys on the slot's owner");
+    assert!(owner_node.script_calls() > 0, "the script ran on the owner");
+    let records = d.stop();
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["kind"] == "daemon" && r["msg"] == "redis sync failed"),
+        "a sync failed on the cluster"
+    );
+    let admitted = events(&records).len() as u64;
+    assert_eq!(
+        admitted + suppressed_count(&records, Some("rate_limit")),
+        20
+    );
+
+    // The control: the same seed as a plain server.
+    let mut d = daemon(&seed_url, "clu", rules, &[]);
+    d.send_lines(&lines);
+    let failed = wait_until("plain client: redis failure record", RECORD_TIMEOUT, || {
+        d.records("daemon")
+            .into_iter()
+            .find(|r| r["msg"] == "redis sync failed")
+    });
+    assert!(
+        failed["error"].as_str().unwrap().contains("Moved"),
+        "{failed}"
+    );
     d.stop();
 }
 

@@ -227,6 +227,84 @@ impl Redis {
     }
 }
 
+/// A three-master Redis Cluster of redis-server children (no replicas), made with
+/// `redis-cli --cluster create`, in a temporary directory.
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            // The cluster bus listens on port + 10000: both must be free.
+            let port = loop {
+                let p = free_port();
+                if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+                    break p;
+                }
+            };
+            let conf = dir.path().join(format!("nodes-{port}.conf"));
+            let child = Command::new(REDIS_SERVER)
+                .arg("--port")
+                .arg(port.to_string())
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+                .arg("--cluster-config-file")
+                .arg(&conf)
+                .arg("--dir")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawning redis-server");
+            let node = Redis {
+                port,
+                password: None,
+                child: Some(child),
+                tls: None,
+            };
+            wait_until("cluster node answers PING", REDIS_START_TIMEOUT, || {
+                node.try_cmd(&["PING"]).ok().filter(|r| r == "PONG")
+            });
+            nodes.push(node);
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("running redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for n in &nodes {
+            wait_until("cluster_state:ok", REDIS_START_TIMEOUT, || {
+                n.try_cmd(&["CLUSTER", "INFO"])
+                    .ok()
+                    .filter(|i| i.contains("cluster_state:ok"))
+            });
+        }
+        RedisCluster { nodes, _dir: dir }
+    }
+
+    /// The node owning the slot of keys tagged `{tag}` (the others answer `MOVED`).
+    pub fn owner_of(&self, tag: &str) -> &Redis {
+        let key = format!("{{{tag}}}:probe");
+        self.nodes
+            .iter()
+            .find(|n| n.try_cmd(&["GET", &key]).is_ok())
+            .expect("no node owns the slot")
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
