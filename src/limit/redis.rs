@@ -174,7 +174,7 @@ enum Target {
     Single(redis::Client),
     /// Learns the slot map from its seed nodes and follows `MOVED`/`ASK`. Every key of a sync
     /// carries the `{prefix}` hash tag, so a sync is one call to the node owning that slot.
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 enum Conn {
