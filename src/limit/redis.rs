@@ -185,9 +185,9 @@ enum Conn {
 impl Target {
     fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
         Ok(if cluster {
-            Target::Cluster(redis::cluster::ClusterClient::new(
+            Target::Cluster(Box::new(redis::cluster::ClusterClient::new(
                 super::rules::cluster_nodes(url),
-            )?)
+            )?))
         } else {
             Target::Single(redis::Client::open(url)?)
         })
