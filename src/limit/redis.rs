@@ -170,11 +170,12 @@ impl CallError {
 }
 
 /// Where the shared counts live: one server (or a proxy in front of many), or a Redis Cluster.
+#[allow(clippy::large_enum_variant)] // one per daemon, made once
 enum Target {
     Single(redis::Client),
     /// Learns the slot map from its seed nodes and follows `MOVED`/`ASK`. Every key of a sync
     /// carries the `{prefix}` hash tag, so a sync is one call to the node owning that slot.
-    Cluster(Box<redis::cluster::ClusterClient>),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 enum Conn {
@@ -185,9 +186,9 @@ enum Conn {
 impl Target {
     fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
         Ok(if cluster {
-            Target::Cluster(Box::new(redis::cluster::ClusterClient::new(
+            Target::Cluster(redis::cluster::ClusterClient::new(
                 super::rules::cluster_nodes(url),
-            )?))
+            )?)
         } else {
             Target::Single(redis::Client::open(url)?)
         })
