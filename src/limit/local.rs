@@ -292,6 +292,20 @@ impl Shards {
         }
     }
 
+    /// Like [`Shards::update`], and lists the key for the next [`Shards::collect`].
+    pub fn update_listed(&self, key: Key, f: impl FnOnce(&mut Entry)) {
+        let h = key.hash64();
+        let mut s = self.lock((h >> 60) as usize % SHARDS);
+        let s = &mut *s;
+        if let Some(e) = s.cur.get_mut(&key).or(s.old.get_mut(&key)) {
+            f(e);
+            if !e.dirty && s.dirty.len() < MAX_DIRTY_PER_SHARD {
+                e.dirty = true;
+                s.dirty.push(key);
+            }
+        }
+    }
+
     /// Forgets every listed key (local mode: nothing to sync).
     pub fn clear_dirty(&self) {
         for i in 0..SHARDS {

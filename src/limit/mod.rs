@@ -28,7 +28,7 @@ use arc_swap::ArcSwap;
 use crate::event::fingerprint::Fingerprint;
 use crate::memory::Pressure;
 use crate::suppress::Reason;
-use local::{Key, Limits, Shards, DUPLICATE_RULE};
+use local::{Entry, Key, Limits, Shards, DUPLICATE_RULE};
 use rules::{KeyKind, RuleSet, Settings};
 
 pub use redis::{run, spawn};
@@ -287,6 +287,26 @@ impl Limiter {
         })
     }
 
+    /// A sync that failed: what it would have told Redis stays with the keys for the next
+    /// sync — admissions made before a lease (so the shared count still hears of every one) and
+    /// a lease given back (still counted as ours in Redis, so still ours to spend). Keys of a
+    /// window that has closed meanwhile are left alone.
+    pub fn restore(&self, items: &[SyncItem]) {
+        for it in items {
+            self.keys.update_listed(it.key, |e| {
+                if e.window != it.window {
+                    return;
+                }
+                e.unreported = e.unreported.saturating_add(it.used);
+                if it.want < 0 {
+                    let back = (-it.want).min(i64::from(u32::MAX)) as u32;
+                    e.lease = e.lease.saturating_add(back);
+                    e.leased = true;
+                }
+            });
+        }
+    }
+
     /// Applies Redis's answers: leases granted for the windows they were asked for.
     pub fn apply(&self, items: &[SyncItem], grants: &[(i64, i64)]) {
         for (it, (grant, _total)) in items.iter().zip(grants) {
@@ -295,12 +315,19 @@ impl Limiter {
             if it.want <= 0 {
                 continue; // a report or a give-back: no lease asked, none granted
             }
-            self.keys.update(it.key, |e| {
+            let grant_it = |e: &mut Entry| {
                 if e.window == it.window {
                     e.lease = e.lease.saturating_add(grant);
                     e.leased = true;
                 }
-            });
+            };
+            if grant > 0 {
+                // Listed, so that a key going quiet right after its grant gives it back at the
+                // next sync instead of holding it to the end of the window.
+                self.keys.update_listed(it.key, grant_it);
+            } else {
+                self.keys.update(it.key, grant_it);
+            }
         }
     }
 
@@ -485,6 +512,34 @@ mod tests {
             n, 0,
             "no lease, and the window's pre-lease allowance is used up"
         );
+        // A failed sync loses nothing: its report (and a give-back) comes again next time.
+        let t3 = t + Duration::from_secs(1).as_nanos() as u64; // the next 1 s window
+        let n = (0..50)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t3).is_none())
+            .count();
+        assert_eq!(n, 10);
+        let items = l.collect(t3, 100);
+        assert_eq!(items[0].used, 10);
+        l.restore(&items); // the call failed
+        let n = (0..20)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t3).is_none())
+            .count();
+        assert_eq!(n, 0, "pre-lease allowance spent, no lease yet");
+        let items = l.collect(t3, 100);
+        assert_eq!(items.len(), 1, "the key is listed again");
+        assert_eq!(
+            (items[0].used, items[0].want),
+            (10, 40),
+            "the admissions are reported again"
+        );
+        l.apply(&items, &[(5, 15)]);
+        let items = l.collect(t3, 100); // quiet: give the 5 back
+        assert_eq!((items[0].used, items[0].want), (0, -5));
+        l.restore(&items); // failed: the 5 are still ours
+        let n = (0..50)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t3).is_none())
+            .count();
+        assert_eq!(n, 5, "the lease that could not be given back is spent");
         // Redis unreachable: half of the limit, locally.
         l.set_shared(false);
         let t2 = t + Duration::from_secs(5).as_nanos() as u64;

@@ -278,6 +278,10 @@ impl Syncer {
             }
             Err(e) => {
                 self.conn = None;
+                // Reported again next time; Redis may have applied this call before it failed
+                // (a timeout after the script ran), which then counts its admissions twice:
+                // under-admission, the safe side.
+                self.limiter.restore(&items);
                 if !self.failing {
                     self.failing = true;
                     tracing::warn!(error = %e, "redis sync failed");
