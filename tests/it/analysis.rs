@@ -293,6 +293,29 @@ fn failure_case(
     (d, addr, server)
 }
 
+/// While the endpoint keeps failing: 20 new fingerprints send the workers to it, and 1,000
+/// acked events in the meantime (chunks of 200) are written without waiting for analysis.
+/// Generous bound: at line rate this takes well under a second; waiting for the failing
+/// analyses (seconds each, with retries and timeouts) would take far longer.
+fn assert_ingest_unaffected(d: &Daemon) {
+    let started = Instant::now();
+    let distinct: Vec<String> = (0..20)
+        .map(|i| refused_event(&format!("busy {}", word(i))))
+        .collect();
+    send_acked(d, &distinct);
+    let many: Vec<String> = (0..1000)
+        .map(|i| json!({"message":format!("job {i} failed"),"name":"Error","ack":true}).to_string())
+        .collect();
+    for chunk in many.chunks(200) {
+        send_acked(d, chunk);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "ingest took {took:?} while analyses failed"
+    );
+}
+
 /// A distinct word per `i` (fingerprints mask numbers, so `host-1` and `host-2` group).
 fn word(i: usize) -> String {
     let a = (b'a' + (i % 26) as u8) as char;
@@ -320,6 +343,7 @@ fn llm_500_retries_then_opens_the_breaker() {
     assert_eq!(one["source"], "rules");
     let kept = util::rfc3339(&one["expires"]) - util::rfc3339(&one["created"]);
     assert_eq!(kept.whole_minutes(), 15, "{one}");
+    assert_ingest_unaffected(&d);
     // The transitions are in the log as daemon records.
     let mut d = d;
     let recs = d.stop();
@@ -333,7 +357,7 @@ fn llm_500_retries_then_opens_the_breaker() {
 
 #[test]
 fn llm_429_honours_retry_after() {
-    let (_d, _addr, s) = failure_case(Mode::TooMany { retry_after_s: 1 }, None, Some(3));
+    let (d, _addr, s) = failure_case(Mode::TooMany { retry_after_s: 1 }, None, Some(3));
     let log = s
         .unwrap()
         .seen
@@ -350,27 +374,31 @@ fn llm_429_honours_retry_after() {
             w[1] - w[0]
         );
     }
+    assert_ingest_unaffected(&d);
 }
 
 #[test]
 fn llm_malformed_and_schema_violating_responses_are_rejected_without_retry() {
-    let (_d, addr, _s) = failure_case(Mode::Malformed, None, Some(1));
+    let (d, addr, _s) = failure_case(Mode::Malformed, None, Some(1));
     assert_eq!(analysis(&addr)["llm"]["invalid_responses"], 1);
-    let (_d, addr, _s) = failure_case(Mode::SchemaViolation, None, Some(1));
+    assert_ingest_unaffected(&d);
+    let (d, addr, _s) = failure_case(Mode::SchemaViolation, None, Some(1));
     assert_eq!(analysis(&addr)["llm"]["invalid_responses"], 1);
+    assert_ingest_unaffected(&d);
 }
 
 #[test]
 fn llm_connection_refused_is_retried_then_given_up() {
-    let (_d, addr, _) = failure_case(Mode::Hang, Some(refused_base_url()), None);
+    let (d, addr, _) = failure_case(Mode::Hang, Some(refused_base_url()), None);
     let a = analysis(&addr);
     assert_eq!(a["llm"]["calls"], 3, "{a}");
     assert_eq!(breaker(&addr)["state"], "open");
+    assert_ingest_unaffected(&d);
 }
 
 #[test]
 fn llm_slow_endpoint_times_out_and_opens_the_breaker() {
-    let (_d, addr, s) = failure_case(
+    let (d, addr, s) = failure_case(
         Mode::Ok {
             delay: Duration::from_secs(3),
         },
@@ -382,6 +410,7 @@ fn llm_slow_endpoint_times_out_and_opens_the_breaker() {
     // Two timeouts in a row open it; the third attempt is refused without a call.
     assert_eq!(breaker(&addr)["state"], "open");
     assert_eq!(a["llm"]["breaker_rejected"], 1, "{a}");
+    assert_ingest_unaffected(&d);
     drop(s);
 }
 
