@@ -61,7 +61,8 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(set: RuleSet, sync_ns: u64) -> Self {
+    /// `daemons`: how many daemons Redis last counted (0 = unknown), for `local_share = "auto"`.
+    fn new(set: RuleSet, sync_ns: u64, daemons: u64) -> Self {
         let lim = |share: f64| {
             set.rules
                 .iter()
@@ -70,7 +71,7 @@ impl Compiled {
         };
         Self {
             full: lim(1.0),
-            share: lim(set.local_share),
+            share: lim(set.local_share.fraction(daemons)),
             set,
         }
     }
@@ -87,6 +88,9 @@ pub struct Limiter {
     /// Shared limits are in force (Redis configured and its breaker `Closed`).
     shared: AtomicBool,
     sync_ns: u64,
+    /// Daemons Redis counted in the busiest window of the last successful sync (0: none yet);
+    /// `local_share = "auto"` divides by it when Redis becomes unreachable.
+    daemons: AtomicU64,
     pub stats: LimitStats,
 }
 
@@ -111,13 +115,14 @@ impl Limiter {
         let redis = s.redis_url.is_some();
         Self {
             active: AtomicBool::new(!s.rules.is_empty()),
-            compiled: ArcSwap::from_pointee(Compiled::new(s.rules.clone(), sync_ns)),
+            compiled: ArcSwap::from_pointee(Compiled::new(s.rules.clone(), sync_ns, 0)),
             keys: Shards::new(s.max_keys),
             redis,
             // Shared from the start: the first events use the pre-lease allowance, and the
             // breaker switches to local shares if Redis turns out to be unreachable.
             shared: AtomicBool::new(redis),
             sync_ns,
+            daemons: AtomicU64::new(0),
             stats: LimitStats::default(),
         }
     }
@@ -195,8 +200,11 @@ impl Limiter {
             return;
         }
         self.active.store(!set.is_empty(), Relaxed);
-        self.compiled
-            .store(Arc::new(Compiled::new(set.clone(), self.sync_ns)));
+        self.compiled.store(Arc::new(Compiled::new(
+            set.clone(),
+            self.sync_ns,
+            self.daemons.load(Relaxed),
+        )));
         self.keys.clear();
     }
 
@@ -215,7 +223,33 @@ impl Limiter {
         if was && !on {
             // Nothing to sync while local.
             self.keys.clear_dirty();
+            // `local_share = "auto"`: the share follows the daemons last counted.
+            let c = self.compiled.load();
+            if c.set.local_share == rules::LocalShare::Auto {
+                let daemons = self.daemons.load(Relaxed);
+                self.compiled.store(Arc::new(Compiled::new(
+                    c.set.clone(),
+                    self.sync_ns,
+                    daemons,
+                )));
+            }
         }
+    }
+
+    /// What a successful sync said about the number of daemons sharing the limits.
+    pub fn note_daemons(&self, n: u64) {
+        if n > 0 {
+            self.daemons.store(n, Relaxed);
+        }
+    }
+
+    /// The fraction of each shared limit enforced while Redis is unreachable, now.
+    pub fn local_fraction(&self) -> f64 {
+        self.compiled
+            .load()
+            .set
+            .local_share
+            .fraction(self.daemons.load(Relaxed))
     }
 
     pub fn is_shared(&self) -> bool {
@@ -349,6 +383,8 @@ impl Limiter {
             "synced_keys": s.synced_keys.load(Relaxed),
             "granted": s.granted.load(Relaxed),
             "local_share_admitted": s.local_admits.load(Relaxed),
+            "local_share": self.local_fraction(),
+            "daemons_seen": self.daemons.load(Relaxed),
         })
     }
 
@@ -473,6 +509,29 @@ mod tests {
         );
         l.reload(&settings("").rules);
         assert!(l.decide(Fingerprint(1), "", 0, t).is_none());
+    }
+
+    #[test]
+    fn auto_local_share_follows_the_daemons_redis_counted() {
+        let s = settings(
+            "redis_url = \"redis://127.0.0.1:1\"\n[[rules]]\nkey = \"global\"\nrate = 100\n",
+        );
+        assert_eq!(s.rules.local_share, rules::LocalShare::Auto, "the default");
+        let l = Limiter::new(&s);
+        assert_eq!(
+            l.local_fraction(),
+            1.0,
+            "nothing counted yet: the whole limit"
+        );
+        l.note_daemons(4);
+        l.note_daemons(0); // an answer without items says nothing
+        assert_eq!(l.local_fraction(), 0.25);
+        l.set_shared(false);
+        let t = 20 * S;
+        let n = (0..500)
+            .filter(|_| l.decide(Fingerprint(1), "", 0, t).is_none())
+            .count();
+        assert_eq!(n, 25, "a quarter of 100 per second");
     }
 
     #[test]

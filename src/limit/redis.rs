@@ -40,7 +40,7 @@ pub const MIN_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// The sync script. KEYS: per item the current and the previous window's hash. ARGV: this
 /// daemon's id, then per item: limit, expire-at (ms, from the caller's clock), used, want.
-/// Returns per item: granted, count after the call.
+/// Returns per item: granted, count after the call, daemons counted (this one included).
 pub const SCRIPT: &str = r#"
 local me = ARGV[1]
 local out = {}
@@ -59,18 +59,19 @@ for i = 1, n do
   local vals = redis.call('HVALS', cur)
   for _, v in ipairs(vals) do total = total + tonumber(v) end
   local grant = 0
+  local hosts = #vals
+  if redis.call('HEXISTS', cur, me) == 0 then hosts = hosts + 1 end
+  hosts = math.max(hosts, redis.call('HLEN', prev), 1)
   if want > 0 and total < limit then
-    local hosts = #vals
-    if redis.call('HEXISTS', cur, me) == 0 then hosts = hosts + 1 end
-    hosts = math.max(hosts, redis.call('HLEN', prev), 1)
     local left = limit - total
     grant = math.min(want, math.max(1, math.floor(left / hosts)), left)
     redis.call('HINCRBY', cur, me, grant)
     total = total + grant
   end
   redis.call('PEXPIREAT', cur, expire_at)
-  out[2 * i - 1] = grant
-  out[2 * i] = total
+  out[3 * i - 2] = grant
+  out[3 * i - 1] = total
+  out[3 * i] = hosts
 end
 return out
 "#;
@@ -266,9 +267,10 @@ impl Syncer {
         let result = self.call(&items).await;
         let done = Instant::now();
         match result {
-            Ok(grants) => {
+            Ok((grants, daemons)) => {
                 self.stats_ok(&items);
                 self.limiter.apply(&items, &grants);
+                self.limiter.note_daemons(daemons);
                 if self.failing {
                     self.failing = false;
                     self.stats.notices.post("redis reachable again", Vec::new());
@@ -305,7 +307,8 @@ impl Syncer {
         s.synced_keys.fetch_add(items.len() as u64, Relaxed);
     }
 
-    async fn call(&mut self, items: &[SyncItem]) -> Result<Vec<(i64, i64)>, CallError> {
+    /// Per item (granted, count after the call), and the most daemons counted in any item.
+    async fn call(&mut self, items: &[SyncItem]) -> Result<(Vec<(i64, i64)>, u64), CallError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match self.conn.as_mut() {
             Some(c) => c,
@@ -331,7 +334,11 @@ impl Syncer {
             Conn::Cluster(c) => tokio::time::timeout_at(deadline, inv.invoke_async(c)).await,
         }
         .map_err(|_| CallError::Timeout(self.timeout))??;
-        Ok(flat.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+        let daemons = flat.chunks_exact(3).map(|c| c[2].max(0) as u64).max();
+        Ok((
+            flat.chunks_exact(3).map(|c| (c[0], c[1])).collect(),
+            daemons.unwrap_or(0),
+        ))
     }
 
     /// Logs a breaker transition and switches between shared and local limits.
@@ -348,6 +355,9 @@ impl Syncer {
                 json!(if shared { "shared" } else { "local_share" }),
             ),
         ];
+        if !shared {
+            fields.push(("local_share", json!(self.limiter.local_fraction())));
+        }
         if let Some(e) = cause {
             fields.push(("error", json!(e.to_string())));
         }

@@ -172,6 +172,67 @@ impl BreakerSettings {
     }
 }
 
+/// `limit.local_share`: the fraction of each shared limit a daemon enforces alone while Redis is
+/// unreachable. `"auto"`: one over the number of daemons Redis counted in the busiest shared
+/// window of the last successful sync (so N daemons together stay near the limit), 1 until a
+/// sync has told.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LocalShare {
+    Fixed(f64),
+    Auto,
+}
+
+impl LocalShare {
+    /// The fraction in force with `daemons` seen (0 = not known yet).
+    pub fn fraction(self, daemons: u64) -> f64 {
+        match self {
+            LocalShare::Fixed(f) => f,
+            LocalShare::Auto => 1.0 / daemons.max(1) as f64,
+        }
+    }
+}
+
+impl Serialize for LocalShare {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            LocalShare::Fixed(f) => s.serialize_f64(*f),
+            LocalShare::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalShare {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = LocalShare;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a fraction in (0, 1] or "auto""#)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LocalShare, E> {
+                Ok(LocalShare::Fixed(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LocalShare, E> {
+                Ok(LocalShare::Fixed(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LocalShare, E> {
+                Ok(LocalShare::Fixed(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LocalShare, E> {
+                match v {
+                    "auto" => Ok(LocalShare::Auto),
+                    // Environment overrides arrive as text.
+                    _ => v
+                        .parse()
+                        .map(LocalShare::Fixed)
+                        .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `[limit]`: rate limits, the duplicate policy and Redis sharing (docs/rate-limiting.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -193,8 +254,9 @@ pub struct LimitConfig {
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
     /// Fraction (0–1] of each shared limit this daemon enforces alone while Redis is
-    /// unreachable; e.g. 0.25 with four daemons.
-    pub local_share: f64,
+    /// unreachable, e.g. 0.25 with four daemons; `"auto"` (the default): 1 / the daemons Redis
+    /// last counted.
+    pub local_share: LocalShare,
     /// Keys (rule × fingerprint/service/uid) whose state is kept; the least recently used are
     /// evicted beyond it, and the bound shrinks under memory pressure.
     pub max_keys: usize,
@@ -211,7 +273,7 @@ impl Default for LimitConfig {
             key_prefix: "qerrors".into(),
             sync_interval: Duration::from_millis(50),
             redis_timeout: Duration::from_millis(200),
-            local_share: 1.0,
+            local_share: LocalShare::Auto,
             max_keys: 100_000,
             duplicates: DuplicatesConfig::default(),
             breaker: BreakerSettings::default(),
@@ -243,7 +305,7 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// `(max, window)`; `None` = off.
     pub duplicates: Option<(u64, Duration)>,
-    pub local_share: f64,
+    pub local_share: LocalShare,
 }
 
 impl RuleSet {
@@ -304,8 +366,10 @@ impl LimitConfig {
         if self.redis_timeout.is_zero() {
             return Err(err("limit.redis_timeout", "must be greater than zero"));
         }
-        if !(self.local_share > 0.0 && self.local_share <= 1.0) {
-            return Err(err("limit.local_share", "must be in (0, 1]"));
+        if let LocalShare::Fixed(f) = self.local_share {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(err("limit.local_share", r#"must be in (0, 1] or "auto""#));
+            }
         }
         if self.max_keys < 16 {
             return Err(err("limit.max_keys", "must be at least 16"));
@@ -467,6 +531,16 @@ mod tests {
         assert_eq!(e.key, "limit.rules[1].name");
         let e = parse("local_share = 0.0").unwrap_err();
         assert_eq!(e.key, "limit.local_share");
+        let e = toml::from_str::<LimitConfig>("local_share = \"most\"").unwrap_err();
+        assert!(e.to_string().contains(r#""auto""#), "{e}");
+        assert_eq!(
+            parse("local_share = \"auto\"").unwrap().rules.local_share,
+            LocalShare::Auto
+        );
+        assert_eq!(
+            parse("local_share = 1").unwrap().rules.local_share,
+            LocalShare::Fixed(1.0)
+        );
         let e = parse("redis_url = \"http://x\"").unwrap_err();
         assert_eq!(e.key, "limit.redis_url");
         let e = parse("key_prefix = \"{q}\"").unwrap_err();
@@ -504,7 +578,7 @@ mod tests {
         assert!(restart_required(&old, &new).is_some());
         let merged = merge_live(&old, new);
         assert_eq!(merged.redis_url, None);
-        assert_eq!(merged.rules.local_share, 0.5);
+        assert_eq!(merged.rules.local_share, LocalShare::Fixed(0.5));
         assert_eq!(merged.rules.rules.len(), 1);
         assert!(restart_required(&old, &merged).is_none());
     }

@@ -79,6 +79,14 @@ fn three_daemons_share_one_limit() {
     stop.store(true, Ordering::Relaxed);
     let sent: Vec<u64> = loads.into_iter().map(|h| h.join().unwrap().lines).collect();
     let t1 = SystemTime::now();
+    // Each daemon learnt from Redis that three share the limit: `local_share = "auto"` (the
+    // default) would enforce a third each during an outage.
+    for d in &ds {
+        let stats = qerrors::client::control_json(&crate::util::control_addr(d), "/stats").unwrap();
+        assert_eq!(stats["limit"]["daemons_seen"], 3, "{stats}");
+        let share = stats["limit"]["local_share"].as_f64().unwrap();
+        assert!((share - 1.0 / 3.0).abs() < 1e-9, "{stats}");
+    }
     let mut total = 0;
     for (d, sent) in ds.iter_mut().zip(&sent) {
         let records = d.stop();
