@@ -62,6 +62,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: one malloc arena per core (src/memory/trim.rs).
+    qerrors::memory::trim::limit_arenas(
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+    );
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::default_toml());

@@ -41,7 +41,7 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     stats.connections_active.fetch_add(1, Relaxed);
 
     let peer = Peer::lookup(&stream).await.unwrap_or_default();
-    let load = shared.inflight.register(peer.uid);
+    let load = shared.inflight.register(peer.uid, peer.pid);
     let (rd, wr) = stream.into_split();
     let cfg = shared.cfg.load_full();
     let replies = Arc::new(Replies::new(cfg.reply_buffer_bytes, shared.stats.clone()));
@@ -369,7 +369,10 @@ async fn read_some(
         if buf.capacity() - buf.len() < size / 2 {
             buf.reserve(size);
         }
-        match rd.try_read_buf(buf) {
+        // At most `size` per read, whatever capacity the buffer has grown to (a partial line
+        // makes `reserve` reallocate to more): one read is one batch, and batches are what the
+        // in-flight caps and the memory model count in units of `read_buffer_bytes`.
+        match rd.try_read_buf(&mut bytes::BufMut::limit(&mut *buf, size)) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             r => return r.map(Some),
         }

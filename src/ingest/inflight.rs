@@ -3,7 +3,8 @@
 //! in total, with a cap per peer and a cap overall (`memory.peer_in_flight_bytes`,
 //! `memory.in_flight_bytes`). A connection over either cap stops reading until it falls; its
 //! client blocks in its kernel buffer, and one that never finishes its line meets the read
-//! timeout. Visible in `/stats` (`ingest.in_flight`).
+//! timeout. Visible in `/stats` (`ingest.in_flight`: the total, the top peers and the top
+//! connections).
 //!
 //! The hot path touches two atomics per socket read; the peer map is locked only when a
 //! connection opens or closes, and holds one entry per peer uid with an open connection.
@@ -21,6 +22,14 @@ pub struct PeerLoad {
     conns: AtomicUsize,
 }
 
+/// One open connection's bytes in flight, for `/stats`.
+#[derive(Debug)]
+struct ConnEntry {
+    uid: u32,
+    pid: Option<i32>,
+    bytes: Arc<AtomicUsize>,
+}
+
 /// The daemon-wide account.
 #[derive(Debug)]
 pub struct InFlight {
@@ -28,6 +37,9 @@ pub struct InFlight {
     total_cap: usize,
     peer_cap: usize,
     peers: Mutex<HashMap<u32, Arc<PeerLoad>>>,
+    /// Open connections by id (locked only when one opens or closes, and by `/stats`).
+    conns: Mutex<HashMap<u64, ConnEntry>>,
+    next_conn: AtomicU64,
     /// Times a connection had to wait for in-flight room, since start.
     pub waits: AtomicU64,
 }
@@ -39,6 +51,8 @@ impl InFlight {
             total_cap: total_cap.max(1),
             peer_cap: peer_cap.max(1),
             peers: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
             waits: AtomicU64::new(0),
         }
     }
@@ -47,8 +61,22 @@ impl InFlight {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens the account of a new connection of peer `uid`.
-    pub fn register(self: &Arc<Self>, uid: u32) -> ConnLoad {
+    fn lock_conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnEntry>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the account of a new connection of peer `uid` (process `pid`, if known).
+    pub fn register(self: &Arc<Self>, uid: u32, pid: Option<i32>) -> ConnLoad {
+        let id = self.next_conn.fetch_add(1, Relaxed);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        self.lock_conns().insert(
+            id,
+            ConnEntry {
+                uid,
+                pid,
+                bytes: bytes.clone(),
+            },
+        );
         let peer = self
             .lock()
             .entry(uid)
@@ -65,7 +93,22 @@ impl InFlight {
             account: self.clone(),
             peer,
             held: 0,
+            id,
+            bytes,
         }
+    }
+
+    /// The `n` connections with the most bytes in flight (more than 0): `(uid, pid, bytes)`.
+    pub fn top_connections(&self, n: usize) -> Vec<(u32, Option<i32>, usize)> {
+        let mut v: Vec<(u32, Option<i32>, usize)> = self
+            .lock_conns()
+            .values()
+            .map(|c| (c.uid, c.pid, c.bytes.load(Relaxed)))
+            .filter(|c| c.2 > 0)
+            .collect();
+        v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
     }
 
     pub fn total(&self) -> usize {
@@ -93,6 +136,9 @@ impl InFlight {
             "top_peers": self.top(10).into_iter()
                 .map(|(uid, bytes, conns)| serde_json::json!({"uid": uid, "bytes": bytes, "connections": conns}))
                 .collect::<Vec<_>>(),
+            "top_connections": self.top_connections(10).into_iter()
+                .map(|(uid, pid, bytes)| serde_json::json!({"uid": uid, "pid": pid, "bytes": bytes}))
+                .collect::<Vec<_>>(),
         })
     }
 }
@@ -103,6 +149,9 @@ pub struct ConnLoad {
     account: Arc<InFlight>,
     peer: Arc<PeerLoad>,
     held: usize,
+    id: u64,
+    /// `held`, readable by `/stats`.
+    bytes: Arc<AtomicUsize>,
 }
 
 impl ConnLoad {
@@ -118,6 +167,7 @@ impl ConnLoad {
             self.account.total.fetch_sub(d, Relaxed);
         }
         self.held = bytes;
+        self.bytes.store(bytes, Relaxed);
     }
 
     pub fn held(&self) -> usize {
@@ -134,6 +184,7 @@ impl ConnLoad {
 impl Drop for ConnLoad {
     fn drop(&mut self) {
         self.set(0);
+        self.account.lock_conns().remove(&self.id);
         let mut peers = self.account.lock();
         if self.peer.conns.fetch_sub(1, Relaxed) == 1 {
             // Registration also happens under the lock, so nobody revived it meanwhile.
@@ -149,13 +200,17 @@ mod tests {
     #[test]
     fn accounts_per_peer_and_total_and_forgets_closed_peers() {
         let acc = Arc::new(InFlight::new(1000, 300));
-        let mut a1 = acc.register(1);
-        let mut a2 = acc.register(1);
-        let mut b = acc.register(2);
+        let mut a1 = acc.register(1, Some(11));
+        let mut a2 = acc.register(1, Some(12));
+        let mut b = acc.register(2, None);
         a1.set(200);
         a2.set(100);
         b.set(50);
         assert_eq!(acc.total(), 350);
+        assert_eq!(
+            acc.top_connections(2),
+            [(1, Some(11), 200), (1, Some(12), 100)]
+        );
         assert!(!a1.may_read(), "peer 1 is at its cap");
         assert!(b.may_read());
         assert_eq!(acc.top(5), [(1, 300, 2), (2, 50, 1)]);
@@ -165,9 +220,19 @@ mod tests {
         assert!(!a1.may_read(), "the total cap holds everyone");
         drop(b);
         assert_eq!(acc.total(), 200);
+        assert_eq!(
+            acc.top_connections(5),
+            [(1, Some(11), 200)],
+            "a2 holds nothing"
+        );
         drop(a1);
         drop(a2);
         assert_eq!(acc.total(), 0);
         assert!(acc.top(5).is_empty());
+        assert!(acc.top_connections(5).is_empty());
+        assert!(
+            acc.lock_conns().is_empty(),
+            "closed connections are forgotten"
+        );
     }
 }

@@ -410,6 +410,16 @@ fn a_peer_over_its_in_flight_cap_waits_and_nothing_is_lost() {
         nix::unistd::getuid().as_raw(),
         "{inflight}"
     );
+    // Per connection too: the ones holding bytes, ours (this process), none above one batch.
+    let conns = inflight["top_connections"].as_array().unwrap();
+    assert!(!conns.is_empty() && conns.len() <= CONNS, "{inflight}");
+    for c in conns {
+        assert_eq!(c["pid"], std::process::id(), "{inflight}");
+        let b = c["bytes"].as_u64().unwrap();
+        assert!(b > 0 && b <= 12 * 1024, "{inflight}");
+    }
+    let held: u64 = conns.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
+    assert!(held <= bytes + 12 * 1024, "{inflight}");
     let drain = d.unstall();
     for c in clients {
         assert!(c.join().unwrap().is_empty());
