@@ -196,20 +196,25 @@ impl Conn {
     async fn drain_on_shutdown(&mut self, rd: &OwnedReadHalf) {
         let cfg = self.shared.cfg.load_full();
         let deadline = Instant::now() + cfg.shutdown_grace;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(rd.as_ref());
+        let mut chunk = vec![0u8; cfg.read_buffer_bytes.get()];
         loop {
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(cfg.read_buffer_bytes.get());
-            }
-            match rd.try_read_buf(&mut self.buf) {
+            // A non-blocking recv(2) of our own, not tokio's `try_read`: that answers
+            // WouldBlock from its cached readiness whenever the reactor has not yet seen data
+            // that is already queued, and a whole burst sent before SIGTERM stayed unread
+            // (the client then got a reset instead of its events written).
+            match nix::sys::socket::recv(fd, &mut chunk, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
                 Ok(0) => {
                     self.process(true).await;
                     return;
                 }
                 Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
                     self.shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
                     self.process(false).await;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                // EAGAIN: nothing more is queued; anything else ends the connection too.
                 Err(_) => break,
             }
             if Instant::now() >= deadline {

@@ -402,24 +402,23 @@ fn a_peer_over_its_in_flight_cap_waits_and_nothing_is_lost() {
         },
     );
     // Over the cap by at most what connections already held when it was reached: one batch
-    // each (a read of at most 4 KiB, 1.5x once enriched, plus a partial line).
+    // each (a read of at most 4 KiB, enriched, plus a partial line).
     let bytes = inflight["bytes"].as_u64().unwrap();
-    assert!(bytes <= 8192 + CONNS as u64 * 12 * 1024, "{inflight}");
+    assert!(bytes <= 8192 + CONNS as u64 * 24 * 1024, "{inflight}");
     assert_eq!(
         inflight["top_peers"][0]["uid"],
         nix::unistd::getuid().as_raw(),
         "{inflight}"
     );
-    // Per connection too: the ones holding bytes, ours (this process), none above one batch.
+    // Per connection too: the ones holding bytes, ours (this process), none above one batch
+    // (a read of at most 4 KiB of ~130-byte lines, enriched to ~600 bytes each: < 24 KiB).
     let conns = inflight["top_connections"].as_array().unwrap();
     assert!(!conns.is_empty() && conns.len() <= CONNS, "{inflight}");
     for c in conns {
         assert_eq!(c["pid"], std::process::id(), "{inflight}");
         let b = c["bytes"].as_u64().unwrap();
-        assert!(b > 0 && b <= 12 * 1024, "{inflight}");
+        assert!(b > 0 && b <= 24 * 1024, "{inflight}");
     }
-    let held: u64 = conns.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
-    assert!(held <= bytes + 12 * 1024, "{inflight}");
     let drain = d.unstall();
     for c in clients {
         assert!(c.join().unwrap().is_empty());
