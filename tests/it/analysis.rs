@@ -188,6 +188,17 @@ fn flood(d: &Daemon, line: &str, conns: usize, n: usize) {
     }
 }
 
+/// 1,000 copies of `line` over 10 connections, all written; returns `/stats`' analysis object
+/// once the one analysis they cause is done, after checking it made exactly one LLM call.
+fn thousand_copies_one_call(d: &Daemon, addr: &str, server: &LlmServer, line: &str) -> Value {
+    flood(d, line, 10, 1000);
+    d.wait_for_events(1000, WAIT);
+    let a = wait_completed(addr, 1);
+    assert_eq!(server.requests(), 1, "{a}");
+    assert_eq!(a["queue"]["queued"], 1, "{a}");
+    a
+}
+
 #[test]
 fn llm_single_flight_cache_hit_then_ttl() {
     let server = LlmServer::start(Mode::Ok {
@@ -198,11 +209,7 @@ fn llm_single_flight_cache_hit_then_ttl() {
     let line =
         json!({"name":"Error","message":"connect ECONNREFUSED 10.0.0.9:5432","service":"api"})
             .to_string();
-    flood(&d, &line, 10, 1000);
-    d.wait_for_events(1000, WAIT);
-    let a = wait_completed(&addr, 1);
-    assert_eq!(server.requests(), 1, "{a}");
-    assert_eq!(a["queue"]["queued"], 1, "{a}");
+    thousand_copies_one_call(&d, &addr, &server, &line);
     let recs = util::wait_until("two advice records", WAIT, || {
         let r = advice_records(&d);
         (r.len() >= 2).then_some(r)
@@ -251,11 +258,7 @@ fn llm_single_flight_while_nothing_is_cached() {
     let addr = control_addr(&d);
     let line = json!({"name":"WidgetError","message":"frobnication of the widget stalled","service":"api"})
         .to_string();
-    flood(&d, &line, 10, 1000);
-    d.wait_for_events(1000, WAIT);
-    let a = wait_completed(&addr, 1);
-    assert_eq!(server.requests(), 1, "{a}");
-    assert_eq!(a["queue"]["queued"], 1, "{a}");
+    let a = thousand_copies_one_call(&d, &addr, &server, &line);
     assert_eq!(a["rules_matched"], 0, "{a}");
     let coalesced = a["queue"]["coalesced"].as_u64().unwrap();
     let misses = a["cache"]["misses"].as_u64().unwrap();
@@ -519,7 +522,14 @@ fn llm_connections_are_kept_alive_and_reused() {
         .seen
         .connections
         .load(std::sync::atomic::Ordering::SeqCst);
-    assert!(conns <= 2, "{conns} connections for 30 requests");
+    // Reuse, not one connection per request (that would be 30). With a concurrency of 2 the
+    // pool holds 2; a third appears now and then when a request starts in the moment between a
+    // finished response releasing its permit and hyper putting its connection back in the
+    // pool (seen once in a CI run), so allow twice the concurrency.
+    assert!(
+        (1..=4).contains(&conns),
+        "{conns} connections for 30 requests"
+    );
 }
 
 #[test]

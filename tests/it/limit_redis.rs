@@ -32,6 +32,44 @@ fn events(records: &[Value]) -> Vec<&Value> {
     records.iter().filter(|r| r["kind"] == "event").collect()
 }
 
+/// Waits for the daemon's `redis sync failed` record (`what` names the case) and returns it.
+fn sync_failure(d: &Daemon, what: &str) -> Value {
+    wait_until(
+        &format!("{what}: redis failure record"),
+        RECORD_TIMEOUT,
+        || {
+            d.records("daemon")
+                .into_iter()
+                .find(|r| r["msg"] == "redis sync failed")
+        },
+    )
+}
+
+fn assert_no_sync_failure(records: &[Value], what: &str) {
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["kind"] == "daemon" && r["msg"] == "redis sync failed"),
+        "{what}: a sync failed"
+    );
+}
+
+/// Waits until a sync carried keys to Redis, then checks the daemon is on shared limits with
+/// its breaker closed.
+fn wait_shared_sync(d: &Daemon, what: &str) {
+    let addr = crate::util::control_addr(d);
+    wait_until(&format!("{what}: a sync"), RECORD_TIMEOUT, || {
+        let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
+        (stats["limit"]["synced_keys"].as_u64()? > 0).then_some(())
+    });
+    let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+    assert_eq!(stats["limit"]["mode"], "shared", "{what}: {stats}");
+    assert_eq!(
+        stats["breakers"]["redis"]["state"], "closed",
+        "{what}: {stats}"
+    );
+}
+
 fn time_of(r: &Value, field: &str) -> SystemTime {
     let t = rfc3339(&r[field]);
     SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
@@ -368,14 +406,7 @@ fn shared_limits_over_tls() {
         .map(|i| event_line(&format!("e{i}"), Value::Null))
         .collect();
     d.send_lines(&lines);
-    let addr = crate::util::control_addr(&d);
-    wait_until("a sync over TLS", RECORD_TIMEOUT, || {
-        let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
-        (stats["limit"]["synced_keys"].as_u64()? > 0).then_some(())
-    });
-    let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
-    assert_eq!(stats["limit"]["mode"], "shared", "{stats}");
-    assert_eq!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
+    wait_shared_sync(&d, "TLS");
     // The count is in Redis: the script ran there and the window's hash holds what this
     // daemon took (its admissions, plus any lease it has not spent yet).
     assert!(redis.script_calls() > 0);
@@ -391,12 +422,7 @@ fn shared_limits_over_tls() {
         .map(|v| v.parse::<u64>().unwrap())
         .sum();
     let records = d.stop();
-    assert!(
-        !records
-            .iter()
-            .any(|r| r["kind"] == "daemon" && r["msg"] == "redis sync failed"),
-        "a sync failed over TLS"
-    );
+    assert_no_sync_failure(&records, "TLS");
     // A burst before the first lease gets the pre-lease allowance only (one sync interval's
     // worth of 30 per hour: 1); the rest is suppressed, never lost.
     let admitted = events(&records).len() as u64;
@@ -412,11 +438,7 @@ fn shared_limits_over_tls() {
 
     // Without the CA the server is not trusted: the daemon says so and runs on local limits.
     let mut d = daemon(&redis.tls_url(), "tls-untrusted", rules, &[]);
-    let failed = wait_until("untrusted: redis failure record", RECORD_TIMEOUT, || {
-        d.records("daemon")
-            .into_iter()
-            .find(|r| r["msg"] == "redis sync failed")
-    });
+    let failed = sync_failure(&d, "untrusted certificate");
     eprintln!("untrusted certificate: {failed}");
     d.stop();
 }
@@ -436,29 +458,17 @@ fn shared_limits_on_a_redis_cluster() {
     let seed_url = format!("redis://127.0.0.1:{}/", seed.port);
     let rules = r#"[{key = "global", rate = 30, window = "1h"}]"#;
     let mut d = daemon(&seed_url, "clu", rules, &[("LIMIT_REDIS_CLUSTER", "true")]);
-    let addr = crate::util::control_addr(&d);
     let lines: Vec<String> = (0..20)
         .map(|i| event_line(&format!("e{i}"), Value::Null))
         .collect();
     d.send_lines(&lines);
-    wait_until("a sync through the cluster", RECORD_TIMEOUT, || {
-        let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
-        (stats["limit"]["synced_keys"].as_u64()? > 0).then_some(())
-    });
-    let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
-    assert_eq!(stats["limit"]["mode"], "shared", "{stats}");
-    assert_eq!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
+    wait_shared_sync(&d, "cluster");
     let owner_node = cluster.nodes.iter().find(|n| n.port == owner).unwrap();
     let keys = owner_node.cmd(&["KEYS", "{clu}:*"]);
     assert!(!keys.is_empty(), "no limit keys on the slot's owner");
     assert!(owner_node.script_calls() > 0, "the script ran on the owner");
     let records = d.stop();
-    assert!(
-        !records
-            .iter()
-            .any(|r| r["kind"] == "daemon" && r["msg"] == "redis sync failed"),
-        "a sync failed on the cluster"
-    );
+    assert_no_sync_failure(&records, "cluster");
     let admitted = events(&records).len() as u64;
     assert_eq!(
         admitted + suppressed_count(&records, Some("rate_limit")),
@@ -468,11 +478,7 @@ fn shared_limits_on_a_redis_cluster() {
     // The control: the same seed as a plain server.
     let mut d = daemon(&seed_url, "clu", rules, &[]);
     d.send_lines(&lines);
-    let failed = wait_until("plain client: redis failure record", RECORD_TIMEOUT, || {
-        d.records("daemon")
-            .into_iter()
-            .find(|r| r["msg"] == "redis sync failed")
-    });
+    let failed = sync_failure(&d, "plain client on a cluster node");
     assert!(
         failed["error"].as_str().unwrap().contains("Moved"),
         "{failed}"
@@ -494,15 +500,7 @@ fn unusable_redis_at_start_runs_on_local_limits() {
         (wrong_port, "wrong port"),
     ] {
         let mut d = daemon(&url, "bad", rules, &[("LIMIT_LOCAL_SHARE", "0.5")]);
-        let failed = wait_until(
-            &format!("{what}: redis failure record"),
-            RECORD_TIMEOUT,
-            || {
-                d.records("daemon")
-                    .into_iter()
-                    .find(|r| r["msg"] == "redis sync failed")
-            },
-        );
+        let failed = sync_failure(&d, what);
         eprintln!("{what}: {failed}");
         assert!(!failed["error"].as_str().unwrap().is_empty());
         wait_until(&format!("{what}: breaker open"), RECORD_TIMEOUT, || {
