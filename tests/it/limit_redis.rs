@@ -388,7 +388,9 @@ fn redis_paused_calls_time_out() {
 /// over plain TCP.
 #[test]
 fn shared_limits_over_tls() {
-    if !redis_available("shared_limits_over_tls") {
+    if !redis_available("shared_limits_over_tls")
+        || !crate::limit_support::tool_available("shared_limits_over_tls", "openssl")
+    {
         return;
     }
     let redis = Redis::start_tls();
@@ -449,7 +451,7 @@ fn shared_limits_over_tls() {
 /// useless against a cluster).
 #[test]
 fn shared_limits_on_a_redis_cluster() {
-    if !redis_available("shared_limits_on_a_redis_cluster") {
+    if !crate::limit_support::redis_cli_available("shared_limits_on_a_redis_cluster") {
         return;
     }
     let cluster = crate::limit_support::RedisCluster::start();

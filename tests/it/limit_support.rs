@@ -25,8 +25,23 @@ const REDIS_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Whether `redis-server` can run here. Without it: a loud notice and `None` (the test returns),
 /// or a panic when `QERRORS_REQUIRE_ALL=1`.
 pub fn redis_available(test: &str) -> bool {
-    let ok = Command::new(REDIS_SERVER)
-        .arg("--version")
+    tool_available(test, REDIS_SERVER)
+}
+
+/// `redis-cli` too (the cluster test builds its cluster with it; Debian: redis-tools).
+pub fn redis_cli_available(test: &str) -> bool {
+    redis_available(test) && tool_available(test, "redis-cli")
+}
+
+/// Whether `tool --version` (`openssl version`) runs; if not, a loud skip notice (a failure
+/// with `QERRORS_REQUIRE_ALL=1`).
+pub fn tool_available(test: &str, tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(if tool == "openssl" {
+            "version"
+        } else {
+            "--version"
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -35,9 +50,9 @@ pub fn redis_available(test: &str) -> bool {
         return true;
     }
     let msg = format!(
-        "\n!!!!!!!! {test}: SKIPPED — `redis-server` is not installed. Install it \
-         (Debian/Ubuntu: apt-get install redis-server; Fedora: dnf install redis; macOS: brew \
-         install redis) to run the Redis rate-limit tests. !!!!!!!!\n"
+        "\n!!!!!!!! {test}: SKIPPED — `{tool}` is not installed. Install it \
+         (Debian/Ubuntu: apt-get install redis-server redis-tools; Fedora: dnf install redis; \
+         macOS: brew install redis) to run the Redis rate-limit tests. !!!!!!!!\n"
     );
     if std::env::var("QERRORS_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("{msg}QERRORS_REQUIRE_ALL=1: a skipped test is a failure");
