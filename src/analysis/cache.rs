@@ -128,20 +128,6 @@ impl AdviceCache {
         self.cache.get(&fp)
     }
 
-    /// Whether live advice is cached, counting a hit or a miss. The hot path (once per event):
-    /// `contains_key` does not record the access in moka's read buffer, which is most of the
-    /// cost of a `get` (bench `event/advice_cache_*`: ~0.15 µs vs ~0.28 µs, shared 2-core box,
-    /// against ~2.3–3.8 µs for the whole pipeline per event); the price is that eviction
-    /// under the byte bound does not see how often an entry is read.
-    pub fn lookup(&self, fp: u128) -> bool {
-        let hit = self.cache.contains_key(&fp);
-        match hit {
-            true => self.hits.fetch_add(1, Relaxed),
-            false => self.misses.fetch_add(1, Relaxed),
-        };
-        hit
-    }
-
     /// Until when (Unix ms) advice for `fp` stays cached, counting a hit or a miss. Asked at
     /// most about once a second per fingerprint (see [`super::AnalysisHandle::offer_seen`]), so
     /// a `get` (it reads the entry's expiry) is cheap enough.
@@ -297,12 +283,14 @@ mod tests {
     #[test]
     fn hits_misses_and_expiry() {
         let c = AdviceCache::new(1 << 20);
-        assert!(!c.lookup(1));
-        c.insert(1, entry(1, Duration::from_millis(150)));
-        assert!(c.lookup(1));
+        assert_eq!(c.fresh_until_ms(1), None);
+        let e = entry(1, Duration::from_millis(150));
+        let expires = e.expires_unix_ms;
+        c.insert(1, e);
+        assert_eq!(c.fresh_until_ms(1), Some(expires));
         assert_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (1, 1));
         std::thread::sleep(Duration::from_millis(300));
-        assert!(!c.lookup(1));
+        assert_eq!(c.fresh_until_ms(1), None);
     }
 
     #[test]

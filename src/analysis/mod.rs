@@ -211,14 +211,6 @@ impl AnalysisHandle {
         }
     }
 
-    /// [`Self::offer_seen`] with nothing known: one shared-cache lookup.
-    pub fn offer(&self, fp: Fingerprint, job: impl FnOnce() -> Job) {
-        if self.0.cache.lookup(fp.0) {
-            return;
-        }
-        self.on_miss(fp, job);
-    }
-
     fn on_miss(&self, fp: Fingerprint, job: impl FnOnce() -> Job) {
         let s = &self.0;
         if *s.pressure.borrow() >= Pressure::High {
@@ -705,6 +697,13 @@ mod tests {
         )
     }
 
+    /// One event with nothing known from the table: a shared-cache lookup, an analysis on a
+    /// miss.
+    fn offer(h: &AnalysisHandle, fp: Fingerprint, job: impl FnOnce() -> Job) {
+        let now = unix_ms(SystemTime::now()) * 1_000_000;
+        h.offer_seen(fp, now, 0, &mut 0, job);
+    }
+
     #[tokio::test]
     async fn offer_seen_trusts_what_it_learnt_for_at_most_known_for() {
         let (_ptx, prx) = crate::memory::channel();
@@ -755,7 +754,7 @@ mod tests {
         let (a, rx) = started(prx).await;
         let h = a.handle();
         for _ in 0..100 {
-            h.offer(Fingerprint(7), || {
+            offer(&h, Fingerprint(7), || {
                 job(7, "connect ECONNREFUSED 127.0.0.1:1")
             });
         }
@@ -765,7 +764,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(h.stats().queued.load(Relaxed), 1);
-        h.offer(Fingerprint(7), || job(7, "x"));
+        offer(&h, Fingerprint(7), || job(7, "x"));
         assert_eq!(h.cache().hits.load(Relaxed), 1);
         let e = h.advice(&format!("{:032x}", 7u128)).unwrap();
         assert_eq!(e.source, "rules");
@@ -799,11 +798,11 @@ mod tests {
         let (a, _rx) = started(prx).await;
         let h = a.handle();
         ptx.send(Pressure::High).unwrap();
-        h.offer(Fingerprint(9), || job(9, "boom"));
+        offer(&h, Fingerprint(9), || job(9, "boom"));
         assert_eq!(h.stats().paused_pressure.load(Relaxed), 1);
         assert_eq!(h.stats().queued.load(Relaxed), 0);
         ptx.send(Pressure::Normal).unwrap();
-        h.offer(Fingerprint(9), || job(9, "boom"));
+        offer(&h, Fingerprint(9), || job(9, "boom"));
         assert_eq!(h.stats().queued.load(Relaxed), 1);
         a.shutdown(Duration::from_secs(1)).await;
     }

@@ -439,7 +439,7 @@ fn analysis_metrics(
         ),
         (
             "advice_cache_hits",
-            "Advice cache hits (one lookup per accepted event).",
+            "Accepted events whose fingerprint had cached advice (advice cache hits).",
             c.hits.load(Relaxed),
         ),
         (

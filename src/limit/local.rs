@@ -180,6 +180,14 @@ impl Entry {
     }
 }
 
+/// Lists `key` for the next sync, once (the list is bounded per shard).
+fn list(dirty: &mut Vec<Key>, e: &mut Entry, key: Key) {
+    if !e.dirty && dirty.len() < MAX_DIRTY_PER_SHARD {
+        e.dirty = true;
+        dirty.push(key);
+    }
+}
+
 struct Shard {
     cur: Map,
     old: Map,
@@ -240,9 +248,8 @@ impl Shards {
             }
         };
         let (r, dirty) = f(e);
-        if dirty && !e.dirty && s.dirty.len() < MAX_DIRTY_PER_SHARD {
-            e.dirty = true;
-            s.dirty.push(key);
+        if dirty {
+            list(&mut s.dirty, e, key);
         }
         r
     }
@@ -282,26 +289,15 @@ impl Shards {
         out
     }
 
-    /// Runs `f` on the entry of `key` if it is still held.
-    pub fn update(&self, key: Key, f: impl FnOnce(&mut Entry)) {
+    /// Runs `f` on the entry of `key` if it is still held; `f` returns whether to list the key
+    /// for the next [`Shards::collect`].
+    pub fn update(&self, key: Key, f: impl FnOnce(&mut Entry) -> bool) {
         let h = key.hash64();
         let mut s = self.lock((h >> 60) as usize % SHARDS);
         let s = &mut *s;
         if let Some(e) = s.cur.get_mut(&key).or(s.old.get_mut(&key)) {
-            f(e)
-        }
-    }
-
-    /// Like [`Shards::update`], and lists the key for the next [`Shards::collect`].
-    pub fn update_listed(&self, key: Key, f: impl FnOnce(&mut Entry)) {
-        let h = key.hash64();
-        let mut s = self.lock((h >> 60) as usize % SHARDS);
-        let s = &mut *s;
-        if let Some(e) = s.cur.get_mut(&key).or(s.old.get_mut(&key)) {
-            f(e);
-            if !e.dirty && s.dirty.len() < MAX_DIRTY_PER_SHARD {
-                e.dirty = true;
-                s.dirty.push(key);
+            if f(e) {
+                list(&mut s.dirty, e, key);
             }
         }
     }

@@ -28,7 +28,7 @@ use arc_swap::ArcSwap;
 use crate::event::fingerprint::Fingerprint;
 use crate::memory::Pressure;
 use crate::suppress::Reason;
-use local::{Entry, Key, Limits, Shards, DUPLICATE_RULE};
+use local::{Key, Limits, Shards, DUPLICATE_RULE};
 use rules::{KeyKind, RuleSet, Settings};
 
 pub use redis::{run, spawn};
@@ -327,9 +327,9 @@ impl Limiter {
     /// window that has closed meanwhile are left alone.
     pub fn restore(&self, items: &[SyncItem]) {
         for it in items {
-            self.keys.update_listed(it.key, |e| {
+            self.keys.update(it.key, |e| {
                 if e.window != it.window {
-                    return;
+                    return false;
                 }
                 e.unreported = e.unreported.saturating_add(it.used);
                 if it.want < 0 {
@@ -337,6 +337,7 @@ impl Limiter {
                     e.lease = e.lease.saturating_add(back);
                     e.leased = true;
                 }
+                true
             });
         }
     }
@@ -349,19 +350,15 @@ impl Limiter {
             if it.want <= 0 {
                 continue; // a report or a give-back: no lease asked, none granted
             }
-            let grant_it = |e: &mut Entry| {
+            self.keys.update(it.key, |e| {
                 if e.window == it.window {
                     e.lease = e.lease.saturating_add(grant);
                     e.leased = true;
                 }
-            };
-            if grant > 0 {
-                // Listed, so that a key going quiet right after its grant gives it back at the
-                // next sync instead of holding it to the end of the window.
-                self.keys.update_listed(it.key, grant_it);
-            } else {
-                self.keys.update(it.key, grant_it);
-            }
+                // Listed after a grant, so that a key going quiet right after it gives the
+                // lease back at the next sync instead of holding it to the end of the window.
+                grant > 0
+            });
         }
     }
 
