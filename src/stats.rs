@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
-use crate::event::parse::RejectCode;
+use crate::protocol::RejectCode;
 
 /// Distinct services counted by name in `top_services`; later ones are counted as
 /// [`OTHER_SERVICES`] so a client inventing names cannot grow memory.

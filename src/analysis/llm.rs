@@ -354,9 +354,9 @@ pub fn prompt(job: &Job, max: usize) -> String {
     p.push_str(&job.message);
     if let Some(s) = &job.stack {
         p.push_str("\nStack trace (top):\n");
-        p.push_str(&super::unescape_stack(s));
+        p.push_str(&crate::json::unescape_capped(s));
     }
-    let cut = super::floor_char_boundary(&p, max);
+    let cut = crate::json::floor_char_boundary(&p, max);
     p.truncate(cut);
     p
 }

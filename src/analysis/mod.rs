@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::event::classify::Class;
 use crate::event::fingerprint::Fingerprint;
+use crate::json;
 use crate::memory::{Pressure, PressureRx};
 use crate::ring::{Batch, RingSender};
 use crate::stats::Stats;
@@ -107,8 +108,8 @@ impl Job {
             fingerprint: fp.0,
             event_id,
             name: name.map(Into::into),
-            message: message[..floor_char_boundary(message, MAX_JOB_MESSAGE)].into(),
-            stack: stack_escaped.map(|s| s[..floor_char_boundary(s, MAX_JOB_STACK)].into()),
+            message: json::truncate(message, MAX_JOB_MESSAGE).into(),
+            stack: stack_escaped.map(|s| json::truncate(s, MAX_JOB_STACK).into()),
             service: service.into(),
             class,
         }
@@ -511,7 +512,7 @@ async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &Cancel
             job.stack.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let stack = stack.as_deref().map(unescape_stack);
+            let stack = stack.as_deref().map(json::unescape_capped);
             h2.0.rules
                 .advise(name.as_deref(), &message, stack.as_deref())
         })
@@ -617,41 +618,9 @@ fn remember(h: &AnalysisHandle, job: &Job, source: &str, advice: Option<Advice>,
     }
 }
 
-/// The largest index `<= max` on a char boundary of `s`.
-pub fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if s.len() <= max {
-        return s.len();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
-}
-
-/// Decodes a stack kept as escaped JSON string content; a cap that cut an escape in half is
-/// backed off, and anything undecodable is returned as is.
-pub fn unescape_stack(escaped: &str) -> String {
-    for back in 0..6 {
-        let end = floor_char_boundary(escaped, escaped.len().saturating_sub(back));
-        if let Ok(s) = serde_json::from_str::<String>(&format!("\"{}\"", &escaped[..end])) {
-            return s;
-        }
-    }
-    escaped.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescape_handles_cut_escapes() {
-        assert_eq!(unescape_stack("a\\nb"), "a\nb");
-        assert_eq!(unescape_stack("a\\u00e9"), "aé");
-        assert_eq!(unescape_stack("a\\u00"), "a");
-        assert_eq!(unescape_stack("x\\"), "x");
-    }
 
     #[test]
     fn jobs_are_capped_on_char_boundaries() {

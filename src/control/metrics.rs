@@ -13,7 +13,7 @@ use super::ControlState;
 use crate::breaker::State as BreakerState;
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
-use crate::event::parse::RejectCode;
+use crate::protocol::RejectCode;
 use crate::stats::Histogram;
 use crate::suppress::Reason;
 

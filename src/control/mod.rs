@@ -32,10 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
-use crate::event::parse::RejectCode;
 use crate::event::record::{rfc3339_micros, system_time};
 use crate::event::table::FingerprintTable;
 use crate::history::{Filter, History};
+use crate::protocol::RejectCode;
 use crate::ring::RingStats;
 use crate::stats::Stats;
 use crate::suppress::Reason;

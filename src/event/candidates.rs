@@ -10,8 +10,8 @@ use bytes::{BufMut, BytesMut};
 
 use super::formats::{self, rank};
 use super::level::Level;
-use super::parse::{unquote, ParseError, RawEvent, Timestamp};
-use super::record::put_str;
+use super::parse::{ParseError, RawEvent, Timestamp};
+use crate::json::{put_str, unquote};
 
 /// Where a candidate came from, so the winner can be taken out of `extra`.
 #[derive(Debug, Clone, Copy)]

@@ -81,6 +81,7 @@
 
 use std::fmt;
 
+use crate::json;
 use memchr::{memchr, memchr2, memrchr, memrchr3};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
@@ -636,7 +637,7 @@ impl Iterator for Lines<'_> {
                 match s.get(k + 1) {
                     Some(b'n') => (2, 0),
                     Some(b'r') if s.get(k + 2..k + 4) == Some(b"\\n") => (4, 0),
-                    Some(b'u') => match hex4(s.get(k + 2..k + 6)) {
+                    Some(b'u') => match s.get(k + 2..).and_then(json::hex4) {
                         Some(0x0a) => (6, 0),
                         Some(_) => (0, 6),
                         None => (0, 2),
@@ -658,17 +659,6 @@ impl Iterator for Lines<'_> {
             j = k + esc_len;
         }
     }
-}
-
-fn hex4(digits: Option<&[u8]>) -> Option<u32> {
-    let digits = digits?;
-    if digits.len() != 4 {
-        return None;
-    }
-    digits.iter().try_fold(0u32, |acc, &c| {
-        let v = (c as char).to_digit(16)?;
-        Some(acc << 4 | v)
-    })
 }
 
 /// The text of a line: borrowed when it has no escapes, else unescaped into `buf`.
@@ -698,7 +688,7 @@ fn unescape<'b>(src: &[u8], buf: &'b mut [u8; LINE_BUF]) -> &'b [u8] {
         if i >= src.len() || n >= LINE_BUF {
             break;
         }
-        let (ch, used) = decode_escape(&src[i..]);
+        let (ch, used) = json::decode_escape(&src[i..]);
         let mut tmp = [0u8; 4];
         let enc = ch.encode_utf8(&mut tmp).as_bytes();
         let take = enc.len().min(LINE_BUF - n);
@@ -707,43 +697,6 @@ fn unescape<'b>(src: &[u8], buf: &'b mut [u8; LINE_BUF]) -> &'b [u8] {
         i += used;
     }
     &buf[..n]
-}
-
-/// Decodes the escape at the start of `s` (which begins with a backslash): the character and
-/// how many input bytes it used.
-fn decode_escape(s: &[u8]) -> (char, usize) {
-    let simple = match s.get(1) {
-        Some(b'"') => Some('"'),
-        Some(b'\\') => Some('\\'),
-        Some(b'/') => Some('/'),
-        Some(b'b') => Some('\u{8}'),
-        Some(b'f') => Some('\u{c}'),
-        Some(b'n') => Some('\n'),
-        Some(b'r') => Some('\r'),
-        Some(b't') => Some('\t'),
-        _ => None,
-    };
-    if let Some(c) = simple {
-        return (c, 2);
-    }
-    if s.get(1) != Some(&b'u') {
-        return ('\\', 1);
-    }
-    let Some(hi) = hex4(s.get(2..6)) else {
-        return ('\\', 1);
-    };
-    if (0xD800..0xDC00).contains(&hi) {
-        if s.get(6..8) == Some(b"\\u") {
-            if let Some(lo) = hex4(s.get(8..12)) {
-                if (0xDC00..0xE000).contains(&lo) {
-                    let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                    return (char::from_u32(cp).unwrap_or('\u{FFFD}'), 12);
-                }
-            }
-        }
-        return ('\u{FFFD}', 6);
-    }
-    (char::from_u32(hi).unwrap_or('\u{FFFD}'), 6)
 }
 
 // ---------------------------------------------------------------------------------------------

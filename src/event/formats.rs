@@ -598,7 +598,8 @@ mod tests {
 
     // Whole lines through the parser.
     use crate::event::level::Level;
-    use crate::event::parse::{parse, Expected, ParseError, RejectCode, Timestamp};
+    use crate::event::parse::{parse, Expected, ParseError, Timestamp};
+    use crate::protocol::RejectCode;
 
     /// Golden lines in each logger's documented default JSON output (docs/formats.md).
     struct Want {

@@ -22,10 +22,11 @@ use bytes::{BufMut, BytesMut};
 use ulid::Ulid;
 
 use crate::config;
+use crate::json::{put_str, truncate};
 use fingerprint::Fingerprint;
 use level::Level;
 use parse::ParseError;
-use record::{put_escaped_body, put_str, put_u64};
+use record::put_u64;
 use sanitize::Sanitizer;
 use table::FingerprintTable;
 
@@ -364,18 +365,6 @@ impl Pipeline {
     }
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 fn redact<'a>(changed: Option<String>, orig: Cow<'a, str>) -> Cow<'a, str> {
     changed.map_or(orig, Cow::Owned)
 }
@@ -404,9 +393,4 @@ pub fn json_line(out: &mut BytesMut, v: &serde_json::Value) {
     let text = v.to_string();
     out.extend_from_slice(text.as_bytes());
     out.put_u8(b'\n');
-}
-
-/// Appends `s`'s escaped body; re-exported for reply encoding.
-pub fn put_body(out: &mut BytesMut, s: &str) {
-    put_escaped_body(out, s)
 }

@@ -13,12 +13,11 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use bytes::BytesMut;
-
 use super::candidates::{ExtraValue, Partial, Src, MAX_LIFTED_MEMBERS};
 use super::formats::{self, rank, Family, Field, LevelKey, Lift};
 use super::level::{Level, NumericScale};
-use super::record::{put_escaped_body, put_str};
+use crate::json::{escaped, quoted, unquote, Key};
+use crate::protocol::RejectCode;
 
 /// Deepest JSON nesting accepted in a line (objects/arrays inside `context`, `tags`, `extra`).
 /// serde_json's own recursion limit is 128; we reject earlier with a specific error.
@@ -26,49 +25,6 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Most parts in a client-supplied `fingerprint` array.
 pub const MAX_FINGERPRINT_PARTS: usize = 16;
-
-/// Reply codes of PROTOCOL.md, plus `read_timeout` for a line not completed in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectCode {
-    InvalidJson,
-    InvalidUtf8,
-    LineTooLong,
-    MissingField,
-    WrongType,
-    Overloaded,
-    ShuttingDown,
-    ReadTimeout,
-}
-
-impl RejectCode {
-    pub const ALL: [RejectCode; 8] = [
-        RejectCode::InvalidJson,
-        RejectCode::InvalidUtf8,
-        RejectCode::LineTooLong,
-        RejectCode::MissingField,
-        RejectCode::WrongType,
-        RejectCode::Overloaded,
-        RejectCode::ShuttingDown,
-        RejectCode::ReadTimeout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectCode::InvalidJson => "invalid_json",
-            RejectCode::InvalidUtf8 => "invalid_utf8",
-            RejectCode::LineTooLong => "line_too_long",
-            RejectCode::MissingField => "missing_field",
-            RejectCode::WrongType => "wrong_type",
-            RejectCode::Overloaded => "overloaded",
-            RejectCode::ShuttingDown => "shutting_down",
-            RejectCode::ReadTimeout => "read_timeout",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What a field was expected to be, for `wrong_type` details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,31 +238,6 @@ struct EventVisitor<'o, 'a> {
     out: &'o mut Fields<'a>,
 }
 
-/// A map key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 /// The value of a [`Field::Nested`] key, read in the same pass: an object's members stay raw;
 /// a string is decoded; anything else is kept as JSON text.
 enum Nested<'a> {
@@ -377,20 +308,6 @@ impl<'de> Deserialize<'de> for Nested<'de> {
         }
         d.deserialize_any(V)
     }
-}
-
-/// A string as the escaped body of a JSON string literal.
-fn escaped(s: &str) -> String {
-    let mut out = BytesMut::with_capacity(s.len() + 16);
-    put_escaped_body(&mut out, s);
-    String::from_utf8(out.to_vec()).unwrap_or_default()
-}
-
-/// A string as a JSON string literal.
-fn quoted(s: &str) -> String {
-    let mut out = BytesMut::with_capacity(s.len() + 2);
-    put_str(&mut out, s);
-    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
@@ -662,19 +579,6 @@ fn nested<'a>(
         }
     }
     Ok(())
-}
-
-/// A JSON string literal's value: borrowed when it has no escapes.
-pub(super) fn unquote(raw: &str) -> Option<Cow<'_, str>> {
-    if !raw.starts_with('"') {
-        return None;
-    }
-    let body = &raw[1..raw.len() - 1];
-    if memchr::memchr(b'\\', body.as_bytes()).is_none() {
-        Some(Cow::Borrowed(body))
-    } else {
-        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-    }
 }
 
 /// Raw text is copied into the log as is, so it must be readable by any JSON reader. serde_json's

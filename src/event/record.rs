@@ -1,61 +1,11 @@
-//! Writing log records: JSON string escaping and timestamps, into a caller's buffer.
+//! Writing log records: numbers and timestamps into a caller's buffer (strings: [`crate::json`]).
 //!
 //! Records are written by hand (field order fixed, raw client JSON copied through) because this
 //! is the hottest code after parsing; everything else in the daemon uses serde.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, BytesMut};
-
-/// Bytes that must be escaped inside a JSON string: `"`, `\` and control characters.
-const fn escape_table() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-}
-static ESCAPE: [bool; 256] = escape_table();
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Appends `s` as a quoted JSON string.
-pub fn put_str(out: &mut BytesMut, s: &str) {
-    out.reserve(s.len() + 2);
-    out.put_u8(b'"');
-    put_escaped_body(out, s);
-    out.put_u8(b'"');
-}
-
-/// Appends the escaped body of `s` (no quotes).
-pub fn put_escaped_body(out: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !ESCAPE[b as usize] {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => {
-                out.extend_from_slice(b"\\u00");
-                out.put_u8(HEX[(b >> 4) as usize]);
-                out.put_u8(HEX[(b & 0xf) as usize]);
-            }
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
+use bytes::BytesMut;
 
 /// Appends an unsigned integer.
 pub fn put_u64(out: &mut BytesMut, v: u64) {
@@ -91,23 +41,6 @@ pub fn unix_nanos(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_round_trip_through_serde() {
-        for s in [
-            "plain",
-            "q\"b\\s",
-            "nl\nr\rt\t",
-            "\u{1}\u{1f}",
-            "ünïcødé ✓",
-            "",
-        ] {
-            let mut out = BytesMut::new();
-            put_str(&mut out, s);
-            let back: String = serde_json::from_slice(&out).unwrap();
-            assert_eq!(back, s);
-        }
-    }
 
     #[test]
     fn timestamps() {

@@ -50,11 +50,11 @@
 
 #![forbid(unsafe_code)]
 
-use std::borrow::Cow;
 use std::fmt;
 use std::fmt::Write as _;
 use std::ops::Range;
 
+use crate::json;
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use memchr::memchr;
 use memchr::memmem;
@@ -371,11 +371,11 @@ impl Sanitizer {
             return None;
         }
         let redacted = if memchr(b'\\', s.as_bytes()).is_some() {
-            self.redact_text_with(&unescape_json(s), builtin)?
+            self.redact_text_with(&json::unescape_lenient(s), builtin)?
         } else {
             self.redact_text_with(s, builtin)?
         };
-        Some(escape_json(&redacted))
+        Some(json::escaped(&redacted))
     }
 
     /// `raw` is a raw JSON value (the client's `context`). Values under sensitive keys become
@@ -402,9 +402,9 @@ impl Sanitizer {
                 self.walk_json(raw, builtin, Some(&mut out)).map(|_| out)
             }
             None => {
-                let decoded = unescape_json(raw);
+                let decoded = json::unescape_lenient(raw);
                 let text = self.redact_text(&decoded).unwrap_or(decoded);
-                Some(format!("\"{}\"", escape_json(&text)))
+                Some(format!("\"{}\"", json::escaped(&text)))
             }
         }
     }
@@ -823,92 +823,6 @@ fn boundary_before(bytes: &[u8], at: usize) -> bool {
     }
 }
 
-/// Decodes a JSON string body leniently: valid escapes are decoded, invalid ones kept as text,
-/// lone or invalid surrogates become U+FFFD. Never fails.
-fn unescape_json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = memchr(b'\\', rest.as_bytes()) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(c) = after.chars().next() else {
-            out.push('\\');
-            rest = after;
-            break;
-        };
-        rest = &after[c.len_utf8()..];
-        match c {
-            '"' | '\\' | '/' => out.push(c),
-            'b' => out.push('\u{8}'),
-            'f' => out.push('\u{c}'),
-            'n' => out.push('\n'),
-            'r' => out.push('\r'),
-            't' => out.push('\t'),
-            'u' => match hex4(rest) {
-                Some(hi @ 0xD800..=0xDBFF) => {
-                    rest = &rest[4..];
-                    let lo = rest.strip_prefix("\\u").and_then(hex4);
-                    match lo {
-                        Some(lo @ 0xDC00..=0xDFFF) => {
-                            rest = &rest[6..];
-                            let code = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                            out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
-                        }
-                        _ => out.push('\u{FFFD}'),
-                    }
-                }
-                Some(code) => {
-                    rest = &rest[4..];
-                    out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
-                }
-                None => out.push_str("\\u"),
-            },
-            other => {
-                out.push('\\');
-                out.push(other);
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The value of the four hex digits at the start of `s`, if they are there.
-fn hex4(s: &str) -> Option<u32> {
-    let digits = s.as_bytes().get(..4)?;
-    digits.iter().try_fold(0u32, |acc, &b| {
-        char::from(b).to_digit(16).map(|d| (acc << 4) | d)
-    })
-}
-
-/// Escapes text as a JSON string body (without the quotes).
-fn escape_json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    escape_json_into(&mut out, s);
-    out
-}
-
-/// Appends `s` escaped as a JSON string body to `out`.
-fn escape_json_into(out: &mut String, s: &str) {
-    let mut rest = s;
-    // Copy runs that need no escaping in one go; what needs escaping is ASCII (one byte).
-    while let Some(i) = rest.find(|c: char| c < ' ' || c == '"' || c == '\\') {
-        out.push_str(&rest[..i]);
-        match rest.as_bytes()[i] {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            b => {
-                let _ = write!(out, "\\u{b:04x}");
-            }
-        }
-        rest = &rest[i + 1..];
-    }
-    out.push_str(rest);
-}
-
 /// State of a JSON walk: redacts, and writes the result if it has somewhere to write it.
 struct JsonWriter<'s, 'o> {
     san: &'s Sanitizer,
@@ -937,7 +851,7 @@ impl JsonWriter<'_, '_> {
         self.changed |= redacted.is_some();
         if let Some(out) = self.out.as_deref_mut() {
             out.push('"');
-            escape_json_into(out, redacted.as_deref().unwrap_or(s));
+            json::push_escaped(out, redacted.as_deref().unwrap_or(s));
             out.push('"');
         }
     }
@@ -1020,7 +934,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.w.push("{");
         let mut comma = false;
-        while let Some(JsonKey(key)) = map.next_key()? {
+        while let Some(json::Key(key)) = map.next_key()? {
             if comma {
                 self.w.push(",");
             }
@@ -1036,28 +950,6 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
         }
         self.w.push("}");
         Ok(())
-    }
-}
-
-/// An object key, borrowed from the input unless it had escapes.
-struct JsonKey<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for JsonKey<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = JsonKey<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(JsonKey(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(JsonKey(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -1522,7 +1414,7 @@ mod tests {
             }
         }
         assert_eq!(
-            unescape_json(r"\ud83d\ude00\ud800x\u00"),
+            json::unescape_lenient(r"\ud83d\ude00\ud800x\u00"),
             "\u{1F600}\u{FFFD}x\\u00"
         );
     }
@@ -1579,12 +1471,12 @@ mod tests {
             let once = text(input);
             assert_eq!(text(&once), once, "input: {input}");
             assert_eq!(s.redact_text(&once), None, "second pass changed: {once}");
-            let esc = escape_json(input);
+            let esc = json::escaped(input);
             let once = s.redact_escaped(&esc).unwrap_or(esc);
             assert_eq!(s.redact_escaped(&once), None, "escaped: {once}");
             let json = format!(
                 r#"{{"m":"{}","password":"x","n":{{"token":[1]}}}}"#,
-                escape_json(input)
+                json::escaped(input)
             );
             let once = s.redact_json(&json).unwrap();
             assert_eq!(s.redact_json(&once), None, "json: {once}");
@@ -1745,7 +1637,7 @@ mod tests {
         let s = san();
         assert_eq!(EVENT.len(), 875);
         assert_eq!(s.redact_text(EVENT), None);
-        let escaped = escape_json(EVENT);
+        let escaped = json::escaped(EVENT);
         assert_eq!(s.redact_escaped(&escaped), None);
         let context = r#"{"path":"/cart/checkout","method":"POST","user_id":1842,"items":[1,2,3]}"#;
         assert_eq!(s.redact_json(context), None);

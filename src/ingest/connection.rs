@@ -21,9 +21,9 @@ use super::inflight::ConnLoad;
 use super::peer::Peer;
 use super::reply::Replies;
 use super::Shared;
-use crate::event::parse::RejectCode;
 use crate::event::{ConnMeta, ConnState, Received};
 use crate::memory::Pressure;
+use crate::protocol::RejectCode;
 use crate::ring::{Batch, PushError};
 
 /// How often a connection over its in-flight cap looks again (it waits for other connections'

@@ -6,8 +6,8 @@ use bytes::BytesMut;
 use serde::Serialize;
 use tokio::net::UnixStream;
 
-use crate::event::record::put_str;
 use crate::event::ConnMeta;
+use crate::json::put_str;
 
 /// Service name used when neither the event nor /proc gives one.
 const UNKNOWN_SERVICE: &str = "unknown";

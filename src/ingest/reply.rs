@@ -6,12 +6,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::sync::Notify;
 use ulid::Ulid;
 
-use crate::event::parse::RejectCode;
-use crate::event::put_body;
+use crate::protocol::{self, RejectCode};
 use crate::stats::Stats;
 
 #[derive(Debug)]
@@ -53,33 +52,17 @@ impl Replies {
         self.wake.notify_one();
     }
 
-    /// `{"ok":false,"error":CODE,"detail":DETAIL,"line":N}`
+    /// A rejected line (PROTOCOL.md).
     pub fn reject(&self, code: RejectCode, detail: &dyn std::fmt::Display, line: u64) {
         let detail = detail.to_string();
-        self.push_with(|b| {
-            b.extend_from_slice(b"{\"ok\":false,\"error\":\"");
-            b.extend_from_slice(code.as_str().as_bytes());
-            b.extend_from_slice(b"\",\"detail\":\"");
-            put_body(b, &detail);
-            b.extend_from_slice(b"\",\"line\":");
-            b.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
-            b.extend_from_slice(b"}\n");
-        });
+        self.push_with(|b| protocol::put_reject(b, code, &detail, line));
     }
 
-    /// `{"ok":false,"error":"rate_limited","reason":REASON,"detail":…,"line":N}` for an event
-    /// that asked for an ack and was suppressed (PROTOCOL.md). Not a rejection: not counted as one.
+    /// `rate_limited` for an event that asked for an ack and was suppressed (PROTOCOL.md). Not
+    /// a rejection: not counted as one.
     pub fn rate_limited(&self, reason: Option<crate::suppress::Reason>, line: u64) {
         let reason = reason.map_or("rate_limit", |r| r.as_str());
-        self.push_with(|b| {
-            b.extend_from_slice(b"{\"ok\":false,\"error\":\"rate_limited\",\"reason\":\"");
-            b.extend_from_slice(reason.as_bytes());
-            b.extend_from_slice(
-                b"\",\"detail\":\"suppressed by a limit; counted in a suppressed record\",\"line\":",
-            );
-            b.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
-            b.extend_from_slice(b"}\n");
-        });
+        self.push_with(|b| protocol::put_rate_limited(b, reason, line));
     }
 
     /// Marks `n` acked events as queued; each is later settled by [`ack`](Self::ack) or
@@ -93,14 +76,7 @@ impl Replies {
         if ids.is_empty() {
             return;
         }
-        self.push_with(|b| {
-            let mut idbuf = [0u8; ulid::ULID_LEN];
-            for id in ids {
-                b.extend_from_slice(b"{\"ok\":true,\"id\":\"");
-                b.extend_from_slice(id.array_to_str(&mut idbuf).as_bytes());
-                b.extend_from_slice(b"\"}\n");
-            }
-        });
+        self.push_with(|b| protocol::put_acks(b, ids));
         self.stats
             .acks
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
@@ -113,16 +89,7 @@ impl Replies {
         if ids.is_empty() {
             return;
         }
-        self.push_with(|b| {
-            let mut idbuf = [0u8; ulid::ULID_LEN];
-            for id in ids {
-                b.extend_from_slice(b"{\"ok\":false,\"error\":\"");
-                b.extend_from_slice(code.as_str().as_bytes());
-                b.extend_from_slice(b"\",\"id\":\"");
-                b.extend_from_slice(id.array_to_str(&mut idbuf).as_bytes());
-                b.put_slice(b"\"}\n");
-            }
-        });
+        self.push_with(|b| protocol::put_nacks(b, ids, code));
         self.pending_acks.fetch_sub(ids.len(), Ordering::AcqRel);
         self.wake.notify_one();
     }

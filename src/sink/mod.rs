@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::config::{self, FsyncPolicy};
 use crate::event::daemon_record;
-use crate::event::parse::RejectCode;
+use crate::protocol::RejectCode;
 use crate::ring::{Batch, RingReceiver};
 use crate::stats::Stats;
 use file::{LogFile, PathChange, TailRepair};
