@@ -34,7 +34,11 @@ fn bench(c: &mut Criterion) {
         (fps[i], now)
     };
 
-    let none = Limiter::disabled();
+    let none = Limiter::new(
+        &LimitConfig::default()
+            .validate()
+            .expect("defaults are valid"),
+    );
     g.bench_function("decide_no_rules", |b| {
         b.iter(|| {
             let (fp, t) = next();

@@ -13,9 +13,11 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use qerrors::analysis::AnalysisHandle;
 use qerrors::config::{Overrides, RawConfig};
-use qerrors::event::{fingerprint, Pipeline, Received};
+use qerrors::event::{fingerprint, Received};
 use qerrors::ingest::peer::Peer;
+use qerrors::pipeline::{table::FingerprintTable, ConnState, Pipeline};
 
 /// A typical ~875-byte Node.js error event.
 const JS_EVENT: &str = r#"{"message":"Cannot read properties of undefined (reading 'id') while loading order 48151623","name":"TypeError","level":"error","service":"checkout","stack":"TypeError: Cannot read properties of undefined (reading 'id')\n    at getOrderOwner (/srv/app/releases/20261128/src/orders/owner.js:41:23)\n    at OrderService.load (/srv/app/releases/20261128/src/orders/service.js:118:18)\n    at async handler (/srv/app/releases/20261128/src/routes/orders.js:57:5)\n    at Layer.handle [as handle_request] (/srv/app/node_modules/express/lib/router/layer.js:95:5)\n    at next (/srv/app/node_modules/express/lib/router/route.js:149:13)\n    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)","context":{"path":"/api/orders/48151623","method":"GET","user_id":4711,"request_id":"6f1c2a9e-3b7d-4c55-9a1e-0d2f8e7b6c41","attempt":1},"tags":{"region":"eu-1","version":"2026.11.28"}}"#;
@@ -26,15 +28,26 @@ const PINO_EVENT: &str = r#"{"level":50,"time":1764345943123,"pid":4242,"hostnam
 /// A Python error as structlog writes it (`format_exc_info`, `JSONRenderer`).
 const STRUCTLOG_EVENT: &str = r#"{"event": "loading order 48151623 failed", "level": "error", "timestamp": "2026-11-28T16:49:03.123456Z", "path": "/api/orders/48151623", "user_id": 4711, "exception": "Traceback (most recent call last):\n  File \"/srv/app/orders/views.py\", line 57, in handler\n    owner = load_owner(order)\n  File \"/srv/app/orders/owner.py\", line 41, in load_owner\n    return order[\"owner\"][\"id\"]\nKeyError: 'owner'"}"#;
 
-fn pipeline() -> Pipeline {
+fn pipeline(analysis: Option<AnalysisHandle>) -> Pipeline {
     let cfg = RawConfig::default()
         .validate(&Overrides::default())
         .expect("defaults are valid");
-    Pipeline::new(&cfg).expect("pipeline")
+    let table = FingerprintTable::new(
+        cfg.event.max_fingerprints.get(),
+        cfg.event.occurrence_window,
+    );
+    Pipeline::new(
+        &cfg,
+        std::sync::Arc::new(table),
+        std::sync::Arc::new(qerrors::limit::Limiter::new(&cfg.limit)),
+        analysis,
+        Default::default(),
+    )
+    .expect("pipeline")
 }
 
 fn bench(c: &mut Criterion) {
-    let p = pipeline();
+    let p = pipeline(None);
     let meta = Peer {
         pid: Some(4242),
         uid: 1000,
@@ -45,7 +58,7 @@ fn bench(c: &mut Criterion) {
     }
     .meta();
     let rx = Received::now();
-    let mut state = qerrors::event::ConnState::default();
+    let mut state = ConnState::default();
     let mut out = BytesMut::with_capacity(1 << 20);
 
     let mut g = c.benchmark_group("event");
@@ -121,25 +134,21 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (ring_tx, _ring_rx) = qerrors::ring::ring(
-        cfg.ring.capacity_events.get(),
-        cfg.ring.capacity_bytes.get(),
-        cfg.ring.overflow,
-    );
+    let (outbox, _records) = qerrors::outbox::outbox();
     let (_pressure_tx, pressure_rx) = qerrors::memory::channel();
     let mut acfg = cfg.analysis.clone();
     acfg.cache_file = None;
     let analysis = rt
         .block_on(qerrors::analysis::Analysis::start(
             &acfg,
-            std::sync::Arc::new(qerrors::stats::Stats::default()),
-            ring_tx,
+            outbox,
+            &qerrors::breaker::Registry::default(),
             pressure_rx,
         ))
         .expect("analysis")
         .expect("enabled");
     let handle = analysis.handle();
-    let pa = pipeline().with_analysis(Some(handle.clone()));
+    let pa = pipeline(Some(handle.clone()));
     pa.process(JS_EVENT, &meta, &rx, &mut state, &mut out)
         .expect("valid event");
     while handle

@@ -17,17 +17,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use arc_swap::ArcSwap;
-use bytes::BytesMut;
 
+use crate::analysis::AnalysisHandle;
+use crate::breaker;
 use crate::config::{self, Config};
-use crate::control;
-use crate::event::daemon_record;
-use crate::event::Pipeline;
-use crate::history::{History, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
+use crate::control::history::{History, DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS};
+use crate::control::{self, ControlState};
 use crate::ingest::{self, listener::Socket};
+use crate::limit::suppress::Suppressions;
+use crate::limit::Limiter;
 use crate::notify;
+use crate::outbox::{self, Outbox};
+use crate::pipeline::table::FingerprintTable;
+use crate::pipeline::Pipeline;
 use crate::ring;
-use crate::ring::Batch;
 use crate::sink::{SinkControl, Writer, WriterReport};
 use crate::stats::Stats;
 
@@ -71,8 +74,19 @@ pub async fn run_with(
         cfg.ring.capacity_bytes.get(),
         cfg.ring.overflow,
     );
-    let writer = Writer::new(cfg.sink.clone(), ring_rx, stats.clone(), control.clone())
-        .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
+    // Events reach the writer through the ring; every other record through the outbox.
+    let (outbox, outbox_rx) = outbox::outbox();
+    let suppressions = Arc::new(Suppressions::default());
+    let breakers = Arc::new(breaker::Registry::default());
+    let writer = Writer::new(
+        cfg.sink.clone(),
+        ring_rx,
+        outbox_rx,
+        suppressions.clone(),
+        stats.clone(),
+        control.clone(),
+    )
+    .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
     let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
     // The memory governor first: every bounded structure below listens to its level.
     let memory = Arc::new(crate::memory::MemoryStatus::default());
@@ -81,27 +95,35 @@ pub async fn run_with(
         cfg.memory.clone(),
         pressure_tx,
         memory.clone(),
-        stats.clone(),
+        outbox.clone(),
     )
     .spawn()
     .context("starting the memory governor")?;
-    // Rate limits: one limiter for every pipeline generation, synced by its own task.
-    let limiter = Arc::new(crate::limit::Limiter::new(&cfg.limit));
-    let _ = stats.limiter.set(limiter.clone());
+    // The pipeline's collaborators live as long as the daemon; each config generation's
+    // pipeline is built over the same ones.
+    let limiter = Arc::new(Limiter::new(&cfg.limit));
     let analysis = crate::analysis::Analysis::start(
         &cfg.analysis,
-        stats.clone(),
-        ring_tx.clone(),
+        outbox.clone(),
+        &breakers,
         pressure_rx.clone(),
     )
     .await
     .context("starting analysis")?;
-    let analysis_handle = analysis.as_ref().map(|a| a.handle());
+    let parts = PipelineParts {
+        table: Arc::new(FingerprintTable::new(
+            cfg.event.max_fingerprints.get(),
+            cfg.event.occurrence_window,
+        )),
+        limiter: limiter.clone(),
+        analysis: analysis.as_ref().map(|a| a.handle()),
+        suppressions: suppressions.clone(),
+        outbox: outbox.clone(),
+    };
     let pipeline = Arc::new(
-        Pipeline::new(&cfg)
-            .context("building the event pipeline")?
-            .with_limiter(limiter.clone())
-            .with_analysis(analysis_handle.clone()),
+        parts
+            .pipeline(&cfg)
+            .context("building the event pipeline")?,
     );
     // Compiling the rule and sanitizer regexes peaks ~5 MiB above what they keep; give the
     // difference back now rather than carry it for the daemon's lifetime (docs/memory.md).
@@ -142,7 +164,7 @@ pub async fn run_with(
     let listener = tokio::net::UnixListener::from_std(socket.listener.try_clone()?)
         .context("registering the socket with the runtime")?;
     let history = Arc::new(History::new(DEFAULT_MAX_EVENTS, DEFAULT_MAX_BYTES));
-    let fingerprints = pipeline.fingerprints().clone();
+    let fingerprints = parts.table.clone();
     let ring_stats = ring_tx.stats();
     // Every bounded structure follows the pressure level (docs/memory.md).
     let _shrink = {
@@ -174,15 +196,16 @@ pub async fn run_with(
     let control_stop = CancellationToken::new();
     let limit_stop = CancellationToken::new();
     let limit_thread = crate::limit::spawn(
-        limiter,
+        limiter.clone(),
         cfg.limit.clone(),
         pressure_rx.clone(),
-        stats.clone(),
+        outbox.clone(),
+        breakers.clone(),
         limit_stop.clone(),
     )
     .context("starting the limiter thread")?;
     let control_task = control_listener.map(|listener| {
-        let state = control::ControlState {
+        let state = ControlState {
             stats: stats.clone(),
             ring: ring_stats,
             history,
@@ -190,9 +213,13 @@ pub async fn run_with(
             started: std::time::Instant::now(),
             shutting_down: cancel.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
-            analysis: analysis_handle,
+            analysis: parts.analysis.clone(),
             memory: memory.clone(),
             inflight,
+            suppressions,
+            limiter,
+            breakers,
+            outbox,
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });
@@ -221,7 +248,7 @@ pub async fn run_with(
                 tracing::info!("SIGHUP: reopening the log file and reloading the configuration");
                 control.reopen.store(true, Ordering::Release);
                 notify::reloading();
-                current = reload(current, &source, &shared).await;
+                current = reload(current, &source, &shared, &parts).await;
                 notify::ready();
             }
         }
@@ -303,23 +330,48 @@ impl ConfigSource {
     }
 }
 
+/// What every pipeline generation is built over: kept by `app` across reloads.
+struct PipelineParts {
+    table: Arc<FingerprintTable>,
+    limiter: Arc<Limiter>,
+    analysis: Option<AnalysisHandle>,
+    suppressions: Arc<Suppressions>,
+    /// Where reload outcomes are written.
+    outbox: Outbox,
+}
+
+impl PipelineParts {
+    fn pipeline(&self, cfg: &Config) -> Result<Pipeline, crate::event::sanitize::SanitizeError> {
+        Pipeline::new(
+            cfg,
+            self.table.clone(),
+            self.limiter.clone(),
+            self.analysis.clone(),
+            self.suppressions.clone(),
+        )
+    }
+}
+
 /// SIGHUP: re-reads the configuration. A bad one keeps the running one and says why; a good one
 /// is applied live for the keys that can change at run time, and keys that need a restart are
 /// named. Either outcome is written to the log as a `daemon` record. Returns the config now in
 /// force (restart-only keys keep their running values).
-async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared) -> Config {
+async fn reload(
+    current: Config,
+    source: &ConfigSource,
+    shared: &ingest::Shared,
+    parts: &PipelineParts,
+) -> Config {
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || src.load()).await;
     let new = match loaded {
         Ok(Ok(new)) => new,
         Ok(Err(e)) => {
             tracing::error!("configuration reload rejected, keeping the running one: {e}");
-            log_record(
-                shared,
+            parts.outbox.notice(
                 "config reload rejected",
-                &[("error", json!(e.to_string()))],
-            )
-            .await;
+                vec![("error", json!(e.to_string()))],
+            );
             return current;
         }
         Err(e) => {
@@ -328,11 +380,8 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
         }
     };
     let restart = config::restart_required(&current, &new);
-    let table = shared.pipeline.load().fingerprints().clone();
-    let limiter = shared.pipeline.load().limiter().clone();
-    let analysis = shared.pipeline.load().analysis().cloned();
-    let pipeline = match Pipeline::with_table(&new, table) {
-        Ok(p) => p.with_limiter(limiter.clone()).with_analysis(analysis),
+    let pipeline = match parts.pipeline(&new) {
+        Ok(p) => p,
         Err(e) => {
             // Validation compiled the same sanitizer; this is not expected.
             tracing::error!("configuration reload rejected: {e}");
@@ -341,7 +390,7 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
     };
     // Restart-only keys keep their running values; everything else takes the new ones.
     let applied = config::merge_live(&current, new);
-    limiter.reload(&applied.limit.rules);
+    parts.limiter.reload(&applied.limit.rules);
     shared.pipeline.store(Arc::new(pipeline));
     shared.cfg.store(Arc::new(applied.ingest.clone()));
     shared.ring.set_policy(applied.ring.overflow);
@@ -350,24 +399,9 @@ async fn reload(current: Config, source: &ConfigSource, shared: &ingest::Shared)
     } else {
         tracing::warn!(keys = ?restart, "configuration reloaded; these keys need a restart to change");
     }
-    log_record(
-        shared,
+    parts.outbox.notice(
         "config reloaded",
-        &[("restart_required", json!(restart))],
-    )
-    .await;
+        vec![("restart_required", json!(restart))],
+    );
     applied
-}
-
-/// Writes a `daemon` record through the ring, in order with the events around it.
-async fn log_record(shared: &ingest::Shared, msg: &str, fields: &[(&str, serde_json::Value)]) {
-    let mut buf = BytesMut::new();
-    daemon_record(&mut buf, msg, fields);
-    let batch = Batch::records(buf.freeze());
-    if shared.ring.push(batch).await.is_err() {
-        tracing::warn!(
-            msg,
-            "could not log a daemon record: the ring is full or closed"
-        );
-    }
 }

@@ -105,6 +105,25 @@ pub struct Transition {
     pub to: State,
 }
 
+/// The breakers of this daemon, registered by their owners at start (the Redis sync, the LLM
+/// client) and read by the control plane. Made by `app`, shared by `Arc`.
+#[derive(Debug, Default)]
+pub struct Registry(std::sync::Mutex<Vec<Arc<BreakerStatus>>>);
+
+impl Registry {
+    /// Makes a breaker visible in `/stats` and `/metrics` (replacing one of the same name).
+    pub fn register(&self, status: Arc<BreakerStatus>) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|b| b.name != status.name);
+        list.push(status);
+    }
+
+    /// Every registered breaker, in registration order.
+    pub fn all(&self) -> Vec<Arc<BreakerStatus>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Lock-free view of a breaker for `/stats` and `/metrics`.
 #[derive(Debug)]
 pub struct BreakerStatus {

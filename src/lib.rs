@@ -1,38 +1,44 @@
 //! qerrors: a sidecar daemon that turns error events from local processes into an enriched,
 //! grouped, rate-limited error log.
 //!
-//! Data flow (one module per stage):
+//! One event crosses these modules once, in this order:
 //!
 //! ```text
-//! apps ─ NDJSON ─▶ ingest   Unix socket, one task per connection: frame (max line) → peer creds
-//!                  event    parse once (raw JSON kept) → validate → sanitize → enrich → fingerprint
-//!                  limit    admit or suppress (counted) right after the fingerprint; shared
-//!                           limits sync with Redis in the background
-//!                           → classify → encode the record into the read's batch
-//!                  ring     lock-free bounded queue of batches, bounded by events and bytes;
-//!                           backpressure or drop-newest, always counted
-//!                  sink     writer thread: gather batches → one vectored write → fsync policy →
-//!                           acks → release ring space; rotation, reopen, `dropped` summaries
+//! apps ─ NDJSON ─▶ ingest    Unix socket, one task per connection: frame (max line), peer creds
+//!                  pipeline  the steps of one line, in order, each from its own module:
+//!                    event      parse (raw JSON kept) → sanitize → fingerprint
+//!                    limit      sample under memory pressure, admit or suppress (counted)
+//!                    event      classify
+//!                    pipeline   occurrence table → offer to analysis → encode into the batch
+//!                  ring      lock-free bounded queue of batches, bounded by events and bytes;
+//!                            backpressure or drop-newest, always counted
+//!                  sink      writer thread: gather batches → one vectored write → fsync policy →
+//!                            acks (through the ring's `Ack`) → release ring space
 //! ```
 //!
-//! - [`analysis`]: fix advice per new fingerprint: built-in rules, an optional LLM, a cache.
-//! - [`control`]: loopback HTTP: /metrics, /health, /ready, /stats, /recent, /fingerprints, dashboard.
-//! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
+//! Records that are not events (`daemon` notices, `advice`) reach the writer through the
+//! [`outbox`]; suppressed and dropped events are counted and written as summary records.
+//!
 //! - [`ingest`]: listener (bind / systemd activation), connections, framing, replies, peers.
-//! - [`event`]: parse, sanitize, fingerprint, classify, occurrence table, record encoding.
-//! - [`limit`]: rate limits and the duplicate policy (local, Redis-shared behind a breaker).
-//! - [`ring`]: the bounded queue between ingest and the writer.
+//! - [`pipeline`]: `Pipeline` (the steps of one event) and the fingerprint occurrence table.
+//! - [`event`]: value types and pure stages: parse, sanitize, fingerprint, classify, record.
+//! - [`limit`]: rate limits and the duplicate policy (local, Redis-shared behind a breaker), and
+//!   the counts of suppressed events.
+//! - [`ring`]: the bounded queue between ingest and the writer, and the `Ack` it carries.
 //! - [`sink`]: the writer thread and the log file.
-//! - [`stats`]: counters and histograms shared by all stages.
-//! - [`suppress`]: per-fingerprint counts of suppressed events, written as `suppressed` records.
-//! - [`notice`]: `daemon` records posted by background subsystems for the writer.
-//! - [`breaker`]: the circuit breaker around outbound calls (Redis, the LLM endpoint).
+//! - [`outbox`]: the writer's route for records that are not events.
+//! - [`analysis`]: fix advice per new fingerprint: built-in rules, an optional LLM, a cache.
 //! - [`memory`]: the memory pressure level every bounded structure listens to.
-//! - [`history`]: the last events, for `/recent`.
+//! - [`breaker`]: the circuit breaker around outbound calls (Redis, the LLM endpoint).
+//! - [`control`]: loopback HTTP: /metrics, /health, /ready, /stats, /recent, /fingerprints,
+//!   dashboard, and the recent-event history behind /recent.
+//! - [`protocol`]: reply codes and the encoding of every reply line (docs/PROTOCOL.md).
+//! - [`json`]: JSON string escaping, unescaping and truncation for the hand-written paths.
+//! - [`stats`]: counters and histograms shared by all stages.
+//! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
 //! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
 //! - [`notify`]: systemd readiness, status and watchdog.
-//! - [`tail`]: `qerrorsctl tail`, following the log across rotation.
-//! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
+//! - [`ctl`]: `qerrorsctl`: the client side of the protocol and one module per command.
 
 /// `CARGO_PKG_VERSION (git describe)`, shown by `--version` and in the start record.
 pub const VERSION: &str = concat!(
@@ -49,16 +55,15 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod event;
-pub mod history;
 pub mod ingest;
 pub mod json;
 pub mod limit;
 pub mod memory;
-pub mod notice;
 pub mod notify;
+pub mod outbox;
+pub mod pipeline;
 pub mod protocol;
 pub mod ring;
 pub mod sink;
 pub mod stats;
-pub mod suppress;
 pub mod tail;

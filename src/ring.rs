@@ -26,7 +26,17 @@ use tokio::sync::Notify;
 use ulid::Ulid;
 
 use crate::config::OverflowPolicy;
-use crate::ingest::reply::Replies;
+use crate::protocol::RejectCode;
+
+/// What the writer calls to settle a batch's acked events once the batch is written (or given
+/// up). The ring defines it so the ring and the writer never depend on ingest; a connection's
+/// reply buffer implements it.
+pub trait Ack: Send + Sync + std::fmt::Debug {
+    /// The events reached the log.
+    fn ack(&self, ids: &[Ulid]);
+    /// The events will never reach the log, for `code`'s reason.
+    fn nack(&self, ids: &[Ulid], code: RejectCode);
+}
 
 /// Encoded records from one read of one connection.
 #[derive(Debug)]
@@ -35,24 +45,19 @@ pub struct Batch {
     pub data: Bytes,
     /// Event records in `data`.
     pub events: usize,
-    /// Ids to acknowledge once written, all belonging to `replies`' connection.
+    /// Ids to acknowledge once written, all belonging to `acker`'s connection.
     pub acks: Vec<Ulid>,
-    pub replies: Option<Arc<Replies>>,
+    pub acker: Option<Arc<dyn Ack>>,
     /// When the batch was read from the socket (for ingest→write latency).
     pub received: Instant,
 }
 
-impl Batch {
-    /// A batch of non-event records (`daemon`, `advice`): nothing to ack, no ring event slots.
-    pub fn records(data: Bytes) -> Self {
-        Self {
-            data,
-            events: 0,
-            acks: Vec::new(),
-            replies: None,
-            received: Instant::now(),
-        }
-    }
+/// What [`RingReceiver::recv_or`] woke up for.
+#[derive(Debug)]
+pub enum Woken<R> {
+    Batch(Batch),
+    /// A message on the other channel; `None`: that channel is closed.
+    Other(Option<R>),
 }
 
 #[derive(Debug)]
@@ -243,6 +248,29 @@ impl RingReceiver {
         RingStats(self.state.clone())
     }
 
+    /// Waits up to `timeout` for a batch or, if `other` is given, a message on `other`
+    /// (the writer's second input), whichever comes first; batches win a tie.
+    pub fn recv_or<R>(
+        &self,
+        other: Option<&Receiver<R>>,
+        timeout: Duration,
+    ) -> Result<Woken<R>, RecvTimeoutError> {
+        let Some(other) = other else {
+            return self.recv_timeout(timeout).map(Woken::Batch);
+        };
+        crossbeam_channel::select_biased! {
+            recv(self.rx) -> b => match b {
+                Ok(b) => {
+                    self.state.popped.fetch_add(1, Ordering::Relaxed);
+                    Ok(Woken::Batch(b))
+                }
+                Err(_) => Err(RecvTimeoutError::Disconnected),
+            },
+            recv(other) -> m => Ok(Woken::Other(m.ok())),
+            default(timeout) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Batch, RecvTimeoutError> {
         let b = self.rx.recv_timeout(timeout)?;
         self.state.popped.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +299,7 @@ mod tests {
             data: Bytes::from(vec![b'x'; bytes]),
             events,
             acks: Vec::new(),
-            replies: None,
+            acker: None,
             received: Instant::now(),
         }
     }

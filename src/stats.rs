@@ -1,5 +1,6 @@
 //! Daemon-wide counters: plain atomics, bumped on the hot path with `Relaxed` ordering and read
-//! by the writer's summaries, the stop record and (later) the control plane.
+//! by the writer's summaries, the stop record and the control plane. Counters only: channels,
+//! handles and registries are wired by `app`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -55,14 +56,6 @@ pub struct Stats {
     pub write_latency: Histogram,
     /// Events per write.
     pub batch_events: Histogram,
-    /// Events held back by limits, the duplicate policy or pressure, for `suppressed` records.
-    pub suppressed: crate::suppress::Suppressions,
-    /// `daemon` records from background subsystems, written by the writer.
-    pub notices: crate::notice::Notices,
-    /// Circuit breakers, registered by their owners at start, for `/stats` and `/metrics`.
-    pub breakers: Mutex<Vec<std::sync::Arc<crate::breaker::BreakerStatus>>>,
-    /// The rate limiter, set once at start, for `/stats`.
-    pub limiter: std::sync::OnceLock<std::sync::Arc<crate::limit::Limiter>>,
 }
 
 /// Per-read tallies, added to [`Stats`] once per batch instead of once per event.
@@ -162,20 +155,6 @@ impl Histogram {
 }
 
 impl Stats {
-    /// Makes a breaker visible in `/stats` and `/metrics` (replacing one of the same name).
-    pub fn register_breaker(&self, status: std::sync::Arc<crate::breaker::BreakerStatus>) {
-        let mut list = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|b| b.name != status.name);
-        list.push(status);
-    }
-
-    pub fn breakers(&self) -> Vec<std::sync::Arc<crate::breaker::BreakerStatus>> {
-        self.breakers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     pub fn reject(&self, code: RejectCode) {
         self.rejected[code.index()].fetch_add(1, Relaxed);
     }

@@ -13,6 +13,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerConfig;
+use crate::config::check::{self, invalid, nonzero, positive};
 use crate::config::ConfigError;
 
 /// Default name of the cache file, next to the log.
@@ -168,25 +169,6 @@ pub struct Llm {
     pub breaker: BreakerConfig,
 }
 
-fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        msg: msg.into(),
-    }
-}
-
-fn positive(key: &'static str, d: Duration) -> Result<Duration, ConfigError> {
-    if d.is_zero() {
-        Err(invalid(key, "must be greater than zero"))
-    } else {
-        Ok(d)
-    }
-}
-
-fn nonzero(key: &'static str, v: usize) -> Result<NonZeroUsize, ConfigError> {
-    NonZeroUsize::new(v).ok_or_else(|| invalid(key, "must be at least 1"))
-}
-
 impl AnalysisConfig {
     /// Validates; `log_path` places the default cache file. Reads the API key (from the named
     /// environment variable or file) once, here.
@@ -201,12 +183,12 @@ impl AnalysisConfig {
             ),
             p => Some(PathBuf::from(p)),
         };
-        if self.cache_max_bytes.as_u64() < 1024 {
-            return Err(invalid(
-                "analysis.cache_max_bytes",
-                "must be at least 1 KiB",
-            ));
-        }
+        check::at_least_bytes(
+            "analysis.cache_max_bytes",
+            self.cache_max_bytes,
+            check::MIN_CACHE_BYTES,
+            "1 KiB",
+        )?;
         let rules_file =
             (!self.rules_file.trim().is_empty()).then(|| PathBuf::from(&self.rules_file));
         if let Some(p) = &rules_file {
@@ -283,13 +265,12 @@ impl AnalysisConfig {
                 "must be at least analysis.llm_backoff_base",
             ));
         }
-        let max_prompt_bytes = self.llm_max_prompt_bytes.as_u64() as usize;
-        if max_prompt_bytes < 256 {
-            return Err(invalid(
-                "analysis.llm_max_prompt_bytes",
-                "must be at least 256 bytes",
-            ));
-        }
+        let max_prompt_bytes = check::at_least_bytes(
+            "analysis.llm_max_prompt_bytes",
+            self.llm_max_prompt_bytes,
+            check::MIN_PROMPT_BYTES as u64,
+            "256 bytes",
+        )? as usize;
         Ok(Llm {
             base_url,
             model: self.llm_model.trim().to_string(),
@@ -303,7 +284,8 @@ impl AnalysisConfig {
             concurrency: nonzero("analysis.llm_concurrency", self.llm_concurrency)?,
             calls_per_hour: self.llm_calls_per_hour,
             max_prompt_bytes,
-            max_response_bytes: (self.llm_max_response_bytes.as_u64() as usize).max(1024),
+            max_response_bytes: (self.llm_max_response_bytes.as_u64() as usize)
+                .max(check::MIN_RESPONSE_BYTES),
             breaker: BreakerConfig {
                 window: Duration::from_secs(60),
                 min_calls: self.llm_breaker_min_calls.max(1),

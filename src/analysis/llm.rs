@@ -8,7 +8,7 @@
 //! and capped; the response must be a JSON object matching the advice schema or it is rejected.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::Llm;
 use super::{Advice, Job};
+use crate::breaker::Registry;
 use crate::breaker::{Breaker, Outcome, Transition};
-use crate::stats::Stats;
+use crate::outbox::Outbox;
 
 /// Idle keep-alive connections are closed after this long unused.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -97,11 +98,12 @@ pub struct LlmClient {
     slots: Semaphore,
     budget: Mutex<Budget>,
     pub stats: LlmStats,
-    daemon: Arc<Stats>,
+    /// Breaker transitions go to the log as `daemon` records.
+    outbox: Outbox,
 }
 
 impl LlmClient {
-    pub fn new(cfg: Llm, daemon: Arc<Stats>) -> Result<Self, reqwest::Error> {
+    pub fn new(cfg: Llm, outbox: Outbox, breakers: &Registry) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
@@ -110,7 +112,7 @@ impl LlmClient {
             .user_agent(concat!("qerrorsd/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let breaker = Breaker::new("llm", cfg.breaker.clone(), std::time::Instant::now());
-        daemon.register_breaker(breaker.status().clone());
+        breakers.register(breaker.status().clone());
         Ok(Self {
             url: format!("{}/chat/completions", cfg.base_url),
             slots: Semaphore::new(cfg.concurrency.get()),
@@ -122,7 +124,7 @@ impl LlmClient {
             cfg,
             http,
             stats: LlmStats::default(),
-            daemon,
+            outbox,
         })
     }
 
@@ -163,7 +165,7 @@ impl LlmClient {
 
     fn note(&self, tr: Option<Transition>) {
         if let Some(t) = tr {
-            self.daemon.notices.post(
+            self.outbox.notice(
                 "breaker transition",
                 vec![
                     ("breaker", "llm".into()),
@@ -470,7 +472,12 @@ mod tests {
         }
         .validate(std::path::Path::new("x.log"))
         .unwrap();
-        LlmClient::new(cfg.llm.unwrap(), Arc::new(Stats::default())).unwrap()
+        LlmClient::new(
+            cfg.llm.unwrap(),
+            crate::outbox::outbox().0,
+            &Registry::default(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!                       LLM (if configured) → supersedes: cache + `advice` record
 //! ```
 //!
-//! Advice records go to the log through the ring (`events: 0` batches), linked to the
-//! fingerprint and the event that triggered the analysis. The cache ([`cache`]) is bounded by
+//! Advice records go to the log through the outbox (the writer's route for records that are not
+//! events), linked to the fingerprint and the event that triggered the analysis. The cache ([`cache`]) is bounded by
 //! bytes, expires entries after `analysis.cache_ttl`, shrinks under memory pressure, and is
 //! saved at shutdown and loaded at start.
 
@@ -32,12 +32,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::breaker::Registry;
 use crate::event::classify::Class;
 use crate::event::fingerprint::Fingerprint;
 use crate::json;
 use crate::memory::{Pressure, PressureRx};
-use crate::ring::{Batch, RingSender};
-use crate::stats::Stats;
+use crate::outbox::Outbox;
 use cache::{unix_ms, AdviceCache, Entry};
 use llm::LlmClient;
 use rules::Rules;
@@ -49,8 +49,6 @@ pub const MAX_JOB_MESSAGE: usize = 2 * 1024;
 /// Longest (escaped) stack copied into a job: the top frames, which is what rules and the
 /// prompt use.
 pub const MAX_JOB_STACK: usize = 4 * 1024;
-/// How long an advice record may wait for ring space before it is counted as lost.
-const RECORD_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// When the LLM is configured but failed (down, breaker open, budget used up), the rules'
 /// advice (or the lack of any) is kept this long at most instead of the full TTL, so the
 /// fingerprint gets another LLM try once the endpoint may be back. Breaker and budget bound
@@ -133,7 +131,7 @@ pub struct AnalysisStats {
     /// Analyses that ended without any advice.
     pub no_advice: AtomicU64,
     pub records_written: AtomicU64,
-    /// Advice records that could not be written (ring full for too long, or closed).
+    /// Advice records that could not be queued for the writer (outbox full, or closed).
     pub records_lost: AtomicU64,
     /// Queued or running analyses abandoned at shutdown.
     pub abandoned: AtomicU64,
@@ -171,7 +169,7 @@ pub const KNOWN_FOR: Duration = Duration::from_secs(1);
 
 impl AnalysisHandle {
     /// Once per accepted event: `known_until_ns` is what the fingerprint table remembers of
-    /// the last lookup (see [`crate::event::table::FingerprintTable::advice_known_until`]).
+    /// the last lookup (see [`crate::pipeline::table::FingerprintTable::advice_known_until`]).
     /// Before that time the event is a hit, counted in `hits` (added to the shared counter
     /// once per read by [`Self::add_hits`]), with no shared state touched: the shared lookup
     /// (moka's concurrent map plus a hit counter every runtime worker writes) was ~3 % of the
@@ -338,8 +336,8 @@ impl Analysis {
     /// `None` when `analysis.enabled` is false.
     pub async fn start(
         cfg: &config::Analysis,
-        daemon: Arc<Stats>,
-        ring: RingSender,
+        outbox: Outbox,
+        breakers: &Registry,
         pressure: PressureRx,
     ) -> Result<Option<Analysis>, AnalysisError> {
         if !cfg.enabled {
@@ -354,7 +352,7 @@ impl Analysis {
         let llm = cfg
             .llm
             .clone()
-            .map(|l| LlmClient::new(l, daemon.clone()))
+            .map(|l| LlmClient::new(l, outbox.clone(), breakers))
             .transpose()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.get());
         let shared = Arc::new(Shared {
@@ -386,7 +384,7 @@ impl Analysis {
         let dispatcher = tokio::spawn(dispatch(
             handle.clone(),
             rx,
-            ring,
+            outbox,
             stop.clone(),
             abort.clone(),
             tracker.clone(),
@@ -439,7 +437,7 @@ impl Analysis {
 async fn dispatch(
     h: AnalysisHandle,
     mut rx: mpsc::Receiver<Job>,
-    ring: RingSender,
+    outbox: Outbox,
     stop: CancellationToken,
     abort: CancellationToken,
     tracker: TaskTracker,
@@ -482,9 +480,9 @@ async fn dispatch(
                 Err(_) => break,
             },
         };
-        let (h, ring, abort) = (h.clone(), ring.clone(), abort.clone());
+        let (h, outbox, abort) = (h.clone(), outbox.clone(), abort.clone());
         tracker.spawn(async move {
-            analyse(&h, job, &ring, &abort).await;
+            analyse(&h, job, &outbox, &abort).await;
             drop(permit);
         });
     }
@@ -500,7 +498,7 @@ async fn dispatch(
 }
 
 /// One analysis: rules first, then the LLM (whose advice supersedes the rules').
-async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &CancellationToken) {
+async fn analyse(h: &AnalysisHandle, job: Job, outbox: &Outbox, abort: &CancellationToken) {
     let s = &h.0;
     // Unescaping and one regex-set pass over up to 6 KiB: CPU work of up to a few
     // milliseconds, so off the runtime's workers.
@@ -523,13 +521,13 @@ async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &Cancel
     let mut llm_failed = false;
     if let Some(a) = rules.clone() {
         s.stats.rules_matched.fetch_add(1, Relaxed);
-        publish(h, &job, "rules".into(), a, s.ttl, ring).await;
+        publish(h, &job, "rules".into(), a, s.ttl, outbox);
     }
     if let Some(llm) = &s.llm {
         match llm.advise(&job, abort).await {
             Ok(a) => {
                 let source = format!("llm:{}", llm.model());
-                publish(h, &job, source, a, s.ttl, ring).await;
+                publish(h, &job, source, a, s.ttl, outbox);
                 found = true;
             }
             Err(e) => {
@@ -563,13 +561,13 @@ async fn analyse(h: &AnalysisHandle, job: Job, ring: &RingSender, abort: &Cancel
 }
 
 /// Caches the result and writes its `advice` record.
-async fn publish(
+fn publish(
     h: &AnalysisHandle,
     job: &Job,
     source: String,
     advice: Advice,
     ttl: Duration,
-    ring: &RingSender,
+    outbox: &Outbox,
 ) {
     let s = &h.0;
     let record = json!({
@@ -583,11 +581,10 @@ async fn publish(
     });
     remember(h, job, &source, Some(advice), ttl);
     let mut buf = BytesMut::new();
-    crate::event::json_line(&mut buf, &record);
-    let batch = Batch::records(buf.freeze());
-    match tokio::time::timeout(RECORD_PUSH_TIMEOUT, ring.push(batch)).await {
-        Ok(Ok(())) => s.stats.records_written.fetch_add(1, Relaxed),
-        _ => s.stats.records_lost.fetch_add(1, Relaxed),
+    crate::event::record::put_json_line(&mut buf, &record);
+    match outbox.line(buf.freeze()) {
+        true => s.stats.records_written.fetch_add(1, Relaxed),
+        false => s.stats.records_lost.fetch_add(1, Relaxed),
     };
 }
 
@@ -637,7 +634,7 @@ mod tests {
         assert!(j.message.len() <= MAX_JOB_MESSAGE);
     }
 
-    async fn started(pressure: PressureRx) -> (Analysis, crate::ring::RingReceiver) {
+    async fn started(pressure: PressureRx) -> (Analysis, crate::outbox::OutboxReceiver) {
         let cfg = config::AnalysisConfig {
             cache_file: "off".into(),
             cache_max_bytes: bytesize::ByteSize::kib(64),
@@ -645,9 +642,8 @@ mod tests {
         }
         .validate(std::path::Path::new("x.log"))
         .unwrap();
-        let (tx, rx) =
-            crate::ring::ring(1000, 1 << 20, crate::config::OverflowPolicy::Backpressure);
-        let a = Analysis::start(&cfg, Arc::new(Stats::default()), tx, pressure)
+        let (tx, rx) = crate::outbox::outbox();
+        let a = Analysis::start(&cfg, tx, &Registry::default(), pressure)
             .await
             .unwrap()
             .unwrap();
@@ -738,8 +734,10 @@ mod tests {
         let e = h.advice(&format!("{:032x}", 7u128)).unwrap();
         assert_eq!(e.source, "rules");
         assert_eq!(e.event_id, "ev7");
-        let batch = rx.try_recv().unwrap();
-        let rec: Value = serde_json::from_slice(&batch.data).unwrap();
+        let Some(crate::outbox::Record::Line(line)) = rx.drain().into_iter().next() else {
+            panic!("no advice record in the outbox");
+        };
+        let rec: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(rec["kind"], "advice");
         assert_eq!(rec["advice"]["rule"], "net-connection-refused");
         a.shutdown(Duration::from_secs(1)).await;
@@ -753,9 +751,9 @@ mod tests {
         }
         .validate(std::path::Path::new("x.log"))
         .unwrap();
-        let (tx, _rx) = crate::ring::ring(10, 1 << 16, crate::config::OverflowPolicy::Backpressure);
+        let (tx, _rx) = crate::outbox::outbox();
         let (_ptx, prx) = crate::memory::channel();
-        let a = Analysis::start(&cfg, Arc::new(Stats::default()), tx, prx)
+        let a = Analysis::start(&cfg, tx, &Registry::default(), prx)
             .await
             .unwrap();
         assert!(a.is_none());

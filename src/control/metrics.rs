@@ -13,9 +13,9 @@ use super::ControlState;
 use crate::breaker::State as BreakerState;
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
+use crate::limit::suppress::Reason;
 use crate::protocol::RejectCode;
 use crate::stats::Histogram;
-use crate::suppress::Reason;
 
 /// Metric names start with this.
 const PREFIX: &str = "qerrors";
@@ -160,7 +160,7 @@ impl Collector for Snapshot {
             "events_suppressed",
             "Events suppressed (rate limits, duplicates, pressure), by reason.",
             "reason",
-            Reason::ALL.map(|r| (r.as_str().to_string(), s.suppressed.total(r))),
+            Reason::ALL.map(|r| (r.as_str().to_string(), st.suppressions.total(r))),
         )?;
         if let Some(a) = &st.analysis {
             analysis_metrics(e, a)?;
@@ -188,7 +188,7 @@ impl Collector for Snapshot {
             m.encode_family(&[("level", p.as_str())])?
                 .encode_gauge(&i64::from(mem.level.get() == p))?;
         }
-        let breakers = s.breakers();
+        let breakers = st.breakers.all();
         let mut m = e.encode_descriptor(
             "breaker_state",
             "Circuit breaker state (1 for the current state), by breaker.",

@@ -13,6 +13,7 @@
 //! Bounded: at most [`MAX_IN_FLIGHT`] requests at once, a [`REQUEST_TIMEOUT`] per request, GET
 //! only, no request bodies. Work that walks big structures runs on the blocking pool.
 
+pub mod history;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -30,15 +31,15 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::history::{Filter, History};
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
 use crate::event::record::{rfc3339_micros, system_time};
-use crate::event::table::FingerprintTable;
-use crate::history::{Filter, History};
+use crate::limit::suppress::Reason;
+use crate::pipeline::table::FingerprintTable;
 use crate::protocol::RejectCode;
 use crate::ring::RingStats;
 use crate::stats::Stats;
-use crate::suppress::Reason;
 
 /// Requests served at once; more wait (then time out). Loopback tooling needs few.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -68,6 +69,14 @@ pub struct ControlState {
     pub memory: Arc<crate::memory::MemoryStatus>,
     /// Bytes in flight per connection and peer.
     pub inflight: Arc<crate::ingest::inflight::InFlight>,
+    /// Suppressed-event totals by reason.
+    pub suppressions: Arc<crate::limit::suppress::Suppressions>,
+    /// Rate limits, for `/stats`.
+    pub limiter: Arc<crate::limit::Limiter>,
+    /// The circuit breakers (Redis, LLM).
+    pub breakers: Arc<crate::breaker::Registry>,
+    /// The writer's route for non-event records (its posted/lost counts).
+    pub outbox: crate::outbox::Outbox,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -227,9 +236,9 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "rejected_total": s.rejected_total(),
             "dropped": {"overload": s.dropped_overload.load(Relaxed)},
             "suppressed": {
-                "rate_limit": s.suppressed.total(Reason::RateLimit),
-                "duplicate": s.suppressed.total(Reason::Duplicate),
-                "pressure": s.suppressed.total(Reason::Pressure),
+                "rate_limit": st.suppressions.total(Reason::RateLimit),
+                "duplicate": st.suppressions.total(Reason::Duplicate),
+                "pressure": st.suppressions.total(Reason::Pressure),
             },
             "by_level": named(Level::ALL, Level::as_str, &s.by_level),
             "by_class": named(Class::ALL, Class::as_str, &s.by_class),
@@ -257,12 +266,12 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "p90": s.write_latency.quantile(0.90),
             "p99": s.write_latency.quantile(0.99),
         },
-        "breakers": s.breakers().iter()
+        "breakers": st.breakers.all().iter()
             .map(|b| (b.name.to_string(), b.to_json()))
             .collect::<serde_json::Map<_, _>>(),
-        "notices": {"posted": s.notices.posted(), "lost": s.notices.lost()},
+        "notices": {"posted": st.outbox.posted(), "lost": st.outbox.lost()},
         "analysis": st.analysis.as_ref().map_or(Value::Null, |a| a.stats_json()),
-        "limit": s.limiter.get().map(|l| l.to_json()),
+        "limit": st.limiter.to_json(),
     })
 }
 

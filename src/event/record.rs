@@ -1,11 +1,159 @@
-//! Writing log records: numbers and timestamps into a caller's buffer (strings: [`crate::json`]).
+//! Writing log records: the `event` record, `daemon` records and any JSON line, with the numbers
+//! and timestamps they hold, into a caller's buffer (string escaping: [`crate::json`]).
 //!
 //! Records are written by hand (field order fixed, raw client JSON copied through) because this
 //! is the hottest code after parsing; everything else in the daemon uses serde.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
+use ulid::Ulid;
+
+use super::classify::{Class, Severity};
+use super::fingerprint::Fingerprint;
+use super::level::Level;
+use super::parse::Timestamp;
+use crate::json::put_str;
+
+/// Bytes reserved per record beyond the client's line: the enriched fields (id, times,
+/// fingerprint, class, severity, occurrence, host) fit in well under this.
+const ENRICHED_RESERVE: usize = 512;
+
+/// Everything one `event` record holds, sanitized and enriched, borrowed from the pipeline.
+#[derive(Debug)]
+pub struct EventRecord<'a> {
+    pub id: Ulid,
+    /// Receive time, RFC 3339.
+    pub received: &'a str,
+    /// The client's own time, if it sent one (else `received` is written as `ts`).
+    pub ts: Option<Timestamp>,
+    pub level: Level,
+    /// The client's `service`; `None`: `default_service_json` is written.
+    pub service: Option<&'a str>,
+    /// The peer's process name as a quoted JSON string.
+    pub default_service_json: &'a [u8],
+    pub name: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub message: &'a str,
+    pub fingerprint: Fingerprint,
+    pub class: Class,
+    pub severity: Severity,
+    pub occurrence: u64,
+    /// The `"host":"…"` member, encoded once.
+    pub host_field: &'a [u8],
+    /// The `peer` object, encoded once per connection.
+    pub peer_json: &'a [u8],
+    /// The stack as the escaped body of a JSON string.
+    pub stack: Option<&'a str>,
+    /// Raw JSON objects, copied through.
+    pub context: Option<&'a str>,
+    pub tags: Option<&'a str>,
+    pub extra: Option<&'a str>,
+}
+
+/// Appends one `event` record line. Field order is part of the documented format
+/// (docs/PROTOCOL.md).
+pub fn put_event(out: &mut BytesMut, r: &EventRecord<'_>, line_len: usize) {
+    out.reserve(line_len + ENRICHED_RESERVE + r.peer_json.len());
+    out.extend_from_slice(b"{\"kind\":\"event\",\"id\":\"");
+    let mut idbuf = [0u8; ulid::ULID_LEN];
+    out.extend_from_slice(r.id.array_to_str(&mut idbuf).as_bytes());
+    out.extend_from_slice(b"\",\"received\":\"");
+    out.extend_from_slice(r.received.as_bytes());
+    out.extend_from_slice(b"\",\"ts\":\"");
+    match r.ts {
+        Some(Timestamp::UnixNanos(n)) => put_rfc3339_micros(out, system_time(n)),
+        None => out.extend_from_slice(r.received.as_bytes()),
+    }
+    out.extend_from_slice(b"\",\"level\":\"");
+    out.extend_from_slice(r.level.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"service\":");
+    match r.service {
+        Some(svc) => put_str(out, svc),
+        None => out.extend_from_slice(r.default_service_json),
+    }
+    if let Some(n) = r.name {
+        out.extend_from_slice(b",\"name\":");
+        put_str(out, n);
+    }
+    if let Some(c) = r.code {
+        out.extend_from_slice(b",\"code\":");
+        put_str(out, c);
+    }
+    out.extend_from_slice(b",\"message\":");
+    put_str(out, r.message);
+    out.extend_from_slice(b",\"fingerprint\":\"");
+    out.extend_from_slice(&r.fingerprint.to_hex());
+    out.extend_from_slice(b"\",\"class\":\"");
+    out.extend_from_slice(r.class.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"severity\":\"");
+    out.extend_from_slice(r.severity.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"occurrence\":");
+    put_u64(out, r.occurrence);
+    out.put_u8(b',');
+    out.extend_from_slice(r.host_field);
+    out.extend_from_slice(b",\"peer\":");
+    out.extend_from_slice(r.peer_json);
+    if let Some(st) = r.stack {
+        out.extend_from_slice(b",\"stack\":\"");
+        out.extend_from_slice(st.as_bytes());
+        out.put_u8(b'"');
+    }
+    for (key, val) in [
+        (&b",\"context\":"[..], r.context),
+        (b",\"tags\":", r.tags),
+        (b",\"extra\":", r.extra),
+    ] {
+        if let Some(v) = val {
+            out.extend_from_slice(key);
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// The `"host":"…"` member of every record, encoded once.
+pub fn host_field(host: &str) -> Box<[u8]> {
+    let mut b = BytesMut::new();
+    b.extend_from_slice(b"\"host\":");
+    put_str(&mut b, host);
+    b.to_vec().into_boxed_slice()
+}
+
+/// The `extra` object: members whose values are JSON text already.
+pub fn extra_object<K: AsRef<str>, V: AsRef<str>>(members: &[(K, V)]) -> String {
+    let mut obj = BytesMut::with_capacity(64);
+    obj.put_u8(b'{');
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            obj.put_u8(b',');
+        }
+        put_str(&mut obj, k.as_ref());
+        obj.put_u8(b':');
+        obj.extend_from_slice(v.as_ref().as_bytes());
+    }
+    obj.put_u8(b'}');
+    // Built from valid JSON pieces, so valid UTF-8.
+    String::from_utf8(obj.to_vec()).unwrap_or_default()
+}
+
+/// Appends a `{"kind":"daemon","time":…,"msg":…}` record line with `fields` as extra members.
+pub fn put_daemon(out: &mut BytesMut, msg: &str, fields: &[(&str, serde_json::Value)]) {
+    let mut obj = serde_json::Map::new();
+    obj.insert("kind".into(), "daemon".into());
+    obj.insert("time".into(), rfc3339_micros(SystemTime::now()).into());
+    obj.insert("msg".into(), msg.into());
+    for (k, v) in fields {
+        obj.insert((*k).into(), v.clone());
+    }
+    put_json_line(out, &serde_json::Value::Object(obj));
+}
+
+/// Appends any JSON value as one line.
+pub fn put_json_line(out: &mut BytesMut, v: &serde_json::Value) {
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.put_u8(b'\n');
+}
 
 /// Appends an unsigned integer.
 pub fn put_u64(out: &mut BytesMut, v: u64) {

@@ -21,10 +21,11 @@ use super::inflight::ConnLoad;
 use super::peer::Peer;
 use super::reply::Replies;
 use super::Shared;
-use crate::event::{ConnMeta, ConnState, Received};
+use crate::event::{ConnMeta, Received};
 use crate::memory::Pressure;
+use crate::pipeline::ConnState;
 use crate::protocol::RejectCode;
-use crate::ring::{Batch, PushError};
+use crate::ring::{Ack, Batch, PushError};
 
 /// How often a connection over its in-flight cap looks again (it waits for other connections'
 /// batches to reach the ring, so a short poll is cheap and rare).
@@ -310,10 +311,7 @@ impl Conn {
         } else {
             self.framer.drain(&mut self.buf, &mut handle);
         }
-        stats.suppressed.merge(&mut self.state.suppressed);
-        if let Some(a) = pipeline.analysis() {
-            a.add_hits(&mut self.state.advice_hits);
-        }
+        pipeline.end_read(&mut self.state, stats);
         // A connection between reads holds no read buffer (only a partial line, if any): idle
         // connections cost a few KiB each, whatever ingest.read_buffer_bytes is.
         if self.buf.is_empty() {
@@ -325,13 +323,12 @@ impl Conn {
             return;
         }
         stats.accepted.fetch_add(events as u64, Relaxed);
-        stats.add(&std::mem::take(&mut self.state.tally));
         let data = self.out.split().freeze();
         shared.history.push(data.clone(), events);
         let batch = Batch {
             data,
             events,
-            replies: (!acks.is_empty()).then(|| self.replies.clone()),
+            acker: (!acks.is_empty()).then(|| self.replies.clone() as Arc<dyn Ack>),
             acks,
             received: Instant::now(),
         };

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config;
-use crate::event::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::ring::RingSender;
 use crate::stats::Stats;
 
@@ -36,7 +36,7 @@ pub struct Shared {
     pub ring: RingSender,
     pub stats: Arc<Stats>,
     /// The last events, for `/recent`.
-    pub history: Arc<crate::history::History>,
+    pub history: Arc<crate::control::history::History>,
     /// Cancelled on shutdown: stop reading new data, drain what was sent.
     pub cancel: CancellationToken,
     /// The memory pressure level, read once per socket read.

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use ulid::Ulid;
 
 use crate::protocol::{self, RejectCode};
+use crate::ring::Ack;
 use crate::stats::Stats;
 
 #[derive(Debug)]
@@ -60,7 +61,7 @@ impl Replies {
 
     /// `rate_limited` for an event that asked for an ack and was suppressed (PROTOCOL.md). Not
     /// a rejection: not counted as one.
-    pub fn rate_limited(&self, reason: Option<crate::suppress::Reason>, line: u64) {
+    pub fn rate_limited(&self, reason: Option<crate::limit::suppress::Reason>, line: u64) {
         let reason = reason.map_or("rate_limit", |r| r.as_str());
         self.push_with(|b| protocol::put_rate_limited(b, reason, line));
     }
@@ -69,29 +70,6 @@ impl Replies {
     /// [`nack`](Self::nack).
     pub fn expect_acks(&self, n: usize) {
         self.pending_acks.fetch_add(n, Ordering::AcqRel);
-    }
-
-    /// `{"ok":true,"id":ID}` for written events (called by the writer thread).
-    pub fn ack(&self, ids: &[Ulid]) {
-        if ids.is_empty() {
-            return;
-        }
-        self.push_with(|b| protocol::put_acks(b, ids));
-        self.stats
-            .acks
-            .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        self.pending_acks.fetch_sub(ids.len(), Ordering::AcqRel);
-        self.wake.notify_one();
-    }
-
-    /// Acked events that were not written (dropped): `{"ok":false,"error":CODE,"id":ID}`.
-    pub fn nack(&self, ids: &[Ulid], code: RejectCode) {
-        if ids.is_empty() {
-            return;
-        }
-        self.push_with(|b| protocol::put_nacks(b, ids, code));
-        self.pending_acks.fetch_sub(ids.len(), Ordering::AcqRel);
-        self.wake.notify_one();
     }
 
     pub fn pending_acks(&self) -> usize {
@@ -105,6 +83,32 @@ impl Replies {
             Err(p) => p.into_inner(),
         };
         buf.split()
+    }
+}
+
+/// The writer settles acked events through this (see [`Ack`]).
+impl Ack for Replies {
+    /// `{"ok":true,"id":ID}` for written events (called by the writer thread).
+    fn ack(&self, ids: &[Ulid]) {
+        if ids.is_empty() {
+            return;
+        }
+        self.push_with(|b| protocol::put_acks(b, ids));
+        self.stats
+            .acks
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.pending_acks.fetch_sub(ids.len(), Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Acked events that were not written (dropped): `{"ok":false,"error":CODE,"id":ID}`.
+    fn nack(&self, ids: &[Ulid], code: RejectCode) {
+        if ids.is_empty() {
+            return;
+        }
+        self.push_with(|b| protocol::put_nacks(b, ids, code));
+        self.pending_acks.fetch_sub(ids.len(), Ordering::AcqRel);
+        self.wake.notify_one();
     }
 }
 

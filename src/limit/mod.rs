@@ -19,6 +19,7 @@
 pub mod local;
 pub mod redis;
 pub mod rules;
+pub mod suppress;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -26,8 +27,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::event::fingerprint::Fingerprint;
+use crate::limit::suppress::Reason;
 use crate::memory::Pressure;
-use crate::suppress::Reason;
 use local::{Key, Limits, Shards, DUPLICATE_RULE};
 use rules::{KeyKind, RuleSet, Settings};
 
@@ -125,15 +126,6 @@ impl Limiter {
             daemons: AtomicU64::new(0),
             stats: LimitStats::default(),
         }
-    }
-
-    /// A limiter with no rules (admits everything).
-    pub fn disabled() -> Self {
-        Self::new(
-            &rules::LimitConfig::default()
-                .validate()
-                .unwrap_or_else(|_| unreachable!("the default [limit] config is valid")),
-        )
     }
 
     /// Admit (`None`) or suppress (`Some(reason)`) one event. `now_ns`: wall-clock ns (the
@@ -424,7 +416,7 @@ mod tests {
 
     #[test]
     fn no_rules_admit_everything() {
-        let l = Limiter::disabled();
+        let l = Limiter::new(&rules::LimitConfig::default().validate().unwrap());
         for i in 0..1000 {
             assert_eq!(l.decide(Fingerprint(i), "svc", 0, i as u64), None);
         }
@@ -616,8 +608,9 @@ mod tests {
         }
         let (tx, rx) = crate::memory::channel();
         let cancel = tokio_util::sync::CancellationToken::new();
-        let stats = Arc::new(crate::stats::Stats::default());
-        let task = tokio::spawn(run(l.clone(), s, rx, stats, cancel.clone()));
+        let (outbox, _records) = crate::outbox::outbox();
+        let breakers = Arc::new(crate::breaker::Registry::default());
+        let task = tokio::spawn(run(l.clone(), s, rx, outbox, breakers, cancel.clone()));
         tx.send(Pressure::High).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (held, cap) = l.keys();

@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::rules::Settings;
 use super::{Limiter, SyncItem};
+use crate::breaker::Registry;
 use crate::breaker::{Breaker, Outcome, State, Transition};
 use crate::memory::PressureRx;
-use crate::stats::Stats;
+use crate::outbox::Outbox;
 
 /// Most keys carried by one sync call; keys beyond it wait for the next interval. Bounds the
 /// size of the call (about 150 bytes of arguments per key) and the script's run time in Redis.
@@ -84,7 +85,8 @@ pub fn spawn(
     limiter: Arc<Limiter>,
     settings: Settings,
     pressure: PressureRx,
-    stats: Arc<Stats>,
+    outbox: Outbox,
+    breakers: Arc<Registry>,
     cancel: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -94,7 +96,7 @@ pub fn spawn(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(run(limiter, settings, pressure, stats, cancel)),
+                Ok(rt) => rt.block_on(run(limiter, settings, pressure, outbox, breakers, cancel)),
                 Err(e) => tracing::error!(error = %e, "limiter runtime failed; limits stay local"),
             }
         })
@@ -105,15 +107,16 @@ pub async fn run(
     limiter: Arc<Limiter>,
     settings: Settings,
     mut pressure: PressureRx,
-    stats: Arc<Stats>,
+    outbox: Outbox,
+    breakers: Arc<Registry>,
     cancel: CancellationToken,
 ) {
     let mut sync = settings.redis_url.as_ref().and_then(|url| {
-        match Syncer::new(url, &settings, limiter.clone(), stats.clone()) {
+        match Syncer::new(url, &settings, limiter.clone(), outbox.clone(), &breakers) {
             Ok(s) => Some(s),
             Err(e) => {
                 // Validation opened the same URL; not expected.
-                stats.notices.post(
+                outbox.notice(
                     "redis unusable: shared limits off, local limits only",
                     vec![("error", json!(e.to_string()))],
                 );
@@ -209,7 +212,8 @@ struct Syncer {
     script: redis::Script,
     breaker: Breaker,
     limiter: Arc<Limiter>,
-    stats: Arc<Stats>,
+    /// Reachability changes and breaker transitions go to the log as `daemon` records.
+    outbox: Outbox,
     prefix: String,
     timeout: Duration,
     /// This daemon's field in the Redis hashes: host, pid and start time.
@@ -223,11 +227,12 @@ impl Syncer {
         url: &str,
         s: &Settings,
         limiter: Arc<Limiter>,
-        stats: Arc<Stats>,
+        outbox: Outbox,
+        breakers: &Registry,
     ) -> redis::RedisResult<Self> {
         let client = Target::open(url, s.redis_cluster)?;
         let breaker = Breaker::new("redis", s.breaker.clone(), Instant::now());
-        stats.register_breaker(breaker.status().clone());
+        breakers.register(breaker.status().clone());
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -241,7 +246,7 @@ impl Syncer {
             script: redis::Script::new(SCRIPT),
             breaker,
             limiter,
-            stats,
+            outbox,
             prefix: s.key_prefix.clone(),
             timeout: s.redis_timeout,
             me: format!("{host}:{}:{started}", std::process::id()),
@@ -273,7 +278,7 @@ impl Syncer {
                 self.limiter.note_daemons(daemons);
                 if self.failing {
                     self.failing = false;
-                    self.stats.notices.post("redis reachable again", Vec::new());
+                    self.outbox.notice("redis reachable again", Vec::new());
                 }
                 let tr = self.breaker.record(done, Outcome::Success);
                 self.transition(tr, None);
@@ -287,7 +292,7 @@ impl Syncer {
                 if !self.failing {
                     self.failing = true;
                     tracing::warn!(error = %e, "redis sync failed");
-                    self.stats.notices.post(
+                    self.outbox.notice(
                         "redis sync failed",
                         vec![
                             ("error", json!(e.to_string())),
@@ -366,7 +371,7 @@ impl Syncer {
             to = tr.to.as_str(),
             "redis breaker"
         );
-        self.stats.notices.post("breaker transition", fields);
+        self.outbox.notice("breaker transition", fields);
     }
 }
 

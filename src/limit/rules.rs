@@ -3,7 +3,7 @@
 //!
 //! SIGHUP may change the rules, the duplicate policy and `local_share` (the limiter's state is
 //! reset when they change); the Redis connection settings, `sync_interval`, `max_keys` and the
-//! breaker need a restart (see [`restart_required`]).
+//! breaker need a restart (see [`Settings::same_connection`]).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -452,26 +452,25 @@ pub fn cluster_nodes(url: &str) -> Vec<String> {
         .collect()
 }
 
-/// `[limit]` keys that only change with a restart.
-pub fn restart_required(old: &Settings, new: &Settings) -> Option<&'static str> {
-    let same = old.redis_url == new.redis_url
-        && old.redis_cluster == new.redis_cluster
-        && old.key_prefix == new.key_prefix
-        && old.sync_interval == new.sync_interval
-        && old.redis_timeout == new.redis_timeout
-        && old.max_keys == new.max_keys
-        && old.breaker == new.breaker;
-    (!same).then_some(
-        "limit (redis_url, redis_cluster, key_prefix, sync_interval, redis_timeout, max_keys, \
-             breaker)",
-    )
-}
+impl Settings {
+    /// Whether `other` talks to Redis the same way (URL, cluster mode, keys, sync, timeout, key
+    /// bound, breaker): these need a restart to change (`config::live`).
+    pub fn same_connection(&self, other: &Settings) -> bool {
+        self.redis_url == other.redis_url
+            && self.redis_cluster == other.redis_cluster
+            && self.key_prefix == other.key_prefix
+            && self.sync_interval == other.sync_interval
+            && self.redis_timeout == other.redis_timeout
+            && self.max_keys == other.max_keys
+            && self.breaker == other.breaker
+    }
 
-/// The settings in force after a reload: `new`'s rules, `old`'s restart-only keys.
-pub fn merge_live(old: &Settings, new: Settings) -> Settings {
-    Settings {
-        rules: new.rules,
-        ..old.clone()
+    /// These settings with `new`'s rules (what a reload applies live).
+    pub fn with_rules_of(&self, new: &Settings) -> Settings {
+        Settings {
+            rules: new.rules.clone(),
+            ..self.clone()
+        }
     }
 }
 
@@ -575,11 +574,11 @@ mod tests {
             "redis_url = \"redis://h:1\"\nlocal_share = 0.5\n[[rules]]\nkey = \"global\"\nrate = 5\n",
         )
         .unwrap();
-        assert!(restart_required(&old, &new).is_some());
-        let merged = merge_live(&old, new);
+        assert!(!old.same_connection(&new));
+        let merged = old.with_rules_of(&new);
         assert_eq!(merged.redis_url, None);
         assert_eq!(merged.rules.local_share, LocalShare::Fixed(0.5));
         assert_eq!(merged.rules.rules.len(), 1);
-        assert!(restart_required(&old, &merged).is_none());
+        assert!(old.same_connection(&merged));
     }
 }

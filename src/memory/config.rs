@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+use crate::config::check::{exact_bytes, fraction, invalid};
 use crate::config::ConfigError;
 
 /// Budget when `memory.budget` is unset and no cgroup limit applies. It holds the worst case of
@@ -83,21 +84,6 @@ pub struct Memory {
     pub pressure_timeout: Duration,
 }
 
-fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        msg: msg.into(),
-    }
-}
-
-fn fraction(key: &'static str, v: f64) -> Result<f64, ConfigError> {
-    if v > 0.0 && v <= 1.0 {
-        Ok(v)
-    } else {
-        Err(invalid(key, format!("{v} is not in (0, 1]")))
-    }
-}
-
 impl MemoryConfig {
     pub fn validate(self) -> Result<Memory, ConfigError> {
         let high = fraction("memory.high_threshold", self.high_threshold)?;
@@ -141,10 +127,6 @@ impl MemoryConfig {
             pressure_timeout: self.pressure_timeout,
         })
     }
-}
-
-fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(v.as_u64())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::config::{Memory, FALLBACK_BUDGET};
 use super::sample::{Sample, Sampler};
 use super::{MemoryStatus, Pressure, PressureTx};
-use crate::stats::Stats;
+use crate::outbox::Outbox;
 
 /// PSI `some avg10` (percent of the last 10 s in which some task waited for memory) at or above
 /// which pressure is at least `high`, whatever RSS says: the kernel is already reclaiming hard
@@ -96,19 +96,20 @@ pub struct Governor {
     cfg: Memory,
     tx: PressureTx,
     status: Arc<MemoryStatus>,
-    stats: Arc<Stats>,
+    /// Level changes go to the log as `daemon` records.
+    outbox: Outbox,
     level: Pressure,
     last_trim: Option<Instant>,
 }
 
 impl Governor {
-    pub fn new(cfg: Memory, tx: PressureTx, status: Arc<MemoryStatus>, stats: Arc<Stats>) -> Self {
+    pub fn new(cfg: Memory, tx: PressureTx, status: Arc<MemoryStatus>, outbox: Outbox) -> Self {
         let level = *tx.borrow();
         Self {
             cfg,
             tx,
             status,
-            stats,
+            outbox,
             level,
             last_trim: None,
         }
@@ -154,7 +155,7 @@ impl Governor {
             st.entered[next as usize].fetch_add(1, Relaxed);
             // Receivers gone (shutdown) is fine: the cell still carries the level.
             let _ = self.tx.send(next);
-            self.stats.notices.post(
+            self.outbox.notice(
                 format!("memory pressure {}", next.as_str()),
                 vec![
                     ("from", json!(from.as_str())),
@@ -285,8 +286,8 @@ mod tests {
     fn observe_publishes_counts_and_posts_each_transition_once() {
         let (tx, rx) = crate::memory::channel();
         let status = Arc::new(MemoryStatus::default());
-        let stats = Arc::new(Stats::default());
-        let mut g = Governor::new(cfg(100), tx, status.clone(), stats.clone());
+        let (outbox, records) = crate::outbox::outbox();
+        let mut g = Governor::new(cfg(100), tx, status.clone(), outbox);
         let at = |mib: u64| Sample {
             rss: mib * MIB,
             ..Default::default()
@@ -296,7 +297,14 @@ mod tests {
         }
         assert_eq!(*rx.borrow(), Normal);
         assert_eq!(status.level.get(), Normal);
-        let msgs: Vec<String> = stats.notices.drain().into_iter().map(|n| n.msg).collect();
+        let msgs: Vec<String> = records
+            .drain()
+            .into_iter()
+            .filter_map(|r| match r {
+                crate::outbox::Record::Daemon { msg, .. } => Some(msg),
+                crate::outbox::Record::Line(_) => None,
+            })
+            .collect();
         assert_eq!(
             msgs,
             [

@@ -23,9 +23,11 @@ use crossbeam_channel::RecvTimeoutError;
 use serde_json::json;
 
 use crate::config::{self, FsyncPolicy};
-use crate::event::daemon_record;
+use crate::event::record::{put_daemon, put_json_line};
+use crate::limit::suppress::Suppressions;
+use crate::outbox::{OutboxReceiver, Record};
 use crate::protocol::RejectCode;
-use crate::ring::{Batch, RingReceiver};
+use crate::ring::{Batch, RingReceiver, Woken};
 use crate::stats::Stats;
 use file::{LogFile, PathChange, TailRepair};
 
@@ -81,6 +83,10 @@ pub struct Writer {
     cfg: config::Sink,
     stats: Arc<Stats>,
     control: Arc<SinkControl>,
+    /// Records that are not events: `daemon` notices and `advice` (the one route for them).
+    outbox: OutboxReceiver,
+    /// Suppressed-event counts, written as `suppressed` records each summary window.
+    suppressions: Arc<Suppressions>,
     /// Reused buffer for records the writer makes itself (daemon, dropped).
     own: BytesMut,
     dirty: bool,
@@ -88,7 +94,7 @@ pub struct Writer {
     last_summary: Instant,
     /// Counter values already reported in `dropped` records.
     reported_overload: u64,
-    /// `stats.notices.lost()` already reported.
+    /// `outbox.lost()` already reported.
     reported_lost_notices: u64,
     reported_rejects: [u64; RejectCode::ALL.len()],
     last_error_log: Option<Instant>,
@@ -103,6 +109,8 @@ impl Writer {
     pub fn new(
         cfg: config::Sink,
         rx: RingReceiver,
+        outbox: OutboxReceiver,
+        suppressions: Arc<Suppressions>,
         stats: Arc<Stats>,
         control: Arc<SinkControl>,
     ) -> io::Result<Writer> {
@@ -134,6 +142,8 @@ impl Writer {
             cfg,
             stats,
             control,
+            outbox,
+            suppressions,
             own: BytesMut::new(),
             dirty: false,
             last_sync: now,
@@ -159,9 +169,14 @@ impl Writer {
         };
         self.daemon("start", &fields);
         self.write_deferred();
+        // The outbox wakes the writer too, so advice and notices are written at once.
+        let mut outbox_open = true;
         loop {
-            match self.rx.recv_timeout(TICK) {
-                Ok(first) => self.write_group(first),
+            let outbox = outbox_open.then(|| self.outbox.receiver());
+            match self.rx.recv_or(outbox, TICK) {
+                Ok(Woken::Batch(first)) => self.write_group(first),
+                Ok(Woken::Other(Some(record))) => self.put_record(record),
+                Ok(Woken::Other(None)) => outbox_open = false,
                 Err(RecvTimeoutError::Timeout) => {
                     if self.control.closing.load(Ordering::Acquire) {
                         break;
@@ -184,7 +199,7 @@ impl Writer {
                 "dropped",
                 json!(s.dropped_overload.load(Relaxed) + self.abandoned),
             ),
-            ("suppressed", json!(s.suppressed.total_all())),
+            ("suppressed", json!(self.suppressions.total_all())),
             ("connections", json!(s.connections_total.load(Relaxed))),
         ];
         self.daemon("stop", &stop);
@@ -222,14 +237,14 @@ impl Writer {
                     .observe_duration_us(b.received.elapsed());
             }
             for b in &group {
-                if let Some(r) = &b.replies {
+                if let Some(r) = &b.acker {
                     r.ack(&b.acks);
                 }
             }
         } else {
             self.abandoned += events as u64;
             for b in &group {
-                if let Some(r) = &b.replies {
+                if let Some(r) = &b.acker {
                     r.nack(&b.acks, RejectCode::ShuttingDown);
                 }
             }
@@ -506,25 +521,25 @@ impl Writer {
                 json!({"kind":"dropped","count":shutdown,"reason":"shutdown","window_s":window}),
             );
         }
-        for s in self.stats.suppressed.drain() {
+        for s in self.suppressions.drain() {
             recs.push(s.to_json(window));
         }
         for r in recs {
-            crate::event::json_line(&mut self.own, &r);
+            put_json_line(&mut self.own, &r);
         }
         self.flush_own();
     }
 
-    /// `daemon` records posted by background subsystems.
+    /// Records from the outbox: `daemon` notices and `advice` records.
     fn notices(&mut self) {
-        let lost = self.stats.notices.lost();
-        for n in self.stats.notices.drain() {
-            daemon_record(&mut self.own, &n.msg, &n.fields);
+        let lost = self.outbox.lost();
+        for r in self.outbox.drain() {
+            self.put_record(r);
         }
         if lost > self.reported_lost_notices {
             let n = lost - self.reported_lost_notices;
             self.reported_lost_notices = lost;
-            daemon_record(
+            put_daemon(
                 &mut self.own,
                 "notices lost: the notice queue was full",
                 &[("count", json!(n))],
@@ -533,8 +548,16 @@ impl Writer {
         self.flush_own();
     }
 
+    /// Adds an outbox record to the writer's own buffer (written by the next flush).
+    fn put_record(&mut self, r: Record) {
+        match r {
+            Record::Daemon { msg, fields } => put_daemon(&mut self.own, &msg, &fields),
+            Record::Line(line) => self.own.extend_from_slice(&line),
+        }
+    }
+
     fn daemon(&mut self, msg: &str, fields: &[(&str, serde_json::Value)]) {
-        daemon_record(&mut self.own, msg, fields);
+        put_daemon(&mut self.own, msg, fields);
         self.flush_own();
     }
 

@@ -12,9 +12,10 @@ use serde_json::Value;
 use qerrors::config::{Overrides, RawConfig};
 use qerrors::event::fingerprint;
 use qerrors::event::sanitize::{Sanitizer, DEFAULT_KEYS, REDACTED};
-use qerrors::event::{ConnState, Pipeline, Received};
+use qerrors::event::Received;
 use qerrors::ingest::framing::{Frame, Framer};
 use qerrors::ingest::peer::Peer;
+use qerrors::pipeline::{table::FingerprintTable, ConnState, Pipeline};
 
 // ---------------------------------------------------------------------------------------------
 // Framing
@@ -181,7 +182,19 @@ fn pipeline() -> &'static Pipeline {
         let cfg = RawConfig::default()
             .validate(&Overrides::default())
             .unwrap();
-        Pipeline::new(&cfg).unwrap()
+        let table = FingerprintTable::new(
+            cfg.event.max_fingerprints.get(),
+            cfg.event.occurrence_window,
+        );
+        let limiter = qerrors::limit::Limiter::new(&cfg.limit);
+        Pipeline::new(
+            &cfg,
+            std::sync::Arc::new(table),
+            std::sync::Arc::new(limiter),
+            None,
+            Default::default(),
+        )
+        .unwrap()
     })
 }
 

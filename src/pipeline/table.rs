@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::classify::{Class, Severity};
-use super::fingerprint::{Fingerprint, PrehashedHasher};
-use super::level::Level;
+use crate::event::classify::{Class, Severity};
+use crate::event::fingerprint::{Fingerprint, PrehashedHasher};
+use crate::event::level::Level;
 
 /// Number of shards; a power of two well above the number of cores so ingest tasks rarely meet.
 const SHARDS: usize = 32;

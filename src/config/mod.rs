@@ -13,6 +13,11 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 use crate::event::sanitize;
+use check::{exact_bytes, invalid, nonzero, parse_mode, positive};
+pub use live::{merge_live, restart_required};
+
+pub mod check;
+pub mod live;
 
 /// Environment variables with this prefix override config keys: `QERRORS_<SECTION>_<KEY>`.
 pub const ENV_PREFIX: &str = "QERRORS_";
@@ -44,13 +49,6 @@ pub enum ConfigError {
     /// A `[limit]` setting; the message starts with its key path.
     #[error("{0}")]
     Limit(#[from] crate::limit::rules::LimitConfigError),
-}
-
-fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        msg: msg.into(),
-    }
 }
 
 /// The whole file. Every section is optional.
@@ -441,20 +439,18 @@ impl RawConfig {
         if socket.as_os_str().is_empty() {
             return Err(invalid("ingest.socket", "must not be empty"));
         }
-        let max_line = i.max_line_bytes.as_u64() as usize;
-        if max_line < 64 {
-            return Err(invalid(
-                "ingest.max_line_bytes",
-                "must be at least 64 bytes",
-            ));
-        }
-        let read_buf = i.read_buffer_bytes.as_u64() as usize;
-        if read_buf < 512 {
-            return Err(invalid(
-                "ingest.read_buffer_bytes",
-                "must be at least 512 bytes",
-            ));
-        }
+        let max_line = check::at_least_bytes(
+            "ingest.max_line_bytes",
+            i.max_line_bytes,
+            check::MIN_LINE_BYTES as u64,
+            "64 bytes",
+        )? as usize;
+        let read_buf = check::at_least_bytes(
+            "ingest.read_buffer_bytes",
+            i.read_buffer_bytes,
+            check::MIN_READ_BUFFER_BYTES as u64,
+            "512 bytes",
+        )? as usize;
         let ingest = Ingest {
             socket,
             socket_mode: parse_mode("ingest.socket_mode", &i.socket_mode)?,
@@ -565,103 +561,6 @@ fn parse_env_value(value: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(value.to_string()))
 }
 
-fn nonzero(key: &'static str, v: usize) -> Result<NonZeroUsize, ConfigError> {
-    NonZeroUsize::new(v).ok_or_else(|| invalid(key, "must be at least 1"))
-}
-
-fn positive(key: &'static str, d: Duration) -> Result<Duration, ConfigError> {
-    if d.is_zero() {
-        Err(invalid(key, "must be greater than zero"))
-    } else {
-        Ok(d)
-    }
-}
-
-fn parse_mode(key: &'static str, s: &str) -> Result<u32, ConfigError> {
-    let digits = s.trim_start_matches("0o");
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o7777 => Ok(m),
-        _ => Err(invalid(
-            key,
-            format!("`{s}` is not an octal permission mode like \"0660\""),
-        )),
-    }
-}
-
-/// Byte sizes are written back as exact integers (bytesize's display rounds to decimal units,
-/// which would not read back as the same value).
-fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(v.as_u64())
-}
-
-/// Keys whose new value only takes effect after a restart (see `docs/operations.md`):
-/// the socket, capacities fixed at start, the writer's settings, the control address and the
-/// memory governor's settings.
-pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 12] = [
-        ("ingest.socket", old.ingest.socket != new.ingest.socket),
-        (
-            "ingest.socket_mode",
-            old.ingest.socket_mode != new.ingest.socket_mode,
-        ),
-        (
-            "ingest.socket_group",
-            old.ingest.socket_group != new.ingest.socket_group,
-        ),
-        (
-            "ingest.max_connections",
-            old.ingest.max_connections != new.ingest.max_connections,
-        ),
-        (
-            "event.max_fingerprints",
-            old.event.max_fingerprints != new.event.max_fingerprints,
-        ),
-        (
-            "event.occurrence_window",
-            old.event.occurrence_window != new.event.occurrence_window,
-        ),
-        (
-            "ring.capacity_events",
-            old.ring.capacity_events != new.ring.capacity_events,
-        ),
-        (
-            "ring.capacity_bytes",
-            old.ring.capacity_bytes != new.ring.capacity_bytes,
-        ),
-        ("sink", old.sink != new.sink),
-        ("control.listen", old.control != new.control),
-        ("analysis", old.analysis != new.analysis),
-        ("memory", old.memory != new.memory),
-    ];
-    checks
-        .into_iter()
-        .filter_map(|(key, changed)| changed.then_some(key))
-        .chain(crate::limit::rules::restart_required(
-            &old.limit, &new.limit,
-        ))
-        .collect()
-}
-
-/// The configuration in force after a reload: `new`, except that every restart-only key keeps
-/// its running value from `old`.
-pub fn merge_live(old: &Config, new: Config) -> Config {
-    let mut c = new;
-    c.ingest.socket = old.ingest.socket.clone();
-    c.ingest.socket_mode = old.ingest.socket_mode;
-    c.ingest.socket_group = old.ingest.socket_group.clone();
-    c.ingest.max_connections = old.ingest.max_connections;
-    c.event.max_fingerprints = old.event.max_fingerprints;
-    c.event.occurrence_window = old.event.occurrence_window;
-    c.ring.capacity_events = old.ring.capacity_events;
-    c.ring.capacity_bytes = old.ring.capacity_bytes;
-    c.sink = old.sink.clone();
-    c.control = old.control;
-    c.limit = crate::limit::rules::merge_live(&old.limit, c.limit);
-    c.analysis = old.analysis.clone();
-    c.memory = old.memory.clone();
-    c
-}
-
 /// The embedded defaults as TOML, for `--print-default-config`.
 pub fn default_toml() -> String {
     toml::to_string_pretty(&RawConfig::default()).unwrap_or_default()
@@ -747,7 +646,7 @@ mod tests {
 
     #[test]
     fn example_config_is_exactly_the_defaults() {
-        let example: RawConfig = toml::from_str(include_str!("../config.example.toml")).unwrap();
+        let example: RawConfig = toml::from_str(include_str!("../../config.example.toml")).unwrap();
         assert_eq!(
             toml::to_string(&example).unwrap(),
             toml::to_string(&RawConfig::default()).unwrap()
