@@ -4,10 +4,8 @@
 //! caller's batch buffer, or a [`parse::ParseError`]. It runs on the connection's task, so
 //! encoding is spread over the runtime's workers and the writer thread only copies bytes.
 
-mod candidates;
 pub mod classify;
 pub mod fingerprint;
-pub mod formats;
 pub mod level;
 pub mod parse;
 pub mod record;
