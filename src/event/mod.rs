@@ -10,10 +10,8 @@
 //! - [`record`]: the enriched `event` record (and `daemon` records), encoded by hand.
 //! - [`level`]: levels as loggers spell them.
 
-mod candidates;
 pub mod classify;
 pub mod fingerprint;
-pub mod formats;
 pub mod level;
 pub mod parse;
 pub mod record;

@@ -2,15 +2,14 @@
 //! recognition ([`super::formats`], docs/formats.md). The parser offers each recognized value
 //! with a rank as keys stream by; [`Partial::resolve`] applies the precedence once the object
 //! has ended, takes the winners out of `extra` and re-assembles what is left of nested objects.
-#![forbid(unsafe_code)]
 
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
 
 use super::formats::{self, rank};
-use super::level::Level;
-use super::parse::{ParseError, RawEvent, Timestamp};
+use super::{ParseError, RawEvent, Timestamp};
+use crate::event::level::Level;
 use crate::json::{put_str, unquote};
 
 /// Where a candidate came from, so the winner can be taken out of `extra`.
