@@ -31,8 +31,8 @@
 //! - [`history`]: the last events, for `/recent`.
 //! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
 //! - [`notify`]: systemd readiness, status and watchdog.
-//! - [`tail`]: `qerrorsctl tail`, following the log across rotation.
-//! - [`client`]: the client side of the protocol (used by `qerrorsctl`).
+//! - [`ctl`]: `qerrorsctl`'s commands, one file each (`tail` follows the log across rotation),
+//!   and [`ctl::client`], the client side of the protocol.
 
 /// `CARGO_PKG_VERSION (git describe)`, shown by `--version` and in the start record.
 pub const VERSION: &str = concat!(
@@ -45,9 +45,9 @@ pub const VERSION: &str = concat!(
 pub mod analysis;
 pub mod app;
 pub mod breaker;
-pub mod client;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod event;
 pub mod history;
 pub mod ingest;
@@ -61,4 +61,3 @@ pub mod ring;
 pub mod sink;
 pub mod stats;
 pub mod suppress;
-pub mod tail;
