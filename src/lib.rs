@@ -51,9 +51,9 @@ pub const VERSION: &str = concat!(
 pub mod analysis;
 pub mod app;
 pub mod breaker;
-pub mod client;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod event;
 pub mod ingest;
 pub mod json;
@@ -66,4 +66,3 @@ pub mod protocol;
 pub mod ring;
 pub mod sink;
 pub mod stats;
-pub mod tail;

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qerrors::client::{control_get, control_json};
+use qerrors::ctl::client::{control_get, control_json};
 use serde_json::{json, Value};
 
 use crate::llm_server::{refused_base_url, LlmServer, Mode, MODEL};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use qerrors::client::{control_get, control_json};
+use qerrors::ctl::client::{control_get, control_json};
 use serde_json::json;
 
 use crate::util::{self, spawn_daemon, Daemon, Opts, CTL};

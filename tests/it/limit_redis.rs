@@ -59,10 +59,10 @@ fn assert_no_sync_failure(records: &[Value], what: &str) {
 fn wait_shared_sync(d: &Daemon, what: &str) {
     let addr = crate::util::control_addr(d);
     wait_until(&format!("{what}: a sync"), RECORD_TIMEOUT, || {
-        let stats = qerrors::client::control_json(&addr, "/stats").ok()?;
+        let stats = qerrors::ctl::client::control_json(&addr, "/stats").ok()?;
         (stats["limit"]["synced_keys"].as_u64()? > 0).then_some(())
     });
-    let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+    let stats = qerrors::ctl::client::control_json(&addr, "/stats").unwrap();
     assert_eq!(stats["limit"]["mode"], "shared", "{what}: {stats}");
     assert_eq!(
         stats["breakers"]["redis"]["state"], "closed",
@@ -120,7 +120,8 @@ fn three_daemons_share_one_limit() {
     // Each daemon learnt from Redis that three share the limit: `local_share = "auto"` (the
     // default) would enforce a third each during an outage.
     for d in &ds {
-        let stats = qerrors::client::control_json(&crate::util::control_addr(d), "/stats").unwrap();
+        let stats =
+            qerrors::ctl::client::control_json(&crate::util::control_addr(d), "/stats").unwrap();
         assert_eq!(stats["limit"]["daemons_seen"], 3, "{stats}");
         let share = stats["limit"]["local_share"].as_f64().unwrap();
         assert!((share - 1.0 / 3.0).abs() < 1e-9, "{stats}");
@@ -518,13 +519,13 @@ fn unusable_redis_at_start_runs_on_local_limits() {
         d.send_lines(&lines);
         // Watching it: /stats and /metrics show the breaker and the limiter's mode.
         let addr = crate::util::control_addr(&d);
-        let stats = qerrors::client::control_json(&addr, "/stats").unwrap();
+        let stats = qerrors::ctl::client::control_json(&addr, "/stats").unwrap();
         assert_ne!(stats["breakers"]["redis"]["state"], "closed", "{stats}");
         assert!(stats["breakers"]["redis"]["opened"].as_u64().unwrap() >= 1);
         assert_eq!(stats["limit"]["mode"], "local_share", "{stats}");
         assert_eq!(stats["limit"]["local_share_admitted"], 5);
         assert_eq!(stats["events"]["suppressed"]["rate_limit"], 15);
-        let (_, metrics) = qerrors::client::control_get(&addr, "/metrics").unwrap();
+        let (_, metrics) = qerrors::ctl::client::control_get(&addr, "/metrics").unwrap();
         assert!(
             metrics.contains("breaker=\"redis\""),
             "no redis breaker in /metrics"

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use qerrors::client::{control_get, control_json};
+use qerrors::ctl::client::{control_get, control_json};
 use serde_json::Value;
 
 use crate::util::{dropped_count, of_kind, spawn_daemon, stop_record, wait_until, Opts};

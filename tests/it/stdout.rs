@@ -29,7 +29,7 @@ fn records_are_copied_to_stdout() {
         std::os::unix::net::UnixStream::connect(&sock).ok()
     });
     drop(stream);
-    let rep = qerrors::client::send_lines(
+    let rep = qerrors::ctl::client::send_lines(
         &sock,
         [
             r#"{"message":"to stdout","ack":true}"#,

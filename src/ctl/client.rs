@@ -1,5 +1,6 @@
-//! The client side of the wire protocol (PROTOCOL.md), blocking std I/O: used by `qerrorsctl`
-//! and handy for tests. Apps in other languages need nothing but a Unix socket.
+//! The client side of the wire protocol (PROTOCOL.md), blocking std I/O, and the control-plane
+//! HTTP helpers ([`control_get`], [`control_json`]): used by `qerrorsctl`'s commands and handy
+//! for tests. Apps in other languages need nothing but a Unix socket.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

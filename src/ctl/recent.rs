@@ -1,0 +1,60 @@
+//! `qerrorsctl recent`: the last events from the daemon's error history (`/recent`), one line
+//! each or as JSON lines.
+
+use std::process::ExitCode;
+
+use super::{client, fail};
+
+/// The last `n` events, at least `level` and of `service` when given.
+pub fn run(
+    ctl: &str,
+    n: usize,
+    level: Option<String>,
+    service: Option<String>,
+    json: bool,
+) -> ExitCode {
+    let mut q = format!("/recent?n={n}");
+    if let Some(l) = level {
+        q.push_str(&format!("&level={}", urlencode(&l)));
+    }
+    if let Some(s) = service {
+        q.push_str(&format!("&service={}", urlencode(&s)));
+    }
+    let rows = match client::control_json(ctl, &q) {
+        Ok(serde_json::Value::Array(rows)) => rows,
+        Ok(other) => return fail(&format!("unexpected reply: {other}")),
+        Err(e) => return fail(&e.to_string()),
+    };
+    for r in rows {
+        if json {
+            println!("{r}");
+        } else {
+            let fp = r["fingerprint"].as_str().unwrap_or("");
+            println!(
+                "{} {:5} {} {}{} [{}] x{}",
+                r["received"].as_str().unwrap_or(""),
+                r["level"].as_str().unwrap_or(""),
+                r["service"].as_str().unwrap_or(""),
+                r["name"]
+                    .as_str()
+                    .map(|n| format!("{n}: "))
+                    .unwrap_or_default(),
+                r["message"].as_str().unwrap_or(""),
+                &fp[..fp.len().min(8)],
+                r["occurrence"],
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

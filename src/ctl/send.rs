@@ -1,0 +1,134 @@
+//! `qerrorsctl send`: one error event built from the flags, or NDJSON events from stdin, sent
+//! to the daemon's socket; with `--wait` each event asks for an ack and the ids are printed.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{client, fail};
+
+/// What `qerrorsctl send` was given (see its `--help`).
+#[derive(Debug, Clone)]
+pub struct SendArgs {
+    /// The message; `-` (or none, with piped input) reads NDJSON lines from stdin.
+    pub message: Option<String>,
+    pub level: String,
+    pub name: Option<String>,
+    pub service: Option<String>,
+    pub stack: Option<String>,
+    /// JSON text.
+    pub context: Option<String>,
+    /// `KEY=VALUE` each.
+    pub tags: Vec<String>,
+    pub wait: bool,
+    /// Seconds to wait for replies.
+    pub timeout: u64,
+}
+
+/// Exit 0 when every event was accepted (and, with `wait`, confirmed), 1 when some were
+/// rejected or not confirmed in time, 2 on unusable input or an unreachable daemon.
+pub fn run(socket: &Path, args: SendArgs) -> ExitCode {
+    let SendArgs {
+        message,
+        level,
+        name,
+        service,
+        stack,
+        context,
+        tags,
+        wait,
+        timeout,
+    } = args;
+    let lines = match message.as_deref() {
+        Some("-") | None if !std::io::stdin().is_terminal() || message.is_some() => {
+            match read_stdin(wait) {
+                Ok(l) => l,
+                Err(e) => return fail(&e),
+            }
+        }
+        None => return fail("nothing to send: give a MESSAGE or pipe NDJSON into `send -`"),
+        Some(m) => {
+            let mut ev = serde_json::Map::new();
+            ev.insert("message".into(), m.into());
+            ev.insert("level".into(), level.into());
+            if let Some(n) = name {
+                ev.insert("name".into(), n.into());
+            }
+            if let Some(s) = service {
+                ev.insert("service".into(), s.into());
+            }
+            if let Some(s) = stack {
+                ev.insert("stack".into(), s.into());
+            }
+            if let Some(c) = context {
+                match serde_json::from_str::<serde_json::Value>(&c) {
+                    Ok(v) => {
+                        ev.insert("context".into(), v);
+                    }
+                    Err(e) => return fail(&format!("--context is not JSON: {e}")),
+                }
+            }
+            if !tags.is_empty() {
+                let mut t = serde_json::Map::new();
+                for kv in &tags {
+                    let Some((k, v)) = kv.split_once('=') else {
+                        return fail(&format!("--tag {kv}: expected KEY=VALUE"));
+                    };
+                    t.insert(k.into(), v.into());
+                }
+                ev.insert("tags".into(), t.into());
+            }
+            if wait {
+                ev.insert("ack".into(), true.into());
+            }
+            vec![serde_json::Value::Object(ev).to_string()]
+        }
+    };
+    match client::send_lines(socket, &lines, Duration::from_secs(timeout)) {
+        Ok(rep) => {
+            for e in &rep.errors {
+                eprintln!("rejected: {e}");
+            }
+            if wait {
+                for a in &rep.acked {
+                    println!("{a}");
+                }
+                if rep.acked.len() + rep.errors.len() < rep.sent {
+                    eprintln!(
+                        "qerrorsctl: {} of {} events not confirmed within {timeout}s",
+                        rep.sent - rep.acked.len() - rep.errors.len(),
+                        rep.sent
+                    );
+                    return ExitCode::from(1);
+                }
+            }
+            if rep.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// NDJSON from stdin; with `--wait`, each object line gets `"ack":true`.
+fn read_stdin(wait: bool) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if wait {
+            if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&line) {
+                m.insert("ack".into(), true.into());
+                out.push(serde_json::Value::Object(m).to_string());
+                continue;
+            }
+        }
+        out.push(line);
+    }
+    Ok(out)
+}

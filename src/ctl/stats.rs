@@ -1,0 +1,16 @@
+//! `qerrorsctl stats`: all of the daemon's counters as pretty-printed JSON (its `/stats`).
+
+use std::process::ExitCode;
+
+use super::{client, fail};
+
+/// Prints `/stats`; exit 2 when the control server is unreachable.
+pub fn run(ctl: &str) -> ExitCode {
+    match client::control_json(ctl, "/stats") {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
