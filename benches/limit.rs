@@ -2,6 +2,8 @@
 //! baseline (one global `Mutex<HashMap<String, …>>` keyed by a formatted string).
 //!
 //! `cargo bench --bench limit`
+// A benchmark, not the daemon: a setup failure should stop it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::hint::black_box;

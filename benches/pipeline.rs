@@ -8,6 +8,8 @@
 //! (docs/formats.md, "Cost").
 //!
 //! `cargo bench --bench pipeline`
+// A benchmark, not the daemon: a setup failure should stop it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::hint::black_box;
 

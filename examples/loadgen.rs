@@ -11,6 +11,8 @@
 //! Writes go out in ~64 KiB chunks (a hand-managed buffer, so that `--ack` can stamp the send
 //! time of each chunk right before its `write(2)`). Writes simply block when the daemon applies
 //! backpressure by not reading.
+// A benchmark tool, not the daemon: a setup failure should stop it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Write};

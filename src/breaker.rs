@@ -17,7 +17,6 @@
 //! tests drive it with paused or synthetic time. Its state and counts are mirrored into a
 //! [`BreakerStatus`] of atomics that the control plane reads lock-free. Transitions are returned
 //! to the caller, which logs them (`daemon` records) where it can.
-#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;

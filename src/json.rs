@@ -5,7 +5,6 @@
 //! Everything else in the daemon uses serde_json; these exist because records are written by
 //! hand (field order fixed, raw client JSON copied through) and stacks are kept escaped, as the
 //! client sent them, from parse to the log (`../shared/PERF-NOTES.md`: ~110 ns per event saved).
-#![forbid(unsafe_code)]
 
 use std::borrow::Cow;
 use std::fmt;

@@ -3,7 +3,6 @@
 //!
 //! Replies are written by hand into the connection's reply buffer: acks are sent for every
 //! acked event, from the writer thread, and must not allocate per event.
-#![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 use ulid::Ulid;

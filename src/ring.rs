@@ -14,7 +14,6 @@
 //! decides: `Backpressure` parks the connection task (it stops reading its socket, and the
 //! client blocks in its kernel buffer) until the writer frees space; `DropNewest` hands the batch
 //! back to be counted as dropped.
-#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

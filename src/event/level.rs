@@ -11,7 +11,6 @@
 //!
 //! Variants are declared from least to most severe, so `Ord` compares severity
 //! (`Level::Warn < Level::Error`).
-#![forbid(unsafe_code)]
 
 /// Severity of an event as reported by the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -4,7 +4,6 @@
 //! reported once as [`Frame::TooLong`] and everything up to the next newline is skipped, so the
 //! connection stays usable and memory stays bounded by the maximum, however long the line.
 //! Bytes already searched are remembered, so a line arriving in many small reads is scanned once.
-#![forbid(unsafe_code)]
 
 use bytes::{Buf, BytesMut};
 

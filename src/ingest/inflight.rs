@@ -8,7 +8,6 @@
 //!
 //! The hot path touches two atomics per socket read; the peer map is locked only when a
 //! connection opens or closes, and holds one entry per peer uid with an open connection.
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -13,7 +13,6 @@
 //! besides a manual `retain_recent`, cannot shrink on pressure, and a shared limit needs more
 //! per key than a GCRA cell (the Redis lease, unreported admissions, demand). The GCRA itself
 //! is ten lines here.
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -14,7 +14,6 @@
 //! over-admission, at most hosts × rate × sync interval per window. While Redis is unreachable
 //! (breaker not `Closed`), each daemon enforces `local_share` of every shared limit alone.
 //! docs/rate-limiting.md has the details.
-#![forbid(unsafe_code)]
 
 pub mod local;
 pub mod redis;

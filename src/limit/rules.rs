@@ -4,7 +4,6 @@
 //! SIGHUP may change the rules, the duplicate policy and `local_share` (the limiter's state is
 //! reset when they change); the Redis connection settings, `sync_interval`, `max_keys` and the
 //! breaker need a restart (see [`Settings::same_connection`]).
-#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

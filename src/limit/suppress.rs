@@ -5,7 +5,6 @@
 //!
 //! The hot path counts into a per-connection [`SuppressTally`] (no sharing); the connection
 //! merges it into the shared [`Suppressions`] once per socket read, like the stats tally.
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -1,5 +1,4 @@
 //! `[memory]`: the budget, the pressure thresholds and the per-connection memory caps.
-#![forbid(unsafe_code)]
 
 use std::num::NonZeroUsize;
 use std::time::Duration;

@@ -5,7 +5,6 @@
 //!
 //! Paths are found once; each sample is a few small reads of pseudo-files into a reused buffer,
 //! on the governor's own thread (never a runtime worker).
-#![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io::Read;

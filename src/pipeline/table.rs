@@ -3,7 +3,7 @@
 //! Sharded `Mutex<HashMap>`s (short critical sections, never held across `.await`), bounded by
 //! `event.max_fingerprints`. When a shard is full, entries idle for longer than the window go
 //! first; if that frees too little, arbitrary entries (hash order) are evicted until
-//! [`EVICT_FRACTION`] of the shard is free, so a flood of distinct fingerprints costs amortized
+//! `EVICT_FRACTION` of the shard is free, so a flood of distinct fingerprints costs amortized
 //! O(1) per insert and memory stays bounded.
 
 use std::collections::HashMap;

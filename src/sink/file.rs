@@ -41,7 +41,7 @@ impl PathChange {
 pub enum TailRepair {
     /// The partial record was cut off (this many bytes).
     Truncated(u64),
-    /// No newline within [`TAIL_SCAN_MAX`]: a newline was appended instead.
+    /// No newline within `TAIL_SCAN_MAX`: a newline was appended instead.
     Terminated,
 }
 

@@ -1,6 +1,10 @@
 //! Integration tests: each test starts its own `qerrorsd` (see `util`) and talks to it over its
 //! Unix socket like an application would.
 
+// Test code: a failed setup step should stop the test loudly, and tests call libc directly to
+// drive the daemon like an operator would (signals, rlimits, uids).
+#![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
+
 mod activation;
 mod analysis;
 mod bad_input;
