@@ -24,34 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Send one error event, or NDJSON events from stdin (`-` or no MESSAGE with piped input).
-    Send {
-        /// The error message; `-` reads NDJSON lines from stdin instead.
-        message: Option<String>,
-        /// trace, debug, info, warn, error or fatal.
-        #[arg(long, default_value = "error")]
-        level: String,
-        /// Error class/type, e.g. TypeError.
-        #[arg(long)]
-        name: Option<String>,
-        /// Service name (default: the daemon uses this process's name).
-        #[arg(long)]
-        service: Option<String>,
-        /// Stack trace text.
-        #[arg(long)]
-        stack: Option<String>,
-        /// Context object as JSON, e.g. '{"path":"/api"}'.
-        #[arg(long, value_name = "JSON")]
-        context: Option<String>,
-        /// A tag, repeatable: --tag region=eu.
-        #[arg(long = "tag", value_name = "KEY=VALUE")]
-        tags: Vec<String>,
-        /// Wait until each event is written to the log (asks for acks) and print the ids.
-        #[arg(long)]
-        wait: bool,
-        /// Seconds to wait for replies.
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
-    },
+    Send(ctl::send::SendArgs),
     /// Is the daemon up and ready? One line of vital signs; exit 0 ready, 1 not ready, 2 down.
     Status,
     /// All counters as JSON (`/stats`).
@@ -115,29 +88,6 @@ fn main() -> ExitCode {
         Cmd::Advice { fingerprint, json } => ctl::advice::run(control, &fingerprint, json),
         Cmd::Reload => ctl::reload::run(control),
         Cmd::CheckConfig { config: path } => ctl::check_config::run(path.as_deref()),
-        Cmd::Send {
-            message,
-            level,
-            name,
-            service,
-            stack,
-            context,
-            tags,
-            wait,
-            timeout,
-        } => ctl::send::run(
-            &socket,
-            ctl::send::SendArgs {
-                message,
-                level,
-                name,
-                service,
-                stack,
-                context,
-                tags,
-                wait,
-                timeout,
-            },
-        ),
+        Cmd::Send(args) => ctl::send::run(&socket, args),
     }
 }

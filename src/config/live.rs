@@ -19,82 +19,37 @@ pub struct RestartOnly {
     keep: fn(running: &Config, into: &mut Config),
 }
 
+/// An entry for one field of [`Config`], named by its key path (or covering another raw key).
+macro_rules! field {
+    ($name:literal, $($field:ident).+) => {
+        field!($name covering $name, $($field).+)
+    };
+    ($name:literal covering $raw:literal, $($field:ident).+) => {
+        RestartOnly {
+            name: $name,
+            covers: &[$raw],
+            changed: |o, n| o.$($field).+ != n.$($field).+,
+            keep: |o, c| c.$($field).+ = Clone::clone(&o.$($field).+),
+        }
+    };
+}
+
 /// Keys whose new value only takes effect after a restart (see `docs/operations.md`): the
 /// socket, capacities fixed at start, the writer's settings, the control address, the Redis
 /// connection of shared limits, analysis and the memory governor's settings.
 pub const RESTART_ONLY: &[RestartOnly] = &[
-    RestartOnly {
-        name: "ingest.socket",
-        covers: &["ingest.socket"],
-        changed: |o, n| o.ingest.socket != n.ingest.socket,
-        keep: |o, c| c.ingest.socket = o.ingest.socket.clone(),
-    },
-    RestartOnly {
-        name: "ingest.socket_mode",
-        covers: &["ingest.socket_mode"],
-        changed: |o, n| o.ingest.socket_mode != n.ingest.socket_mode,
-        keep: |o, c| c.ingest.socket_mode = o.ingest.socket_mode,
-    },
-    RestartOnly {
-        name: "ingest.socket_group",
-        covers: &["ingest.socket_group"],
-        changed: |o, n| o.ingest.socket_group != n.ingest.socket_group,
-        keep: |o, c| c.ingest.socket_group = o.ingest.socket_group.clone(),
-    },
-    RestartOnly {
-        name: "ingest.max_connections",
-        covers: &["ingest.max_connections"],
-        changed: |o, n| o.ingest.max_connections != n.ingest.max_connections,
-        keep: |o, c| c.ingest.max_connections = o.ingest.max_connections,
-    },
-    RestartOnly {
-        name: "event.max_fingerprints",
-        covers: &["event.max_fingerprints"],
-        changed: |o, n| o.event.max_fingerprints != n.event.max_fingerprints,
-        keep: |o, c| c.event.max_fingerprints = o.event.max_fingerprints,
-    },
-    RestartOnly {
-        name: "event.occurrence_window",
-        covers: &["event.occurrence_window"],
-        changed: |o, n| o.event.occurrence_window != n.event.occurrence_window,
-        keep: |o, c| c.event.occurrence_window = o.event.occurrence_window,
-    },
-    RestartOnly {
-        name: "ring.capacity_events",
-        covers: &["ring.capacity_events"],
-        changed: |o, n| o.ring.capacity_events != n.ring.capacity_events,
-        keep: |o, c| c.ring.capacity_events = o.ring.capacity_events,
-    },
-    RestartOnly {
-        name: "ring.capacity_bytes",
-        covers: &["ring.capacity_bytes"],
-        changed: |o, n| o.ring.capacity_bytes != n.ring.capacity_bytes,
-        keep: |o, c| c.ring.capacity_bytes = o.ring.capacity_bytes,
-    },
-    RestartOnly {
-        name: "sink",
-        covers: &["sink"],
-        changed: |o, n| o.sink != n.sink,
-        keep: |o, c| c.sink = o.sink.clone(),
-    },
-    RestartOnly {
-        name: "control.listen",
-        covers: &["control"],
-        changed: |o, n| o.control != n.control,
-        keep: |o, c| c.control = o.control,
-    },
-    RestartOnly {
-        name: "analysis",
-        covers: &["analysis"],
-        changed: |o, n| o.analysis != n.analysis,
-        keep: |o, c| c.analysis = o.analysis.clone(),
-    },
-    RestartOnly {
-        name: "memory",
-        covers: &["memory"],
-        changed: |o, n| o.memory != n.memory,
-        keep: |o, c| c.memory = o.memory.clone(),
-    },
+    field!("ingest.socket", ingest.socket),
+    field!("ingest.socket_mode", ingest.socket_mode),
+    field!("ingest.socket_group", ingest.socket_group),
+    field!("ingest.max_connections", ingest.max_connections),
+    field!("event.max_fingerprints", event.max_fingerprints),
+    field!("event.occurrence_window", event.occurrence_window),
+    field!("ring.capacity_events", ring.capacity_events),
+    field!("ring.capacity_bytes", ring.capacity_bytes),
+    field!("sink", sink),
+    field!("control.listen" covering "control", control),
+    field!("analysis", analysis),
+    field!("memory", memory),
     RestartOnly {
         name: "limit (redis_url, redis_cluster, key_prefix, sync_interval, redis_timeout, \
                max_keys, breaker)",

@@ -8,21 +8,34 @@ use std::time::Duration;
 
 use super::{client, fail};
 
-/// What `qerrorsctl send` was given (see its `--help`).
-#[derive(Debug, Clone)]
+/// What `qerrorsctl send` takes (the flags of its `--help`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SendArgs {
-    /// The message; `-` (or none, with piped input) reads NDJSON lines from stdin.
+    /// The error message; `-` reads NDJSON lines from stdin instead.
     pub message: Option<String>,
+    /// trace, debug, info, warn, error or fatal.
+    #[arg(long, default_value = "error")]
     pub level: String,
+    /// Error class/type, e.g. TypeError.
+    #[arg(long)]
     pub name: Option<String>,
+    /// Service name (default: the daemon uses this process's name).
+    #[arg(long)]
     pub service: Option<String>,
+    /// Stack trace text.
+    #[arg(long)]
     pub stack: Option<String>,
-    /// JSON text.
+    /// Context object as JSON, e.g. '{"path":"/api"}'.
+    #[arg(long, value_name = "JSON")]
     pub context: Option<String>,
-    /// `KEY=VALUE` each.
+    /// A tag, repeatable: --tag region=eu.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
+    /// Wait until each event is written to the log (asks for acks) and print the ids.
+    #[arg(long)]
     pub wait: bool,
     /// Seconds to wait for replies.
+    #[arg(long, default_value_t = 10)]
     pub timeout: u64,
 }
 

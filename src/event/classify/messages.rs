@@ -72,11 +72,7 @@ pub(super) static MESSAGE_INDEX: PrefixIndex = {
         start[phrase_key(MESSAGE_RULES[i].phrase) + 1] += 1;
         i += 1;
     }
-    let mut b = 1;
-    while b < start.len() {
-        start[b] += start[b - 1];
-        b += 1;
-    }
+    let start = super::running_totals(start);
     let mut fill = start;
     let mut ids = [0u16; MESSAGE_RULES.len()];
     i = 0;

@@ -40,6 +40,17 @@ use messages::class_by_message;
 use names::class_by_name;
 
 pub use messages::MESSAGE_SCAN_BYTES;
+
+/// Counts → start offsets (`a[i] += a[i-1]`), at compile time: the counting sort behind the
+/// name and message indexes.
+const fn running_totals<const N: usize>(mut a: [u16; N]) -> [u16; N] {
+    let mut b = 1;
+    while b < N {
+        a[b] += a[b - 1];
+        b += 1;
+    }
+    a
+}
 pub use tables::{MessageRule, NameMatch, MESSAGE_RULES, NAME_EXACT, NAME_PATTERNS};
 
 /// What kind of failure an event reports.

@@ -82,11 +82,7 @@ static EXACT_INDEX: LengthIndex = {
         start[len + 1] += 1;
         i += 1;
     }
-    let mut b = 1;
-    while b < start.len() {
-        start[b] += start[b - 1];
-        b += 1;
-    }
+    let start = super::running_totals(start);
     let mut fill = start;
     let mut ids = [0u16; NAME_EXACT.len()];
     i = 0;

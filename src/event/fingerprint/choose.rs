@@ -3,7 +3,8 @@
 //! for Python), falling back to the top frames when none is in-app. See "Which frames count"
 //! in the [parent module](super) documentation.
 
-use super::frames::{find, go_func, go_loc, parse_frame, rust_symbol, Frame, Kind};
+use super::frames::{go_func, go_loc, parse_frame, rust_symbol, Frame, Kind};
+use super::lines::find;
 use super::lines::{view, LineRef, Lines, LINE_BUF};
 use super::TOP_FRAMES;
 

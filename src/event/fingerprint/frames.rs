@@ -5,6 +5,7 @@
 use memchr::{memchr, memrchr, memrchr3};
 
 use super::in_app::{at_in_app, go_in_app, python_in_app, rust_in_app};
+use super::lines::find;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -264,21 +265,6 @@ fn basename(path: &[u8]) -> &[u8] {
         Some(p) => &path[p + 1..],
         None => path,
     }
-}
-
-/// Substring search for short haystacks (frame lines), anchored on the needle's first byte;
-/// `memmem::find` would build a searcher per call for haystacks of 64 bytes or more.
-pub(super) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let mut i = 0;
-    while let Some(off) = memchr(first, hay.get(i..)?) {
-        let k = i + off;
-        if hay.get(k + 1..)?.starts_with(rest) {
-            return Some(k);
-        }
-        i = k + 1;
-    }
-    None
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `site-packages`, the Go module cache, `~/.cargo/registry`, …). The full list is in the
 //! [parent module](super) documentation.
 
-use super::frames::find;
+use super::lines::find;
 
 /// In-app test for `at` frames; `node_modules` is checked by the caller.
 pub(super) fn at_in_app(func: &[u8], loc: &[u8], java: bool) -> bool {

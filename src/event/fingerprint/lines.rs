@@ -143,6 +143,21 @@ fn unescape<'b>(src: &[u8], buf: &'b mut [u8; LINE_BUF]) -> &'b [u8] {
     &buf[..n]
 }
 
+/// Substring search for short haystacks (frame lines), anchored on the needle's first byte;
+/// `memmem::find` would build a searcher per call for haystacks of 64 bytes or more.
+pub(super) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut i = 0;
+    while let Some(off) = memchr(first, hay.get(i..)?) {
+        let k = i + off;
+        if hay.get(k + 1..)?.starts_with(rest) {
+            return Some(k);
+        }
+        i = k + 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
