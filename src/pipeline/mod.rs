@@ -40,7 +40,7 @@ use crate::limit::suppress::{Reason, SuppressTally, Suppressions};
 use crate::limit::Limiter;
 use crate::memory::{self, Pressure};
 use crate::stats::{Stats, Tally};
-use table::{FingerprintTable, FpMeta};
+use table::{FingerprintTable, FpMeta, Seen};
 
 /// Per-connection mutable state of the pipeline (no sharing, no locks).
 #[derive(Default)]
@@ -148,13 +148,22 @@ impl Pipeline {
             return Ok(Accepted::suppressed(&ev, fp, reason));
         }
         let (class, severity) = classify::classify(ev.level, clean.name.as_deref(), &clean.message);
-        let occurrence = self.observe(fp, rx, &ev, &clean, service, class, severity);
+        let seen = self.observe(fp, rx, &ev, &clean, service, class, severity);
         state.tally.count(ev.level, class, severity, service);
         let id = state
             .ids
             .generate_from_datetime(rx.time)
             .unwrap_or_else(|_| Ulid::from_datetime(rx.time));
-        self.offer(fp, id, rx, &clean, service, class, occurrence.1, state);
+        self.offer(
+            fp,
+            id,
+            rx,
+            &clean,
+            service,
+            class,
+            seen.advice_until_ns,
+            state,
+        );
         record::put_event(
             out,
             &EventRecord {
@@ -170,7 +179,7 @@ impl Pipeline {
                 fingerprint: fp,
                 class,
                 severity,
-                occurrence: occurrence.0,
+                occurrence: seen.occurrence,
                 host_field: &self.host_field,
                 peer_json: &meta.peer_json,
                 stack: clean.stack.as_deref(),
@@ -245,8 +254,8 @@ impl Pipeline {
         self.limiter.decide(fp, service, meta.uid, rx.unix_ns)
     }
 
-    /// Counts the occurrence in the table (first sight stores a sample for `/fingerprints`).
-    /// Returns the occurrence number and until when advice is known to be cached.
+    /// Counts the occurrence in the table (first sight stores a sample for `/fingerprints`):
+    /// the occurrence number and until when advice is known to be cached.
     #[allow(clippy::too_many_arguments)] // the event's parts, borrowed; a struct would only rename them
     fn observe(
         &self,
@@ -257,16 +266,15 @@ impl Pipeline {
         service: &str,
         class: Class,
         severity: Severity,
-    ) -> (u64, u64) {
-        let seen = self.table.observe(fp, rx.unix_ns, || FpMeta {
+    ) -> Seen {
+        self.table.observe(fp, rx.unix_ns, || FpMeta {
             class,
             severity,
             level: ev.level,
             service: truncate(service, table::NAME_SAMPLE).into(),
             name: truncate(clean.name.as_deref().unwrap_or(""), table::NAME_SAMPLE).into(),
             message: truncate(&clean.message, table::MESSAGE_SAMPLE).into(),
-        });
-        (seen.occurrence, seen.advice_until_ns)
+        })
     }
 
     /// Analysis: what the table knows, else a cache lookup; on a miss a non-blocking try_send
