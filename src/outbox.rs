@@ -29,8 +29,9 @@ pub enum Record {
         msg: String,
         fields: Vec<(&'static str, serde_json::Value)>,
     },
-    /// A whole encoded record line (with its `\n`), e.g. an `advice` record.
-    Line(Bytes),
+    /// An encoded `advice` record line (with its `\n`); the writer counts it once it is in the
+    /// log (`Stats::advice_written`).
+    Advice(Bytes),
 }
 
 #[derive(Debug, Default)]
@@ -84,9 +85,9 @@ impl Outbox {
         self.post(Record::Daemon { msg, fields })
     }
 
-    /// Queues an encoded record line; never blocks. Returns false when it was lost.
-    pub fn line(&self, line: Bytes) -> bool {
-        self.post(Record::Line(line))
+    /// Queues an encoded `advice` record line; never blocks. Returns false when it was lost.
+    pub fn advice(&self, line: Bytes) -> bool {
+        self.post(Record::Advice(line))
     }
 
     fn post(&self, r: Record) -> bool {
@@ -147,8 +148,8 @@ mod tests {
         assert_eq!(got.len(), 8);
         assert!(matches!(&got[0], Record::Daemon { msg, .. } if msg == "n0"));
         assert!(rx.drain().is_empty());
-        assert!(tx.line(Bytes::from_static(b"{}\n")));
-        assert_eq!(rx.drain(), [Record::Line(Bytes::from_static(b"{}\n"))]);
+        assert!(tx.advice(Bytes::from_static(b"{}\n")));
+        assert_eq!(rx.drain(), [Record::Advice(Bytes::from_static(b"{}\n"))]);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Stats {
     pub dropped_overload: AtomicU64,
     /// Event records written to the log.
     pub written: AtomicU64,
+    /// `advice` records written to the log (counted by the writer after the write).
+    pub advice_written: AtomicU64,
     /// Bytes written to the log (all record kinds).
     pub bytes_out: AtomicU64,
     /// Write batches issued.

@@ -582,7 +582,7 @@ fn publish(
     remember(h, job, &source, Some(advice), ttl);
     let mut buf = BytesMut::new();
     crate::event::record::put_json_line(&mut buf, &record);
-    match outbox.line(buf.freeze()) {
+    match outbox.advice(buf.freeze()) {
         true => s.stats.records_written.fetch_add(1, Relaxed),
         false => s.stats.records_lost.fetch_add(1, Relaxed),
     };
@@ -734,7 +734,7 @@ mod tests {
         let e = h.advice(&format!("{:032x}", 7u128)).unwrap();
         assert_eq!(e.source, "rules");
         assert_eq!(e.event_id, "ev7");
-        let Some(crate::outbox::Record::Line(line)) = rx.drain().into_iter().next() else {
+        let Some(crate::outbox::Record::Advice(line)) = rx.drain().into_iter().next() else {
             panic!("no advice record in the outbox");
         };
         let rec: Value = serde_json::from_slice(&line).unwrap();

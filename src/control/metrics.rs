@@ -121,7 +121,7 @@ impl Collector for Snapshot {
         let e = &mut e;
         let (hist_events, hist_bytes) = st.history.size();
         // Plain counters and gauges: (name, help, value); rendered in this order.
-        let counters: [(&str, &str, u64); 3] = [
+        let counters: [(&str, &str, u64); 4] = [
             (
                 "lines_received",
                 "Lines read from clients (valid or not).",
@@ -136,6 +136,11 @@ impl Collector for Snapshot {
                 "events_written",
                 "Event records written to the log.",
                 s.written.load(Relaxed),
+            ),
+            (
+                "advice_records_written",
+                "Advice records written to the log (counted after the write).",
+                s.advice_written.load(Relaxed),
             ),
         ];
         for (name, help, v) in counters {

@@ -270,7 +270,12 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             .map(|b| (b.name.to_string(), b.to_json()))
             .collect::<serde_json::Map<_, _>>(),
         "notices": {"posted": st.outbox.posted(), "lost": st.outbox.lost()},
-        "analysis": st.analysis.as_ref().map_or(Value::Null, |a| a.stats_json()),
+        "analysis": st.analysis.as_ref().map_or(Value::Null, |a| {
+            let mut v = a.stats_json();
+            // Queued by analysis vs in the log (counted by the writer after the write).
+            v["records"]["in_log"] = s.advice_written.load(Relaxed).into();
+            v
+        }),
         "limit": st.limiter.to_json(),
     })
 }

@@ -301,7 +301,7 @@ mod tests {
             .into_iter()
             .filter_map(|r| match r {
                 crate::outbox::Record::Daemon { msg, .. } => Some(msg),
-                crate::outbox::Record::Line(_) => None,
+                crate::outbox::Record::Advice(_) => None,
             })
             .collect();
         assert_eq!(

@@ -96,6 +96,8 @@ pub struct Writer {
     reported_overload: u64,
     /// `outbox.lost()` already reported.
     reported_lost_notices: u64,
+    /// Advice records in `own`, counted as written once `own` is.
+    own_advice: u64,
     reported_rejects: [u64; RejectCode::ALL.len()],
     last_error_log: Option<Instant>,
     abandoned: u64,
@@ -150,6 +152,7 @@ impl Writer {
             last_summary: now,
             reported_overload: 0,
             reported_lost_notices: 0,
+            own_advice: 0,
             reported_rejects: [0; RejectCode::ALL.len()],
             last_error_log: None,
             abandoned: 0,
@@ -552,7 +555,10 @@ impl Writer {
     fn put_record(&mut self, r: Record) {
         match r {
             Record::Daemon { msg, fields } => put_daemon(&mut self.own, &msg, &fields),
-            Record::Line(line) => self.own.extend_from_slice(&line),
+            Record::Advice(line) => {
+                self.own.extend_from_slice(&line);
+                self.own_advice += 1;
+            }
         }
     }
 
@@ -566,7 +572,10 @@ impl Writer {
             return;
         }
         let data = self.own.split().freeze();
-        self.write_out(&[&data], data.len() as u64);
+        let advice = std::mem::take(&mut self.own_advice);
+        if self.write_out(&[&data], data.len() as u64) {
+            self.stats.advice_written.fetch_add(advice, Relaxed);
+        }
     }
 
     /// Logs an I/O failure at most once per [`ERROR_LOG_INTERVAL`].

@@ -37,6 +37,22 @@ fn advice_records(d: &Daemon) -> Vec<Value> {
     d.records("advice")
 }
 
+/// Waits until `n` advice records are in the log file itself (an analysis counts as completed
+/// before the writer has written its record), and checks the daemon's own count of advice
+/// records written (`records.in_log`) agrees with the file.
+fn advice_in_log(d: &Daemon, addr: &str, n: usize) -> Vec<Value> {
+    let recs = util::wait_until("advice records in the log", WAIT, || {
+        let r = advice_records(d);
+        (r.len() >= n).then_some(r)
+    });
+    let in_log = util::wait_until("records.in_log", WAIT, || {
+        let v = analysis(addr)["records"]["in_log"].as_u64()?;
+        (v >= n as u64).then_some(v)
+    });
+    assert_eq!(in_log, recs.len() as u64, "{recs:?}");
+    recs
+}
+
 /// A daemon using `base_url` as its LLM with short timeouts and back-offs.
 fn llm_opts(base_url: &str) -> Opts {
     Opts::new()
@@ -268,7 +284,7 @@ fn llm_single_flight_while_nothing_is_cached() {
     );
     // Every miss but the first found the analysis in flight.
     assert_eq!(coalesced, misses - 1, "{a}");
-    let recs = advice_records(&d);
+    let recs = advice_in_log(&d, &addr, 1);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0]["source"], format!("llm:{MODEL}"));
 }
@@ -285,7 +301,7 @@ fn failure_case(
     let addr = control_addr(&d);
     send_acked(&d, &[refused_event("x")]);
     let a = wait_completed(&addr, 1);
-    let recs = advice_records(&d);
+    let recs = advice_in_log(&d, &addr, 1);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0]["source"], "rules");
     assert_eq!(a["llm"]["failures"], 1, "{a}");
