@@ -118,10 +118,14 @@ fn three_daemons_share_one_limit() {
     let sent: Vec<u64> = loads.into_iter().map(|h| h.join().unwrap().lines).collect();
     let t1 = SystemTime::now();
     // Each daemon learnt from Redis that three share the limit: `local_share = "auto"` (the
-    // default) would enforce a third each during an outage.
+    // default) would enforce a third each during an outage. Both values come from the limiter's
+    // sync thread (what Redis answered): waited for, bounded, rather than trusting the 10 s.
     for d in &ds {
-        let stats =
-            qerrors::ctl::client::control_json(&crate::util::control_addr(d), "/stats").unwrap();
+        let addr = crate::util::control_addr(d);
+        let stats = wait_until("daemons_seen = 3 in /stats", RECORD_TIMEOUT, || {
+            let s = qerrors::ctl::client::control_json(&addr, "/stats").ok()?;
+            (s["limit"]["daemons_seen"] == 3).then_some(s)
+        });
         assert_eq!(stats["limit"]["daemons_seen"], 3, "{stats}");
         let share = stats["limit"]["local_share"].as_f64().unwrap();
         assert!((share - 1.0 / 3.0).abs() < 1e-9, "{stats}");
@@ -509,6 +513,13 @@ fn unusable_redis_at_start_runs_on_local_limits() {
         wait_until(&format!("{what}: breaker open"), RECORD_TIMEOUT, || {
             (!transitions_to(&d.all_records(), "open").is_empty()).then_some(())
         });
+        // The daemon's stderr is written by its logger's own thread (a non-blocking writer):
+        // the record in the log file does not mean the line is in stderr yet. Wait for it.
+        wait_until(
+            &format!("{what}: `redis sync failed` in the daemon's stderr"),
+            RECORD_TIMEOUT,
+            || d.stderr_text().contains("redis sync failed").then_some(()),
+        );
         assert!(
             d.stderr_text().contains("redis sync failed"),
             "{what}: the daemon's own log says so"

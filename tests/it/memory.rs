@@ -249,7 +249,16 @@ fn at_critical_ready_fails_stats_and_metrics_say_why_and_only_warn_and_up_is_kep
     });
     assert_eq!(status, 503);
     assert!(body.contains("memory pressure critical"), "{body}");
-    let stats = control_json(&addr, "/stats").unwrap();
+    // The governor thread sets the level (what /ready reads) before it counts the transition:
+    // wait for the count itself, not for /ready.
+    let stats = wait_until(
+        "/stats counting the transition to critical",
+        Duration::from_secs(30),
+        || {
+            let s = control_json(&addr, "/stats").ok()?;
+            (s["memory"]["transitions"]["critical"].as_u64()? >= 1).then_some(s)
+        },
+    );
     let mem = &stats["memory"];
     assert_eq!(mem["budget_bytes"], 4 * MIB, "{mem}");
     assert_eq!(mem["pressure"], "critical", "{mem}");
@@ -291,6 +300,17 @@ fn at_critical_ready_fails_stats_and_metrics_say_why_and_only_warn_and_up_is_kep
             .into_iter()
             .find(|r| r["msg"] == "config reloaded")
     });
+    // The daemon's stderr is written by its logger's own thread (a non-blocking writer), so a
+    // line there may lag the records in the log file: wait for the pressure line itself.
+    wait_until(
+        "the pressure line in the daemon's stderr",
+        Duration::from_secs(30),
+        || {
+            d.stderr_text()
+                .contains("memory pressure critical")
+                .then_some(())
+        },
+    );
     let stderr = d.stderr_text();
     assert!(!stderr.contains("configuration reloaded"), "{stderr}");
     assert!(stderr.contains("memory pressure critical"), "{stderr}");
