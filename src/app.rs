@@ -193,6 +193,7 @@ pub async fn run_with(
         inflight: inflight.clone(),
         pressure_timeout: cfg.memory.pressure_timeout,
     });
+    let reloads = Arc::new(control::reloads::Reloads::default());
     let control_stop = CancellationToken::new();
     let limit_stop = CancellationToken::new();
     let limit_thread = crate::limit::spawn(
@@ -220,6 +221,7 @@ pub async fn run_with(
             limiter,
             breakers,
             outbox,
+            reloads: reloads.clone(),
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });
@@ -248,7 +250,7 @@ pub async fn run_with(
                 tracing::info!("SIGHUP: reopening the log file and reloading the configuration");
                 control.reopen.store(true, Ordering::Release);
                 notify::reloading();
-                current = reload(current, &source, &shared, &parts).await;
+                current = reload(current, &source, &shared, &parts, &reloads).await;
                 notify::ready();
             }
         }
@@ -361,7 +363,9 @@ async fn reload(
     source: &ConfigSource,
     shared: &ingest::Shared,
     parts: &PipelineParts,
+    reloads: &control::reloads::Reloads,
 ) -> Config {
+    use control::reloads::Outcome;
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || src.load()).await;
     let new = match loaded {
@@ -372,10 +376,16 @@ async fn reload(
                 "config reload rejected",
                 vec![("error", json!(e.to_string()))],
             );
+            reloads.record(Outcome::Rejected {
+                error: e.to_string(),
+            });
             return current;
         }
         Err(e) => {
             tracing::error!("configuration reload failed: {e}");
+            reloads.record(Outcome::Rejected {
+                error: format!("reload failed: {e}"),
+            });
             return current;
         }
     };
@@ -385,6 +395,9 @@ async fn reload(
         Err(e) => {
             // Validation compiled the same sanitizer; this is not expected.
             tracing::error!("configuration reload rejected: {e}");
+            reloads.record(Outcome::Rejected {
+                error: e.to_string(),
+            });
             return current;
         }
     };
@@ -403,5 +416,8 @@ async fn reload(
         "config reloaded",
         vec![("restart_required", json!(restart))],
     );
+    reloads.record(Outcome::Applied {
+        restart_required: restart.iter().map(ToString::to_string).collect(),
+    });
     applied
 }

@@ -11,12 +11,23 @@ use qerrors::ctl::{self, client};
 #[derive(Debug, Parser)]
 #[command(name = "qerrorsctl", version = qerrors::VERSION, about = "Talk to the qerrors daemon")]
 struct Cli {
-    /// Daemon socket (default: as the daemon's, see PROTOCOL.md; env QERRORS_SOCKET).
-    #[arg(long, global = true, env = "QERRORS_SOCKET", value_name = "PATH")]
+    /// Daemon socket [default: $QERRORS_INGEST_SOCKET, else the first socket among
+    /// $XDG_RUNTIME_DIR/qerrors.sock, /tmp/qerrors-<uid>/qerrors.sock, /run/qerrors.sock].
+    #[arg(
+        long,
+        global = true,
+        env = "QERRORS_INGEST_SOCKET",
+        value_name = "PATH"
+    )]
     socket: Option<PathBuf>,
-    /// Control server address (env QERRORS_CONTROL).
-    #[arg(long, global = true, env = "QERRORS_CONTROL", value_name = "ADDR", default_value = client::DEFAULT_CONTROL)]
-    control: String,
+    /// Control server address [default: $QERRORS_CONTROL_LISTEN, else 127.0.0.1:9464].
+    #[arg(
+        long,
+        global = true,
+        env = "QERRORS_CONTROL_LISTEN",
+        value_name = "ADDR"
+    )]
+    control: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -72,8 +83,13 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let socket = cli.socket.unwrap_or_else(config::default_socket_path);
-    let control = cli.control.as_str();
+    // The legacy names (QERRORS_SOCKET, QERRORS_CONTROL) still count when the new ones are unset.
+    let socket = config::paths::client_socket(cli.socket);
+    let control = cli
+        .control
+        .or_else(|| config::paths::env::get(config::paths::env::CONTROL))
+        .unwrap_or_else(|| client::DEFAULT_CONTROL.to_string());
+    let control = control.as_str();
     match cli.cmd {
         Cmd::Tail(args) => ctl::tail::cli(args),
         Cmd::Status => ctl::status::run(control),

@@ -23,13 +23,15 @@ Clients write one JSON object per line to the socket, e.g.
   echo '{\"message\":\"disk full\",\"level\":\"warn\"}' | socat - UNIX-CONNECT:/run/qerrors.sock
 and the daemon appends enriched records to the log (see README / docs/PROTOCOL.md).
 
-Defaults (no config): socket $XDG_RUNTIME_DIR/qerrors.sock or ./qerrors.sock (/run/qerrors.sock as
-root); log ./qerrors-logs/errors.log (/var/log/qerrors/errors.log as root); control server
-127.0.0.1:9464.
+Defaults (no config): as root socket /run/qerrors.sock, log /var/log/qerrors/errors.log; else
+socket $XDG_RUNTIME_DIR/qerrors.sock (/tmp/qerrors-<uid>/qerrors.sock without XDG_RUNTIME_DIR),
+log ./qerrors-logs/errors.log; control server 127.0.0.1:9464. The ready line says which.
 
-Environment:
-  QERRORS_<SECTION>_<KEY>  override any config key, e.g. QERRORS_RING_OVERFLOW=drop_newest
-  QERRORS_LOG              the daemon's own log filter (default info), e.g. debug
+Environment (one scheme for qerrorsd, qerrorsctl and the client shims; docs/operations.md):
+  QERRORS_<SECTION>_<KEY>  override any config key, e.g. QERRORS_RING_OVERFLOW=drop_newest,
+                           QERRORS_INGEST_SOCKET, QERRORS_SINK_PATH, QERRORS_CONTROL_LISTEN
+  QERRORS_LOG_LEVEL        the daemon's own diagnostics filter (default info), e.g. debug
+  (older names still read: QERRORS_SOCKET, QERRORS_LOG_FILE, QERRORS_CONTROL, QERRORS_LOG)
   LISTEN_FDS/LISTEN_PID    systemd socket activation (the passed socket is used)
   NOTIFY_SOCKET            systemd notifications (READY, RELOADING, STOPPING, WATCHDOG, STATUS)
 
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
     );
     let cli = Cli::parse();
     if cli.print_default_config {
-        print!("{}", config::default_toml());
+        print!("{}", config::DEFAULT_TOML);
         return ExitCode::SUCCESS;
     }
     let source = app::ConfigSource {
@@ -108,7 +110,8 @@ fn main() -> ExitCode {
     // a slow terminal or journal never stalls a runtime thread.
     // Under memory pressure the filter drops to `warn` (never louder than configured).
     let (writer, _log_guard) = tracing_appender::non_blocking(std::io::stderr());
-    let directives = std::env::var("QERRORS_LOG").unwrap_or_else(|_| "info".into());
+    let directives =
+        config::paths::env::get(config::paths::env::LOG_LEVEL).unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let quiet_under_pressure = filter
         .max_level_hint()

@@ -18,6 +18,9 @@ pub use live::{merge_live, restart_required};
 
 pub mod check;
 pub mod live;
+pub mod paths;
+
+pub use paths::{default_log_path, default_socket_path};
 
 /// Environment variables with this prefix override config keys: `QERRORS_<SECTION>_<KEY>`.
 pub const ENV_PREFIX: &str = "QERRORS_";
@@ -71,7 +74,8 @@ pub struct RawConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// Socket path. Default: `/run/qerrors.sock` as root, else `$XDG_RUNTIME_DIR/qerrors.sock`,
-    /// else `./qerrors.sock`. Ignored when systemd passes a listening socket (`LISTEN_FDS`).
+    /// else `/tmp/qerrors-<uid>/qerrors.sock` (see [`paths`]). Ignored when systemd passes a
+    /// listening socket (`LISTEN_FDS`).
     pub socket: Option<PathBuf>,
     /// Permission bits of the socket file, octal string.
     pub socket_mode: String,
@@ -333,31 +337,6 @@ pub struct Sink {
     pub file_mode: u32,
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Where clients find the socket when nothing is configured (see PROTOCOL.md).
-pub fn default_socket_path() -> PathBuf {
-    if is_root() {
-        return PathBuf::from("/run/qerrors.sock");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() && Path::new(&dir).is_dir() => {
-            Path::new(&dir).join("qerrors.sock")
-        }
-        _ => PathBuf::from("qerrors.sock"),
-    }
-}
-
-pub fn default_log_path() -> PathBuf {
-    if is_root() {
-        PathBuf::from("/var/log/qerrors/errors.log")
-    } else {
-        PathBuf::from("qerrors-logs/errors.log")
-    }
-}
-
 /// Command-line overrides, applied last.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -389,6 +368,15 @@ impl RawConfig {
             None => (toml::Table::new(), "embedded defaults".to_string()),
         };
         let mut any_env = false;
+        // Legacy names (`QERRORS_SOCKET`, …) count as their new name unless that is set too.
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        for (new, legacy) in paths::env::ALIASES {
+            if !env.iter().any(|(k, _)| k == new) {
+                if let Some(entry) = env.iter_mut().find(|(k, v)| k == legacy && !v.is_empty()) {
+                    entry.0 = new.to_string();
+                }
+            }
+        }
         for (var, value) in env {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -398,7 +386,7 @@ impl RawConfig {
                 continue;
             };
             if !SECTIONS.contains(&section) {
-                // Not a config key (e.g. QERRORS_LOG for the daemon's own log filter).
+                // Not a config key (e.g. QERRORS_LOG_LEVEL for the daemon's own log filter).
                 continue;
             }
             any_env = true;
@@ -561,10 +549,9 @@ fn parse_env_value(value: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(value.to_string()))
 }
 
-/// The embedded defaults as TOML, for `--print-default-config`.
-pub fn default_toml() -> String {
-    toml::to_string_pretty(&RawConfig::default()).unwrap_or_default()
-}
+/// The documented example (`config.example.toml`): every key with its comment and its exact
+/// default, as `qerrorsd --print-default-config` prints it. A test keeps it equal to the defaults.
+pub const DEFAULT_TOML: &str = include_str!("../../config.example.toml");
 
 #[cfg(test)]
 mod tests {
@@ -603,7 +590,7 @@ mod tests {
                 ("QERRORS_RING_OVERFLOW", "drop_newest"),
                 ("QERRORS_SINK_PATH", "/tmp/b.log"),
                 ("QERRORS_INGEST_MAX_LINE_BYTES", "1024"),
-                ("QERRORS_LOG", "debug"),
+                ("QERRORS_LOG_LEVEL", "debug"),
                 ("PATH", "/bin"),
             ]),
         )
@@ -617,6 +604,35 @@ mod tests {
         assert_eq!(cfg.ring.capacity_events.get(), 10);
         assert_eq!(cfg.ingest.max_line_bytes.get(), 1024);
         assert_eq!(cfg.sink.path, PathBuf::from("/tmp/c.log"));
+    }
+
+    #[test]
+    fn legacy_env_names_are_aliases_and_the_new_name_wins() {
+        let legacy = env(&[
+            ("QERRORS_SOCKET", "/tmp/legacy.sock"),
+            ("QERRORS_CONTROL", "127.0.0.1:9999"),
+            ("QERRORS_LOG_FILE", "/tmp/legacy.log"),
+        ]);
+        let cfg = RawConfig::load(None, legacy.clone())
+            .unwrap()
+            .validate(&Overrides::default())
+            .unwrap();
+        assert_eq!(cfg.ingest.socket, PathBuf::from("/tmp/legacy.sock"));
+        assert_eq!(cfg.control, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(cfg.sink.path, PathBuf::from("/tmp/legacy.log"));
+        let mut both = legacy;
+        both.extend(env(&[
+            ("QERRORS_INGEST_SOCKET", "/tmp/new.sock"),
+            ("QERRORS_CONTROL_LISTEN", "127.0.0.1:9998"),
+            ("QERRORS_SINK_PATH", "/tmp/new.log"),
+        ]));
+        let cfg = RawConfig::load(None, both)
+            .unwrap()
+            .validate(&Overrides::default())
+            .unwrap();
+        assert_eq!(cfg.ingest.socket, PathBuf::from("/tmp/new.sock"));
+        assert_eq!(cfg.control, Some("127.0.0.1:9998".parse().unwrap()));
+        assert_eq!(cfg.sink.path, PathBuf::from("/tmp/new.log"));
     }
 
     #[test]
@@ -646,7 +662,7 @@ mod tests {
 
     #[test]
     fn example_config_is_exactly_the_defaults() {
-        let example: RawConfig = toml::from_str(include_str!("../../config.example.toml")).unwrap();
+        let example: RawConfig = toml::from_str(DEFAULT_TOML).unwrap();
         assert_eq!(
             toml::to_string(&example).unwrap(),
             toml::to_string(&RawConfig::default()).unwrap()
@@ -682,11 +698,12 @@ mod tests {
 
     #[test]
     fn default_toml_round_trips() {
-        let text = default_toml();
-        let parsed: RawConfig = toml::from_str(&text).unwrap();
+        let parsed: RawConfig = toml::from_str(DEFAULT_TOML).unwrap();
         assert_eq!(parsed.ingest.max_connections, 1024);
         assert_eq!(parsed.ingest.max_line_bytes.as_u64(), 256 * 1024);
         assert_eq!(parsed.ring.capacity_bytes.as_u64(), 16 << 20);
-        assert!(text.contains("[sink]"));
+        assert_eq!(parsed.analysis.cache_max_bytes.as_u64(), 8 << 20);
+        // the comments come along: the example is what is printed
+        assert!(DEFAULT_TOML.contains("# Unix socket clients write to."));
     }
 }

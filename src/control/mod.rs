@@ -15,6 +15,7 @@
 
 pub mod history;
 pub mod metrics;
+pub mod reloads;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -77,6 +78,8 @@ pub struct ControlState {
     pub breakers: Arc<crate::breaker::Registry>,
     /// The writer's route for non-event records (its posted/lost counts).
     pub outbox: crate::outbox::Outbox,
+    /// The last configuration reload's outcome.
+    pub reloads: Arc<reloads::Reloads>,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -277,6 +280,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             v
         }),
         "limit": st.limiter.to_json(),
+        "reload": st.reloads.to_json(),
     })
 }
 

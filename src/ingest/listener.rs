@@ -91,7 +91,14 @@ fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
         Err(e) => return Err(io_err(path, "inspecting")(e)),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err(dir, "creating directory"))?;
+        let me = config::paths::Identity::current();
+        if dir == me.user_tmp_dir() {
+            // The default of a user without XDG_RUNTIME_DIR: private, and nobody else's.
+            config::paths::ensure_private_dir(dir, me.euid)
+                .map_err(io_err(dir, "preparing private directory"))?;
+        } else {
+            std::fs::create_dir_all(dir).map_err(io_err(dir, "creating directory"))?;
+        }
     }
     let listener = UnixListener::bind(path).map_err(io_err(path, "binding"))?;
     // From here on the file is ours: remove it again if a later step fails.

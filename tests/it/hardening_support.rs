@@ -57,7 +57,7 @@ impl Proc {
             .stdout(Stdio::null())
             .stderr(File::create(&stderr).unwrap());
         scrub_env(&mut cmd);
-        cmd.env("QERRORS_LOG", "info");
+        cmd.env("QERRORS_LOG_LEVEL", "info");
         for (k, v) in env {
             cmd.env(format!("QERRORS_{k}"), v);
         }

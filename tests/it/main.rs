@@ -12,6 +12,7 @@ mod control;
 mod ctl;
 mod dashboard;
 mod fingerprint;
+mod first_hour;
 mod formats;
 mod hardening_crash;
 mod hardening_disk;

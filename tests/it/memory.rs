@@ -293,7 +293,7 @@ fn at_critical_ready_fails_stats_and_metrics_say_why_and_only_warn_and_up_is_kep
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0]["ok"], true, "{replies:?}");
     // The daemon's own log is at warn under pressure: a reload's info lines stay out of it
-    // (QERRORS_LOG is info in the harness), its record still reaches the log file.
+    // (QERRORS_LOG_LEVEL is info in the harness), its record still reaches the log file.
     d.signal(libc::SIGHUP);
     wait_until("config reloaded record", Duration::from_secs(30), || {
         d.records("daemon")

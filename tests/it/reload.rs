@@ -130,3 +130,41 @@ fn invalid_change_is_rejected_and_the_old_config_keeps_running() {
         .collect();
     assert_eq!(msgs, ["order [REDACTED] failed", "order CUST-0004 failed"]);
 }
+
+/// `qerrorsctl reload` reports the daemon's outcome: exit 0 and the restart-only keys when the
+/// file is applied, exit 1 and the daemon's reason when it is rejected.
+#[test]
+fn qerrorsctl_reload_reports_the_outcome_and_fails_on_rejection() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("qerrors.toml");
+    std::fs::write(&cfg, "[ingest]\nread_timeout = \"30s\"\n").unwrap();
+    let mut d = spawn_daemon(Opts::new().arg("--config").arg(&cfg));
+    let addr = util::control_addr(&d);
+    let reload = || {
+        let out = std::process::Command::new(util::CTL)
+            .args(["--control", &addr, "reload"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    std::fs::write(&cfg, "[ring]\ncapacity_events = 0\n").unwrap();
+    let (code, out, err) = reload();
+    assert_eq!(code, Some(1), "stdout {out:?} stderr {err:?}");
+    assert!(err.contains("configuration rejected"), "{err}");
+    assert!(err.contains("ring.capacity_events"), "{err}");
+
+    std::fs::write(&cfg, "[ring]\ncapacity_events = 1234\n").unwrap();
+    let (code, out, err) = reload();
+    assert_eq!(code, Some(0), "stdout {out:?} stderr {err:?}");
+    assert!(out.contains("configuration reloaded"), "{out}");
+    assert!(out.contains("ring.capacity_events"), "{out}");
+
+    let stats = qerrors::ctl::client::control_json(&addr, "/stats").unwrap();
+    assert_eq!(stats["reload"]["generation"], 2, "{stats}");
+    assert_eq!(stats["reload"]["outcome"], "applied", "{stats}");
+    d.stop();
+}

@@ -124,6 +124,30 @@ fn printed_default_config_passes_check_config() {
     );
 }
 
+/// `--print-default-config` prints the documented example: its comments, and sizes exactly as
+/// the defaults are (8388608, not a rounded "8.4 MB").
+#[test]
+fn printed_default_config_is_the_documented_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qerrorsd(&["--print-default-config"], dir.path());
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+            .unwrap();
+    assert_eq!(printed, example);
+    assert!(
+        printed.contains("\ncache_max_bytes = 8388608\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("\nllm_max_prompt_bytes = 4096\n"),
+        "{printed}"
+    );
+    assert!(!printed.contains(" MB\""), "a rounded size: {printed}");
+    assert!(printed.lines().filter(|l| l.starts_with('#')).count() > 50);
+}
+
 /// The printed defaults are the defaults: a daemon run with them behaves like one run without
 /// a file. Probe `ingest.max_line_bytes` (256 KiB): a line of exactly that size is accepted.
 #[test]

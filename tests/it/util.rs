@@ -136,7 +136,7 @@ impl Daemon {
             .stderr(File::create(&stderr).unwrap());
         scrub_env(&mut cmd);
         // The daemon's own log at info: startup failures and warnings end up in `stderr`.
-        cmd.env("QERRORS_LOG", "info");
+        cmd.env("QERRORS_LOG_LEVEL", "info");
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
