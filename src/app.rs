@@ -232,9 +232,11 @@ pub async fn run_with(
         tracker.clone(),
         socket.clone(),
     ));
+    // Absolute, so the line says where to look from any directory.
+    let log_path = std::path::absolute(&cfg.sink.path).unwrap_or_else(|_| cfg.sink.path.clone());
     tracing::info!(
         socket = %socket.display,
-        log = %cfg.sink.path.display(),
+        log = %log_path.display(),
         control = control_addr.as_deref().unwrap_or("off"),
         "qerrorsd ready"
     );

@@ -71,16 +71,23 @@ struct UserDaemon {
 }
 
 impl UserDaemon {
-    fn stop(&mut self) -> Vec<Value> {
+    /// SIGTERM; the log's records and what the daemon wrote on stderr.
+    fn stop(&mut self) -> (Vec<Value>, String) {
+        use std::io::Read;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "qerrorsd exited with {status}");
-        std::fs::read_to_string(&self.log)
+        assert!(status.success(), "qerrorsd exited with {status}: {stderr}");
+        let records = std::fs::read_to_string(&self.log)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+            .collect();
+        (records, stderr)
     }
 }
 
@@ -91,9 +98,9 @@ impl Drop for UserDaemon {
     }
 }
 
-fn runs(program: &str, arg: &str) -> bool {
+pub fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program)
-        .arg(arg)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -101,7 +108,7 @@ fn runs(program: &str, arg: &str) -> bool {
 }
 
 /// TODO(skip list): replaced by util::skip.
-fn needs(test: &str, what: &str, ok: bool) -> bool {
+pub fn require(test: &str, what: &str, ok: bool) -> bool {
     use std::io::Write;
     if ok {
         return true;
@@ -117,13 +124,13 @@ fn needs(test: &str, what: &str, ok: bool) -> bool {
 #[test]
 fn a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client() {
     const TEST: &str = "first_hour::a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client";
-    if !needs(
+    if !require(
         TEST,
         "root (to create and act as an unprivileged user)",
         nix::unistd::geteuid().is_root(),
-    ) || !needs(TEST, "node", runs("node", "--version"))
-        || !needs(TEST, "python3", runs("python3", "--version"))
-        || !needs(TEST, "setpriv", runs("setpriv", "--version"))
+    ) || !require(TEST, "node", runs("node", &["--version"]))
+        || !require(TEST, "python3", runs("python3", &["--version"]))
+        || !require(TEST, "setpriv", runs("setpriv", &["--version"]))
     {
         return;
     }
@@ -197,7 +204,20 @@ fn a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client() {
             >= 3)
             .then_some(())
     });
-    let records = daemon.stop();
+    let (records, stderr) = daemon.stop();
+    // The ready line says where to look, with the log's absolute path.
+    let ready = stderr
+        .lines()
+        .find(|l| l.contains("qerrorsd ready"))
+        .unwrap_or_else(|| panic!("no ready line: {stderr}"));
+    assert!(
+        ready.contains(&format!("socket={}", expected_socket.display())),
+        "{ready}"
+    );
+    assert!(
+        ready.contains(&format!("log={}", daemon.log.display())),
+        "{ready}"
+    );
     let mut msgs: Vec<(String, u64)> = util::of_kind(&records, "event")
         .iter()
         .map(|e| {

@@ -14,6 +14,7 @@ mod dashboard;
 mod fingerprint;
 mod first_hour;
 mod formats;
+mod getting_started;
 mod hardening_crash;
 mod hardening_disk;
 mod hardening_hostile;
