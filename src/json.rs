@@ -12,7 +12,10 @@ use std::fmt;
 use bytes::{BufMut, BytesMut};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-/// Bytes that must be escaped inside a JSON string: `"`, `\` and control characters.
+/// Bytes that start something escaped inside a JSON string: `"`, `\` and control characters,
+/// plus the lead bytes of U+2028, U+2029 (0xE2) and U+0085 (0xC2), which JSON allows raw but
+/// line-oriented readers (Python's `splitlines`, JavaScript before ES2019) take as line ends: a
+/// record must read back as exactly one line everywhere.
 const fn escape_table() -> [bool; 256] {
     let mut t = [false; 256];
     let mut i = 0;
@@ -22,20 +25,49 @@ const fn escape_table() -> [bool; 256] {
     }
     t[b'"' as usize] = true;
     t[b'\\' as usize] = true;
+    t[0xE2] = true;
+    t[0xC2] = true;
     t
 }
 static ESCAPE: [bool; 256] = escape_table();
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The escape of a Unicode line or paragraph separator starting at `bytes[i]` (a lead byte
+/// 0xE2 or 0xC2), with its length in bytes; `None` for any other character.
+#[inline]
+fn line_separator(bytes: &[u8], i: usize) -> Option<(&'static [u8], usize)> {
+    match (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)) {
+        (Some(0xE2), Some(0x80), Some(0xA8)) => Some((b"\\u2028", 3)),
+        (Some(0xE2), Some(0x80), Some(0xA9)) => Some((b"\\u2029", 3)),
+        (Some(0xC2), Some(0x85), _) => Some((b"\\u0085", 2)),
+        _ => None,
+    }
+}
+
 /// Calls `put` with the escaped body of `s`, piece by piece: runs that need no escaping as they
-/// are, each escape as its own piece. Every piece is whole UTF-8 (only ASCII bytes are escaped).
+/// are, each escape as its own piece. Every piece is whole UTF-8 (runs are cut before an ASCII
+/// byte or before a whole separator character).
 #[inline]
 fn escape_pieces(s: &str, mut put: impl FnMut(&[u8])) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
         if !ESCAPE[b as usize] {
+            i += 1;
+            continue;
+        }
+        if b >= 0x80 {
+            if let Some((esc, len)) = line_separator(bytes, i) {
+                put(&bytes[start..i]);
+                put(esc);
+                i += len;
+                start = i;
+            } else {
+                i += 1;
+            }
             continue;
         }
         put(&bytes[start..i]);
@@ -54,9 +86,43 @@ fn escape_pieces(s: &str, mut put: impl FnMut(&[u8])) {
                 HEX[(b & 0xf) as usize],
             ]),
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     put(&bytes[start..]);
+}
+
+/// Appends JSON text a client sent (a `context`, a stack's escaped body, a value kept under
+/// `extra`) so that the record stays one line for every reader: a raw CR (JSON whitespace
+/// between tokens; inside strings it cannot occur in valid JSON) becomes a space, and raw
+/// U+2028, U+2029 and U+0085 (only possible inside strings) their `\u` escapes. Valid JSON in,
+/// the same JSON value out.
+pub fn put_raw(out: &mut BytesMut, raw: &str) {
+    let bytes = raw.as_bytes();
+    if memchr::memchr3(b'\r', 0xE2, 0xC2, bytes).is_none() {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.reserve(bytes.len() + 8);
+    let mut start = 0;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr3(b'\r', 0xE2, 0xC2, &bytes[i..]) {
+        let at = i + off;
+        if bytes[at] == b'\r' {
+            out.extend_from_slice(&bytes[start..at]);
+            out.put_u8(b' ');
+            i = at + 1;
+            start = i;
+        } else if let Some((esc, len)) = line_separator(bytes, at) {
+            out.extend_from_slice(&bytes[start..at]);
+            out.extend_from_slice(esc);
+            i = at + len;
+            start = i;
+        } else {
+            i = at + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// Appends `s` as a quoted JSON string.
@@ -249,6 +315,49 @@ mod tests {
             // The same text serde writes (serde escapes the same set, lowercase hex).
             assert_eq!(quoted(s), serde_json::to_string(s).unwrap());
         }
+    }
+
+    /// No byte sequence a line reader takes as a line end: LF, CR, U+2028, U+2029, U+0085.
+    fn one_line(b: &[u8]) -> bool {
+        let text = std::str::from_utf8(b).unwrap();
+        !text.contains(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}'])
+    }
+
+    #[test]
+    fn line_separators_are_escaped_and_other_non_ascii_is_not() {
+        let s = "a\u{2028}b\u{2029}c\u{85}d \u{2027}\u{202a}\u{84}\u{a0}é“x”";
+        let mut out = BytesMut::new();
+        put_str(&mut out, s);
+        assert!(one_line(&out));
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "\"a\\u2028b\\u2029c\\u0085d \u{2027}\u{202a}\u{84}\u{a0}é“x”\""
+        );
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(quoted(s).as_bytes(), &out[..]);
+        // at the very end of the text, and cut short (not a separator): kept as is
+        assert_eq!(quoted("x\u{2028}"), "\"x\\u2028\"");
+        assert_eq!(quoted("\u{85}"), "\"\\u0085\"");
+    }
+
+    #[test]
+    fn raw_json_keeps_its_value_and_becomes_one_line() {
+        let raw = "{\"a\":\"x\u{2028}y\u{2029}z\u{85}\",\r\n\"b\":[1,\r2],\"é\":\"“ok”\"}";
+        let mut out = BytesMut::new();
+        put_raw(&mut out, raw);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            !text.contains(['\r', '\u{2028}', '\u{2029}', '\u{85}']),
+            "{text:?}"
+        );
+        let before: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let after: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(before, after);
+        // nothing to change: copied as is
+        let mut out = BytesMut::new();
+        put_raw(&mut out, "{\"é\":\"✓\"}");
+        assert_eq!(&out[..], "{\"é\":\"✓\"}".as_bytes());
     }
 
     #[test]

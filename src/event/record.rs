@@ -13,7 +13,7 @@ use super::classify::{Class, Severity};
 use super::fingerprint::Fingerprint;
 use super::level::Level;
 use super::parse::Timestamp;
-use crate::json::put_str;
+use crate::json::{self, put_str};
 
 /// Bytes reserved per record beyond the client's line: the enriched fields (id, times,
 /// fingerprint, class, severity, occurrence, host) fit in well under this.
@@ -96,7 +96,7 @@ pub fn put_event(out: &mut BytesMut, r: &EventRecord<'_>, line_len: usize) {
     out.extend_from_slice(r.peer_json);
     if let Some(st) = r.stack {
         out.extend_from_slice(b",\"stack\":\"");
-        out.extend_from_slice(st.as_bytes());
+        json::put_raw(out, st);
         out.put_u8(b'"');
     }
     for (key, val) in [
@@ -106,7 +106,7 @@ pub fn put_event(out: &mut BytesMut, r: &EventRecord<'_>, line_len: usize) {
     ] {
         if let Some(v) = val {
             out.extend_from_slice(key);
-            out.extend_from_slice(v.as_bytes());
+            json::put_raw(out, v);
         }
     }
     out.extend_from_slice(b"}\n");
@@ -151,7 +151,7 @@ pub fn put_daemon(out: &mut BytesMut, msg: &str, fields: &[(&str, serde_json::Va
 
 /// Appends any JSON value as one line.
 pub fn put_json_line(out: &mut BytesMut, v: &serde_json::Value) {
-    out.extend_from_slice(v.to_string().as_bytes());
+    json::put_raw(out, &v.to_string());
     out.put_u8(b'\n');
 }
 

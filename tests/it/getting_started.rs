@@ -257,7 +257,9 @@ fn the_getting_started_page_works_as_written() {
     let py = events.iter().find(|e| e["service"] == "billing").unwrap();
     assert_eq!(py["name"], "ZeroDivisionError", "{py}");
     assert!(
-        py["stack"].as_str().is_some_and(|s| s.contains("ZeroDivisionError: division by zero")),
+        py["stack"]
+            .as_str()
+            .is_some_and(|s| s.contains("ZeroDivisionError: division by zero")),
         "{py}"
     );
 }

@@ -25,6 +25,7 @@ mod ingest;
 mod limit;
 mod limit_redis;
 mod limit_support;
+mod line_safety;
 mod llm_server;
 mod memory;
 mod notify;
