@@ -42,12 +42,13 @@ import json, math, random, socket, sys, time
 
 sock_path, duration = sys.argv[1], float(sys.argv[2])
 random.seed(7)
-KINDS = [  # weight, service, level, name, message
+KINDS = [  # weight, service (or services to pick from), level, name, message
     (30, "checkout", "error", "TypeError", "Cannot read properties of undefined (reading 'id')"),
     (12, "billing", "warn", "CardDeclined", "card declined for order {n}: insufficient funds"),
-    (10, "search", "error", "TimeoutError", "upstream search-index timed out after 3000ms"),
+    (10, ["search", "catalog"], "error", "TimeoutError", "upstream search-index timed out after 3000ms"),
     (8, "auth-api", "warn", "TokenExpiredError", "jwt expired at {n}"),
-    (6, "worker", "error", "ECONNREFUSED", "connect ECONNREFUSED 10.0.3.7:5432"),
+    (6, ["worker", "billing", "checkout", "auth-api"], "error", "ECONNREFUSED",
+     "connect ECONNREFUSED 10.0.3.7:5432"),
     (2, "worker", "fatal", "PoolExhausted", "database pool exhausted: 50 of 50 connections busy"),
     (14, "catalog", "info", "CacheMiss", "cache miss for key product:{n}"),
     (10, "catalog", "debug", "SlowQuery", "query took {n}ms: SELECT * FROM products WHERE sku = ?"),
@@ -65,7 +66,8 @@ while (el := time.time() - t0) < duration:
     k = random.choices(KINDS, weights)[0]
     if in_incident and random.random() < 0.7:
         k = KINDS[4] if random.random() < 0.8 else KINDS[5]
-    ev = {"service": k[1], "level": k[2], "name": k[3],
+    service = random.choice(k[1]) if isinstance(k[1], list) else k[1]
+    ev = {"service": service, "level": k[2], "name": k[3],
           "message": k[4].format(n=random.randint(1000, 99999), a=random.randint(1, 5)),
           "context": {"request_id": "%08x" % random.getrandbits(32)}}
     s.sendall((json.dumps(ev) + "\n").encode())

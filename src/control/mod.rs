@@ -6,7 +6,8 @@
 //! - `GET /ready`: 200 when accepting and the log is writable, 503 otherwise (with the reason).
 //! - `GET /stats`: counters as JSON.
 //! - `GET /recent?n=&level=&service=`: the last events from the error history.
-//! - `GET /fingerprints?top=`: most frequent fingerprints with first/last seen, class and advice.
+//! - `GET /fingerprints?top=`: most frequent fingerprints with first/last seen, class, the
+//!   services they came from and advice.
 //! - `GET /advice/{fingerprint}`: the cached fix advice for one fingerprint.
 //! - `GET /`: the dashboard (embedded; no file reads, no CDN).
 //!
@@ -227,10 +228,19 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
     let s = &st.stats;
     let mut memory = st.memory.to_json();
     memory["rss_bytes"] = rss.into();
+    let (service_sets, service_sets_max) = st.fingerprints.service_sets();
+    let uptime = st.started.elapsed();
+    let now_ns = crate::event::record::unix_nanos(SystemTime::now());
+    let (rate, rate_span) = s.recent.per_second(now_ns, uptime);
+    let round = |r: f64| (r * 1000.0).round() / 1000.0;
+    let mut rate_by_level = serde_json::Map::new();
+    for (l, r) in Level::ALL.into_iter().zip(rate) {
+        rate_by_level.insert(l.as_str().into(), round(r).into());
+    }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
-        "uptime_s": (st.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "uptime_s": (uptime.as_secs_f64() * 10.0).round() / 10.0,
         "events": {
             "received": s.lines.load(Relaxed),
             "accepted": s.accepted.load(Relaxed),
@@ -244,6 +254,11 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
                 "pressure": st.suppressions.total(Reason::Pressure),
             },
             "by_level": named(Level::ALL, Level::as_str, &s.by_level),
+            "rate": {
+                "window_s": round(rate_span),
+                "total": round(rate.iter().sum()),
+                "by_level": rate_by_level,
+            },
             "by_class": named(Class::ALL, Class::as_str, &s.by_class),
             "by_severity": named(Severity::ALL, Severity::as_str, &s.by_severity),
         },
@@ -260,7 +275,11 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "in_flight": st.inflight.to_json(),
         },
         "memory": memory,
-        "fingerprints": {"tracked": st.fingerprints.len()},
+        "fingerprints": {
+            "tracked": st.fingerprints.len(),
+            "service_sets": service_sets,
+            "service_sets_max": service_sets_max,
+        },
         "top_services": s.top_services(10).into_iter()
             .map(|(service, count)| json!({"service": service, "count": count}))
             .collect::<Vec<_>>(),
@@ -341,6 +360,8 @@ async fn fingerprints(State(st): State<ControlState>, Query(q): Query<TopQuery>)
                 "severity": r.meta.severity.as_str(),
                 "level": r.meta.level.as_str(),
                 "service": &*r.meta.service,
+                "services": r.services(),
+                "services_more": r.services_more(),
                 "name": &*r.meta.name,
                 "message": &*r.meta.message,
                 "advice": st.analysis.as_ref().map_or(Value::Null, |a| a.advice_json(r.fingerprint)),

@@ -311,7 +311,7 @@ impl Conn {
         } else {
             self.framer.drain(&mut self.buf, &mut handle);
         }
-        pipeline.end_read(&mut self.state, stats);
+        pipeline.end_read(&mut self.state, stats, &rx);
         // A connection between reads holds no read buffer (only a partial line, if any): idle
         // connections cost a few KiB each, whatever ingest.read_buffer_bytes is.
         if self.buf.is_empty() {

@@ -18,6 +18,7 @@
 //! `app` builds a pipeline from the config and its collaborators (occurrence table, limiter,
 //! analysis, suppression counts); on reload it builds a new one with the same collaborators.
 
+pub mod services;
 pub mod table;
 
 use std::borrow::Cow;
@@ -198,13 +199,14 @@ impl Pipeline {
         })
     }
 
-    /// Adds the read's counts to the shared ones: once per read, not per event.
-    pub fn end_read(&self, state: &mut ConnState, stats: &Stats) {
+    /// Adds the read's counts to the shared ones: once per read, not per event. `rx` is the
+    /// read's receive time (the per-second rate counts use it).
+    pub fn end_read(&self, state: &mut ConnState, stats: &Stats, rx: &Received) {
         self.suppressions.merge(&mut state.suppressed);
         if let Some(a) = &self.analysis {
             a.add_hits(&mut state.advice_hits);
         }
-        stats.add(&std::mem::take(&mut state.tally));
+        stats.add(&std::mem::take(&mut state.tally), rx.unix_ns);
     }
 
     /// Redaction: one prefilter pass over the whole line decides whether any field needs a look.
@@ -254,8 +256,9 @@ impl Pipeline {
         self.limiter.decide(fp, service, meta.uid, rx.unix_ns)
     }
 
-    /// Counts the occurrence in the table (first sight stores a sample for `/fingerprints`):
-    /// the occurrence number and until when advice is known to be cached.
+    /// Counts the occurrence in the table (first sight stores a sample for `/fingerprints`, a
+    /// new service is added to its bounded set): the occurrence number and until when advice is
+    /// known to be cached.
     #[allow(clippy::too_many_arguments)] // the event's parts, borrowed; a struct would only rename them
     fn observe(
         &self,
@@ -267,7 +270,7 @@ impl Pipeline {
         class: Class,
         severity: Severity,
     ) -> Seen {
-        self.table.observe(fp, rx.unix_ns, || FpMeta {
+        self.table.observe(fp, rx.unix_ns, service, || FpMeta {
             class,
             severity,
             level: ev.level,

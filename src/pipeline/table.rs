@@ -5,16 +5,23 @@
 //! first; if that frees too little, arbitrary entries (hash order) are evicted until
 //! `EVICT_FRACTION` of the shard is free, so a flood of distinct fingerprints costs amortized
 //! O(1) per insert and memory stays bounded.
+//!
+//! Each entry also remembers the services the fingerprint was seen from: the first in its
+//! [`FpMeta`], any others in a bounded [`OtherServices`] made only when a second one shows up.
+//! At most 1/[`SERVICE_SETS_DIVISOR`] of the entries hold such a set, and under memory pressure
+//! the sets are dropped and not collected (the first service stays).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::event::classify::{Class, Severity};
 use crate::event::fingerprint::{Fingerprint, PrehashedHasher};
 use crate::event::level::Level;
+use crate::json::truncate;
+use crate::pipeline::services::OtherServices;
 
 /// Number of shards; a power of two well above the number of cores so ingest tasks rarely meet.
 const SHARDS: usize = 32;
@@ -26,6 +33,13 @@ const EVICT_FRACTION: usize = 8;
 /// `critical` 1/this² (docs/memory.md). Least recently seen entries go first.
 pub const PRESSURE_DIVISOR: usize = 4;
 
+/// At most `event.max_fingerprints` / this entries keep the services besides their first
+/// ([`OtherServices`], ≤ 400 B each): 2.4 MiB at the default 100 000, which keeps the default
+/// configuration's worst case inside the fallback memory budget (docs/memory.md). Fingerprints
+/// seen from several services are a minority in practice; past the bound, further ones name only
+/// their first service until sets are freed (their entries evicted, or dropped under pressure).
+pub const SERVICE_SETS_DIVISOR: usize = 16;
+
 /// Longest message sample kept per fingerprint (bytes).
 pub const MESSAGE_SAMPLE: usize = 200;
 
@@ -34,7 +48,7 @@ pub const MESSAGE_SAMPLE: usize = 200;
 pub const NAME_SAMPLE: usize = 128;
 
 /// What the first event of a fingerprint looked like, for `/fingerprints`. Made only when a
-/// fingerprint is first inserted.
+/// fingerprint is first inserted; later services are in the entry's [`OtherServices`].
 #[derive(Debug, Clone)]
 pub struct FpMeta {
     pub class: Class,
@@ -59,6 +73,9 @@ struct Entry {
     /// [`FingerprintTable::advice_known_until`].
     advice_until_ns: u64,
     meta: Arc<FpMeta>,
+    /// Services besides `meta.service`; shared with [`FpSummary`]s being read, copied on write
+    /// (which happens only when a new service shows up).
+    others: Option<Arc<OtherServices>>,
 }
 
 /// What [`FingerprintTable::observe`] tells about the fingerprint.
@@ -78,6 +95,23 @@ pub struct FpSummary {
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     pub meta: Arc<FpMeta>,
+    pub others: Option<Arc<OtherServices>>,
+}
+
+impl FpSummary {
+    /// The services it was seen from, by name: the first one, then the others in the order
+    /// first seen (at most [`crate::pipeline::services::MAX_NAMED`]).
+    pub fn services(&self) -> Vec<&str> {
+        let mut v = vec![&*self.meta.service];
+        v.extend(self.others.iter().flat_map(|o| o.names()));
+        v
+    }
+
+    /// How many more services it was seen from, not named (saturates at
+    /// [`crate::pipeline::services::MAX_COUNTED`]).
+    pub fn services_more(&self) -> usize {
+        self.others.as_ref().map_or(0, |o| o.more())
+    }
 }
 
 type Shard = HashMap<u128, Entry, BuildHasherDefault<PrehashedHasher>>;
@@ -89,6 +123,11 @@ pub struct FingerprintTable {
     max_per_shard: usize,
     /// Entries per shard in force: `max_per_shard`, divided under memory pressure.
     per_shard: AtomicUsize,
+    /// Whether services beyond the first are recorded (not under memory pressure).
+    track_services: AtomicBool,
+    /// Entries holding an [`OtherServices`] (changed under a shard's lock), and the bound.
+    service_sets: AtomicUsize,
+    max_service_sets: usize,
 }
 
 impl FingerprintTable {
@@ -99,11 +138,15 @@ impl FingerprintTable {
             window_ns: window.as_nanos().min(u64::MAX as u128) as u64,
             max_per_shard: per_shard,
             per_shard: AtomicUsize::new(per_shard),
+            track_services: AtomicBool::new(true),
+            service_sets: AtomicUsize::new(0),
+            max_service_sets: (max_entries / SERVICE_SETS_DIVISOR).max(1),
         }
     }
 
     /// Follows the memory pressure level: shrinks the bound (evicting the least recently seen
-    /// entries now and releasing the shards' spare capacity) under pressure, restores it when
+    /// entries now and releasing the shards' spare capacity) and drops the entries' other
+    /// services (collecting none until pressure is over) under pressure, restores both when
     /// pressure is over.
     pub fn set_pressure(&self, p: crate::memory::Pressure) {
         let div = match p {
@@ -113,6 +156,7 @@ impl FingerprintTable {
         };
         let limit = (self.max_per_shard / div).max(1);
         self.per_shard.store(limit, Relaxed);
+        self.track_services.store(div == 1, Relaxed);
         if div == 1 {
             return;
         }
@@ -121,22 +165,34 @@ impl FingerprintTable {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
+            let mut freed = 0;
             if g.len() > limit {
                 let mut by_age: Vec<(u64, u128)> =
                     g.iter().map(|(k, e)| (e.last_seen_ns, *k)).collect();
                 by_age.sort_unstable();
                 let excess = g.len() - limit;
                 for (_, k) in by_age.into_iter().take(excess) {
-                    g.remove(&k);
+                    freed += g.remove(&k).is_some_and(|e| e.others.is_some()) as usize;
                 }
             }
+            for e in g.values_mut() {
+                freed += e.others.take().is_some() as usize;
+            }
+            self.service_sets.fetch_sub(freed, Relaxed);
             g.shrink_to_fit();
         }
     }
 
-    /// Counts one sighting at `now_ns` (Unix nanoseconds); returns the occurrence number within
-    /// the current window (1 for the first) and what is known about its advice.
-    pub fn observe(&self, fp: Fingerprint, now_ns: u64, meta: impl FnOnce() -> FpMeta) -> Seen {
+    /// Counts one sighting at `now_ns` (Unix nanoseconds) from `service`; returns the occurrence
+    /// number within the current window (1 for the first) and what is known about its advice.
+    /// `meta` is called only for a new fingerprint (its `service` should be `service`).
+    pub fn observe(
+        &self,
+        fp: Fingerprint,
+        now_ns: u64,
+        service: &str,
+        meta: impl FnOnce() -> FpMeta,
+    ) -> Seen {
         let idx = (fp.0 as usize) % SHARDS;
         let mut shard = match self.shards[idx].lock() {
             Ok(g) => g,
@@ -150,6 +206,9 @@ impl FingerprintTable {
             e.in_window += 1;
             e.total += 1;
             e.last_seen_ns = e.last_seen_ns.max(now_ns);
+            if self.track_services.load(Relaxed) {
+                self.note_service(e, truncate(service, NAME_SAMPLE));
+            }
             return Seen {
                 occurrence: e.in_window,
                 advice_until_ns: e.advice_until_ns,
@@ -168,6 +227,7 @@ impl FingerprintTable {
                 last_seen_ns: now_ns,
                 advice_until_ns: 0,
                 meta: Arc::new(meta()),
+                others: None,
             },
         );
         Seen {
@@ -205,6 +265,7 @@ impl FingerprintTable {
                 first_seen_ns: e.first_seen_ns,
                 last_seen_ns: e.last_seen_ns,
                 meta: e.meta.clone(),
+                others: e.others.clone(),
             }));
         }
         all.sort_by(|a, b| {
@@ -218,16 +279,53 @@ impl FingerprintTable {
 
     fn evict(&self, shard: &mut Shard, now_ns: u64) {
         let window = self.window_ns;
-        shard.retain(|_, e| now_ns.saturating_sub(e.last_seen_ns) < window);
+        let mut freed = 0;
+        shard.retain(|_, e| {
+            let keep = now_ns.saturating_sub(e.last_seen_ns) < window;
+            freed += (!keep && e.others.is_some()) as usize;
+            keep
+        });
         let per_shard = self.per_shard.load(Relaxed);
         let target = per_shard - (per_shard / EVICT_FRACTION).max(1);
         if shard.len() > target {
             let excess = shard.len() - target;
             let victims: Vec<u128> = shard.keys().take(excess).copied().collect();
             for k in victims {
-                shard.remove(&k);
+                freed += shard.remove(&k).is_some_and(|e| e.others.is_some()) as usize;
             }
         }
+        self.service_sets.fetch_sub(freed, Relaxed);
+    }
+
+    /// Records that the entry's fingerprint was (also) seen from `service` (already truncated
+    /// to [`NAME_SAMPLE`]). The common case, its first service again, is one string compare.
+    fn note_service(&self, e: &mut Entry, service: &str) {
+        if *e.meta.service == *service {
+            return;
+        }
+        match &mut e.others {
+            Some(o) if o.would_add(service) => {
+                Arc::make_mut(o).add(service);
+            }
+            Some(_) => {}
+            None => {
+                let max = self.max_service_sets;
+                let reserved = self
+                    .service_sets
+                    .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                    .is_ok();
+                if reserved {
+                    let mut o = OtherServices::default();
+                    o.add(service);
+                    e.others = Some(Arc::new(o));
+                }
+            }
+        }
+    }
+
+    /// Entries holding services besides their first, and how many may.
+    pub fn service_sets(&self) -> (usize, usize) {
+        (self.service_sets.load(Relaxed), self.max_service_sets)
     }
 
     /// Fingerprints currently tracked.
@@ -273,7 +371,7 @@ mod tests {
         let t = FingerprintTable::new(100, Duration::from_secs(60));
         for (fp, n) in [(1u128, 3), (2, 5), (3, 1)] {
             for _ in 0..n {
-                t.observe(Fingerprint(fp), S, meta);
+                t.observe(Fingerprint(fp), S, "svc", meta);
             }
         }
         let top = t.top(2);
@@ -287,22 +385,26 @@ mod tests {
     fn counts_within_window_and_resets_after() {
         let t = FingerprintTable::new(100, Duration::from_secs(60));
         let fp = Fingerprint(42);
-        assert_eq!(t.observe(fp, 10 * S, meta).occurrence, 1);
-        assert_eq!(t.observe(fp, 20 * S, meta).occurrence, 2);
-        assert_eq!(t.observe(fp, 69 * S, meta).occurrence, 3);
-        assert_eq!(t.observe(fp, 70 * S, meta).occurrence, 1, "new window");
+        assert_eq!(t.observe(fp, 10 * S, "svc", meta).occurrence, 1);
+        assert_eq!(t.observe(fp, 20 * S, "svc", meta).occurrence, 2);
+        assert_eq!(t.observe(fp, 69 * S, "svc", meta).occurrence, 3);
+        assert_eq!(
+            t.observe(fp, 70 * S, "svc", meta).occurrence,
+            1,
+            "new window"
+        );
         assert_eq!(t.get(fp), Some((4, 10 * S, 70 * S)));
-        assert_eq!(t.observe(Fingerprint(7), 70 * S, meta).occurrence, 1);
+        assert_eq!(t.observe(Fingerprint(7), 70 * S, "svc", meta).occurrence, 1);
     }
 
     #[test]
     fn remembers_advice_until_for_known_fingerprints_only() {
         let t = FingerprintTable::new(100, Duration::from_secs(60));
         let fp = Fingerprint(42);
-        assert_eq!(t.observe(fp, S, meta).advice_until_ns, 0);
+        assert_eq!(t.observe(fp, S, "svc", meta).advice_until_ns, 0);
         t.advice_known_until(fp, 5 * S);
         assert_eq!(
-            t.observe(fp, 2 * S, meta),
+            t.observe(fp, 2 * S, "svc", meta),
             Seen {
                 occurrence: 2,
                 advice_until_ns: 5 * S
@@ -311,7 +413,11 @@ mod tests {
         // Unknown fingerprints are not inserted by it.
         t.advice_known_until(Fingerprint(9), 5 * S);
         assert_eq!(t.get(Fingerprint(9)), None);
-        assert_eq!(t.observe(Fingerprint(9), 3 * S, meta).advice_until_ns, 0);
+        assert_eq!(
+            t.observe(Fingerprint(9), 3 * S, "svc", meta)
+                .advice_until_ns,
+            0
+        );
     }
 
     #[test]
@@ -321,6 +427,7 @@ mod tests {
             t.observe(
                 Fingerprint(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)),
                 S,
+                "svc",
                 meta,
             );
         }
@@ -335,7 +442,7 @@ mod tests {
         let t = FingerprintTable::new(SHARDS * 16, Duration::from_secs(60));
         // 16 per shard, seen at increasing times
         for i in 0..(SHARDS as u128 * 16) {
-            t.observe(Fingerprint(i), i as u64, meta);
+            t.observe(Fingerprint(i), i as u64, "svc", meta);
         }
         assert_eq!(t.len(), SHARDS * 16);
         t.set_pressure(Pressure::High);
@@ -347,12 +454,12 @@ mod tests {
         assert_eq!(t.len(), SHARDS);
         // inserts stay within the tightened bound
         for i in 0..10_000u128 {
-            t.observe(Fingerprint(1_000_000 + i), 1_000_000, meta);
+            t.observe(Fingerprint(1_000_000 + i), 1_000_000, "svc", meta);
         }
         assert!(t.len() <= SHARDS, "{}", t.len());
         t.set_pressure(Pressure::Normal);
         for i in 0..10_000u128 {
-            t.observe(Fingerprint(2_000_000 + i), 2_000_000, meta);
+            t.observe(Fingerprint(2_000_000 + i), 2_000_000, "svc", meta);
         }
         assert!(t.len() > SHARDS * 8, "{}", t.len());
     }
@@ -362,13 +469,172 @@ mod tests {
         let t = FingerprintTable::new(SHARDS * 4, Duration::from_secs(1));
         // one old entry per shard slot, then fill with fresh ones
         let old = Fingerprint(3);
-        t.observe(old, 0, meta);
+        t.observe(old, 0, "svc", meta);
         for i in 1..4u128 {
-            t.observe(Fingerprint(3 + i * SHARDS as u128), 10 * S, meta);
+            t.observe(Fingerprint(3 + i * SHARDS as u128), 10 * S, "svc", meta);
         }
         // shard of `old` is now full (4); inserting one more evicts the idle one
-        t.observe(Fingerprint(3 + 4 * SHARDS as u128), 10 * S, meta);
+        t.observe(Fingerprint(3 + 4 * SHARDS as u128), 10 * S, "svc", meta);
         assert!(t.get(old).is_none());
         assert!(t.get(Fingerprint(3 + SHARDS as u128)).is_some());
+    }
+
+    /// As the pipeline makes it.
+    fn meta_from(service: &str) -> impl FnOnce() -> FpMeta + '_ {
+        move || FpMeta {
+            service: truncate(service, NAME_SAMPLE).into(),
+            ..meta()
+        }
+    }
+
+    fn services_of(t: &FingerprintTable, fp: u128) -> (Vec<String>, usize) {
+        let row = t.top(usize::MAX);
+        let row = row.iter().find(|r| r.fingerprint.0 == fp).unwrap();
+        let names = row.services().into_iter().map(String::from).collect();
+        (names, row.services_more())
+    }
+
+    #[test]
+    fn services_of_a_fingerprint_merge_in_the_order_first_seen() {
+        use crate::pipeline::services::MAX_NAMED;
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        let fp = Fingerprint(42);
+        for svc in [
+            "checkout", "checkout", "billing", "checkout", "search", "billing",
+        ] {
+            t.observe(fp, S, svc, meta_from(svc));
+        }
+        t.observe(Fingerprint(7), S, "other", meta_from("other"));
+        assert_eq!(
+            services_of(&t, 42),
+            (
+                vec!["checkout".into(), "billing".into(), "search".into()],
+                0
+            )
+        );
+        assert_eq!(t.get(fp).unwrap().0, 6, "counted as one fingerprint");
+        assert_eq!(services_of(&t, 7), (vec!["other".into()], 0), "not mixed");
+        // Past the named ones, distinct services are counted once each.
+        for svc in ["cart", "auth", "mail", "auth", "checkout", "cart"] {
+            t.observe(fp, S, svc, meta_from(svc));
+        }
+        let (names, more) = services_of(&t, 42);
+        assert_eq!(names.len(), MAX_NAMED);
+        assert_eq!(names[..3], ["checkout", "billing", "search"]);
+        assert_eq!(names[3], "cart");
+        assert_eq!(more, 2, "auth and mail");
+    }
+
+    #[test]
+    fn services_per_fingerprint_are_bounded() {
+        use crate::pipeline::services::{MAX_COUNTED, MAX_NAMED, NAMES_BYTES};
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        let fp = Fingerprint(42);
+        let long = |i: usize| format!("{i:-<w$}", w = NAME_SAMPLE * 2);
+        for i in 0..10_000 {
+            let svc = long(i);
+            t.observe(fp, S, &svc, meta_from(&svc));
+        }
+        let (names, more) = services_of(&t, 42);
+        assert_eq!(
+            names[0].len(),
+            NAME_SAMPLE,
+            "the first one, as FpMeta keeps it"
+        );
+        // Truncated to NAME_SAMPLE, longer than the byte budget of the others: only counted.
+        const { assert!(NAME_SAMPLE > NAMES_BYTES) };
+        assert_eq!(names.len(), 1);
+        assert_eq!(more, MAX_COUNTED);
+        for i in 0..10_000 {
+            let svc = format!("s{i}");
+            t.observe(fp, S, &svc, meta_from(&svc));
+        }
+        let (names, more) = services_of(&t, 42);
+        assert_eq!(names.len(), MAX_NAMED);
+        assert_eq!(names[1..], ["s0", "s1", "s2"]);
+        assert_eq!(more, MAX_COUNTED);
+    }
+
+    #[test]
+    fn pressure_drops_other_services_and_normal_collects_them_again() {
+        use crate::memory::Pressure;
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        let fp = Fingerprint(42);
+        t.observe(fp, S, "checkout", meta_from("checkout"));
+        t.observe(fp, S, "billing", meta_from("billing"));
+        t.set_pressure(Pressure::High);
+        assert_eq!(services_of(&t, 42), (vec!["checkout".into()], 0));
+        t.observe(fp, S, "search", meta_from("search"));
+        assert_eq!(
+            services_of(&t, 42),
+            (vec!["checkout".into()], 0),
+            "not collected"
+        );
+        t.set_pressure(Pressure::Normal);
+        t.observe(fp, S, "search", meta_from("search"));
+        assert_eq!(
+            services_of(&t, 42),
+            (vec!["checkout".into(), "search".into()], 0)
+        );
+    }
+
+    #[test]
+    fn a_summary_keeps_its_services_while_the_entry_changes() {
+        let t = FingerprintTable::new(100, Duration::from_secs(60));
+        let fp = Fingerprint(42);
+        t.observe(fp, S, "checkout", meta_from("checkout"));
+        t.observe(fp, S, "billing", meta_from("billing"));
+        let before = t.top(1);
+        t.observe(fp, S, "search", meta_from("search"));
+        assert_eq!(before[0].services(), ["checkout", "billing"]);
+        assert_eq!(
+            services_of(&t, 42).0,
+            ["checkout", "billing", "search"],
+            "copied on write, not lost"
+        );
+    }
+
+    /// Entries that actually hold a set, by walking the shards.
+    fn sets_held(t: &FingerprintTable) -> usize {
+        t.top(usize::MAX)
+            .iter()
+            .filter(|r| r.others.is_some())
+            .count()
+    }
+
+    #[test]
+    fn few_entries_hold_service_sets_and_freeing_them_is_counted() {
+        use crate::memory::Pressure;
+        let t = FingerprintTable::new(SHARDS * 16, Duration::from_secs(1));
+        let max = SHARDS * 16 / SERVICE_SETS_DIVISOR;
+        assert_eq!(t.service_sets(), (0, max));
+        let two = |fp: u128, at: u64| {
+            t.observe(Fingerprint(fp), at, "a", meta_from("a"));
+            t.observe(Fingerprint(fp), at, "b", meta_from("b"));
+        };
+        for fp in 0..(max as u128 + 5) {
+            two(fp, S);
+        }
+        assert_eq!(t.service_sets(), (max, max));
+        assert_eq!(sets_held(&t), max);
+        let over = services_of(&t, max as u128 + 4);
+        assert_eq!(
+            over,
+            (vec!["a".into()], 0),
+            "past the bound: the first only"
+        );
+        // Eviction of idle entries frees their sets (and the count says so).
+        for fp in 0..(SHARDS as u128 * 64) {
+            t.observe(Fingerprint(1_000 + fp), 10 * S, "c", meta_from("c"));
+        }
+        assert_eq!(t.service_sets().0, sets_held(&t));
+        assert_eq!(t.service_sets().0, 0, "all idle, all evicted");
+        two(5_000, 10 * S);
+        assert_eq!(t.service_sets().0, 1);
+        t.set_pressure(Pressure::High);
+        assert_eq!((t.service_sets().0, sets_held(&t)), (0, 0));
+        t.set_pressure(Pressure::Normal);
+        two(5_000, 10 * S);
+        assert_eq!((t.service_sets().0, sets_held(&t)), (1, 1));
     }
 }

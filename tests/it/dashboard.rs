@@ -1,5 +1,11 @@
 //! The dashboard (`GET /` of the control server) rendered by headless Chromium: the DOM it
-//! builds from the live JSON endpoints, and its "daemon unreachable" state.
+//! builds from the live JSON endpoints, its layout at 1280×1000, and its "daemon unreachable"
+//! state.
+//!
+//! Chromium loads the page through a small proxy ([`spawn_proxy`]) in front of the real daemon:
+//! it appends a probe script that writes layout measurements into the DOM (which
+//! `--dump-dom` cannot otherwise show), counts the page's `/stats` polls and can fail the later
+//! ones, so a test sees exactly what the first poll rendered.
 //!
 //! Needs `/usr/bin/chromium`. When it is missing the tests install it with apt-get only as root
 //! under CI (`CI=true`) or with `QERRORS_INSTALL_CHROMIUM=1`; otherwise they pass with a loud
@@ -9,7 +15,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -60,7 +67,17 @@ fn skip_note(test: &str) {
     );
 }
 
-/// `chromium --headless … --dump-dom URL`: the DOM after five seconds of virtual time.
+/// The viewport the layout is checked at, a laptop screen: the page must show its main panels
+/// without scrolling at this height.
+const VIEWPORT: (u32, u32) = (1280, 1000);
+/// How much taller the window is than the viewport it gets: headless Chromium subtracts its
+/// (invisible) browser UI from `--window-size`, 143 px in Chromium 156. The layout does not
+/// depend on the viewport's height (no `vh` units, no height media queries), so a taller
+/// viewport only means nothing is cut off; positions are checked against `VIEWPORT.1`.
+const WINDOW_EXTRA_HEIGHT: u32 = 300;
+
+/// `chromium --headless … --dump-dom URL`: the DOM after five seconds of virtual time, in a
+/// viewport `VIEWPORT.0` wide and at least `VIEWPORT.1` high.
 fn dump_dom(chromium: &Path, url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium)
@@ -76,7 +93,11 @@ fn dump_dom(chromium: &Path, url: &str) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args([
-            "--window-size=1280,800",
+            &format!(
+                "--window-size={},{}",
+                VIEWPORT.0,
+                VIEWPORT.1 + WINDOW_EXTRA_HEIGHT
+            ),
             "--virtual-time-budget=5000",
             "--dump-dom",
             url,
@@ -109,6 +130,125 @@ fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
     let start = rest.find('>').unwrap() + 1;
     let end = rest[start..].find('<').unwrap() + start;
     &rest[start..end]
+}
+
+/// The value of attribute `name` on the element with this id.
+fn attr_of<'a>(dom: &'a str, id: &str, name: &str) -> Option<&'a str> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let tag = &dom[dom[..at].rfind('<')?..];
+    let tag = &tag[..tag.find('>')?];
+    let key = format!(" {name}=\"");
+    let v = &tag[tag.find(&key)? + key.len()..];
+    Some(&v[..v.find('"')?])
+}
+
+fn num_attr(dom: &str, id: &str, name: &str) -> f64 {
+    let v = attr_of(dom, id, name).unwrap_or_else(|| panic!("no {name} on #{id}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("{name} on #{id} is not a number: {v:?}"))
+}
+
+/// The `<tr>` of the fingerprint table whose error name is `name`.
+fn fp_row<'a>(dom: &'a str, name: &str) -> &'a str {
+    let table = &dom[dom.find("id=\"fp-body\"").expect("fingerprint table")..];
+    let table = &table[..table.find("</tbody>").unwrap()];
+    table
+        .split("<tr class=\"fp-row\"")
+        .skip(1)
+        .find(|r| r.contains(&format!("<span class=\"fp-name\">{name}</span>")))
+        .unwrap_or_else(|| panic!("no fingerprint row for {name}: {table}"))
+}
+
+/// Measures where "Latest warnings and errors" is, every 100 ms of (virtual) time, into the
+/// attributes of a hidden `#probe` element.
+const PROBE: &str = r##"<script>
+setInterval(function () {
+  var p = document.getElementById("probe");
+  if (!p) { p = document.createElement("div"); p.id = "probe"; p.hidden = true; document.body.append(p); }
+  var box = document.getElementById("recent").closest("section").getBoundingClientRect();
+  var rows = document.querySelectorAll("#recent li");
+  p.setAttribute("data-width", String(window.innerWidth));
+  p.setAttribute("data-height", String(window.innerHeight));
+  p.setAttribute("data-scroll", String(window.scrollY));
+  p.setAttribute("data-top", String(Math.round(box.top)));
+  p.setAttribute("data-bottom", String(Math.round(box.bottom)));
+  p.setAttribute("data-rows", String(rows.length));
+}, 100);
+</script>"##;
+
+/// What the proxy saw.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    /// `/stats` requests from the page, and how many of them reached the daemon.
+    stats_asked: Arc<AtomicUsize>,
+    stats_forwarded: Arc<AtomicUsize>,
+}
+
+/// Serves the page with [`PROBE`] appended at `/` and forwards every other GET to the daemon's
+/// control address, one connection per request; `/stats` only `stats_limit` times, later ones
+/// are answered 503 (a daemon that went away).
+fn spawn_proxy(daemon: &str, stats_limit: usize) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = Proxy {
+        addr: listener.local_addr().unwrap(),
+        stats_asked: Arc::default(),
+        stats_forwarded: Arc::default(),
+    };
+    let page: Arc<str> = PAGE.replace("</body>", &format!("{PROBE}\n</body>")).into();
+    let daemon = daemon.to_string();
+    let (asked, forwarded) = (proxy.stats_asked.clone(), proxy.stats_forwarded.clone());
+    // Ends with the test process.
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (page, daemon) = (page.clone(), daemon.clone());
+            let (asked, forwarded) = (asked.clone(), forwarded.clone());
+            thread::spawn(move || {
+                proxy_one(conn, &page, &daemon, || {
+                    asked.fetch_add(1, Relaxed) < stats_limit && {
+                        forwarded.fetch_add(1, Relaxed);
+                        true
+                    }
+                })
+            });
+        }
+    });
+    proxy
+}
+
+fn proxy_one(mut conn: TcpStream, page: &str, daemon: &str, forward_stats: impl FnOnce() -> bool) {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let req = String::from_utf8_lossy(&req);
+    let path = req.split(' ').nth(1).unwrap_or("").to_string();
+    let resp = if path == "/" {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        )
+        .into_bytes()
+    } else if path == "/stats" && !forward_stats() {
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            .to_vec()
+    } else {
+        let Ok(mut up) = TcpStream::connect(daemon) else {
+            return;
+        };
+        let _ = write!(
+            up,
+            "GET {path} HTTP/1.1\r\nHost: {daemon}\r\nConnection: close\r\n\r\n"
+        );
+        let mut resp = Vec::new();
+        let _ = up.read_to_end(&mut resp);
+        resp
+    };
+    let _ = conn.write_all(&resp);
 }
 
 fn free_port() -> u16 {
@@ -182,35 +322,75 @@ fn dashboard_renders_live_data() {
             json!({"level": level, "service": service, "name": name}),
         ));
     }
+    // The same errors from more services: the pool from billing too (2 services), the cache
+    // miss from four.
+    let (_, _, name, message) = mix[3];
+    for _ in 0..2 {
+        lines.push(event_line(
+            message,
+            json!({"level": "fatal", "service": "billing", "name": name}),
+        ));
+    }
+    let (_, _, name, message) = mix[2];
+    for service in ["search", "cart", "auth"] {
+        lines.push(event_line(
+            message,
+            json!({"level": "info", "service": service, "name": name}),
+        ));
+    }
+    // A service name is client text too.
+    let (_, _, name, message) = mix[4];
+    lines.push(event_line(
+        message,
+        json!({"level": "error", "service": "<b>svc</b>", "name": name}),
+    ));
     let replies = d.send_lines(&lines);
     assert_eq!(
         replies.len(),
         1,
         "only the invalid line is rejected: {replies:?}"
     );
-    d.wait_for_events(12, EVENTS_TIMEOUT);
-    wait_until("/stats shows 12 written", EVENTS_TIMEOUT, || {
+    d.wait_for_events(18, EVENTS_TIMEOUT);
+    let stats = wait_until("/stats shows 18 written", EVENTS_TIMEOUT, || {
         let (code, body) = http_get(&addr, "/stats")?;
         let v: Value = serde_json::from_str(&body).ok()?;
-        (code == 200 && v["events"]["written"] == 12).then_some(())
+        (code == 200 && v["events"]["written"] == 18).then_some(v)
     });
+    assert_eq!(
+        stats["fingerprints"]["service_sets"], 3,
+        "the pool, the cache miss and the probe came from several services: {stats}"
+    );
+    assert!(stats["events"]["rate"]["total"].is_number(), "{stats}");
 
     // The built-in rules advise on the TypeError; wait until /fingerprints carries it.
-    wait_until("/fingerprints shows advice", EVENTS_TIMEOUT, || {
+    let rows = wait_until("/fingerprints shows advice", EVENTS_TIMEOUT, || {
         let (code, body) = http_get(&addr, "/fingerprints?top=10")?;
         let v: Value = serde_json::from_str(&body).ok()?;
-        let rows = v.as_array().or_else(|| v["fingerprints"].as_array())?;
+        let rows = v.as_array()?.clone();
         (code == 200
             && rows
                 .iter()
                 .any(|r| r["name"] == "TypeError" && r["advice"]["advice"]["summary"].is_string()))
-        .then_some(())
+        .then_some(rows)
     });
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap();
+    // `service` stays the first one; `services` has them all, in the order first seen.
+    let pool = row("PoolExhausted");
+    assert_eq!(pool["service"], "worker", "{pool}");
+    assert_eq!(pool["services"], json!(["worker", "billing"]), "{pool}");
+    assert_eq!(pool["services_more"], 0, "{pool}");
+    assert_eq!(
+        row("CacheMiss")["services"],
+        json!(["catalog", "search", "cart", "auth"])
+    );
+    assert_eq!(row("TypeError")["services"], json!(["checkout"]));
 
-    let dom = dump_dom(chromium, &format!("http://{addr}/"));
+    let proxy = spawn_proxy(&addr, usize::MAX);
+    let dom = dump_dom(chromium, &format!("http://{}/", proxy.addr));
+    assert!(proxy.stats_forwarded.load(Relaxed) >= 2, "polled live");
     assert_eq!(text_of(&dom, "status"), "live", "status pill");
-    assert_eq!(text_of(&dom, "total-written"), "12");
-    assert_eq!(text_of(&dom, "total-accepted"), "12");
+    assert_eq!(text_of(&dom, "total-written"), "18");
+    assert_eq!(text_of(&dom, "total-accepted"), "18");
     assert_eq!(text_of(&dom, "total-rejected"), "1");
     assert_eq!(text_of(&dom, "total-dropped"), "0");
     assert!(text_of(&dom, "mem-now").ends_with("MiB"), "memory shown");
@@ -219,6 +399,61 @@ fn dashboard_renders_live_data() {
         "queue capacity: {}",
         text_of(&dom, "ring-events")
     );
+
+    // "Latest warnings and errors", all of it, without scrolling.
+    assert_eq!(
+        num_attr(&dom, "probe", "data-width"),
+        f64::from(VIEWPORT.0),
+        "viewport width"
+    );
+    assert!(num_attr(&dom, "probe", "data-height") >= f64::from(VIEWPORT.1));
+    let viewport = f64::from(VIEWPORT.1);
+    assert_eq!(num_attr(&dom, "probe", "data-scroll"), 0.0);
+    assert_eq!(num_attr(&dom, "probe", "data-rows"), 8.0, "rows listed");
+    let (top, bottom) = (
+        num_attr(&dom, "probe", "data-top"),
+        num_attr(&dom, "probe", "data-bottom"),
+    );
+    assert!(
+        top >= 0.0 && bottom <= viewport,
+        "latest warnings and errors at {top}–{bottom} px, the viewport is {viewport} px high"
+    );
+
+    // The memory chart's axis fits the RSS it plots (not a fixed budget-sized scale that
+    // flattens it): it holds the highest value, with headroom, and not four times over.
+    let (vmax, ymax) = (
+        num_attr(&dom, "mem-chart", "data-vmax"),
+        num_attr(&dom, "mem-chart", "data-ymax"),
+    );
+    assert!(vmax > 1_000_000.0, "RSS plotted: {vmax}");
+    assert!(
+        ymax >= vmax && ymax < 4.0 * vmax,
+        "memory axis 0–{ymax} for a highest RSS of {vmax}"
+    );
+
+    // A fingerprint from several services names them, not only the first.
+    let pool = fp_row(&dom, "PoolExhausted");
+    let cell = &pool[pool.find("fp-service").expect("service cell")..];
+    let cell = &cell[..cell.find("</td>").unwrap()];
+    assert!(
+        cell.contains(">worker<") && cell.contains(">billing<"),
+        "both services shown: {cell}"
+    );
+    let cache = fp_row(&dom, "CacheMiss");
+    let cell = &cache[cache.find("fp-service").expect("service cell")..];
+    let cell = &cell[..cell.find("</td>").unwrap()];
+    assert!(
+        cell.contains(">catalog<") && cell.contains(">search<") && cell.contains(">+2<"),
+        "two named, the other two counted: {cell}"
+    );
+    let xss = fp_row(&dom, "XssProbe");
+    let cell = &xss[xss.find("fp-service").expect("service cell")..];
+    let cell = &cell[..cell.find("</td>").unwrap()];
+    assert!(
+        cell.contains(">search<") && cell.contains(">&lt;b&gt;svc&lt;/b&gt;<"),
+        "a service name is text: {cell}"
+    );
+    assert!(!dom.contains("<b>svc"), "a service name became markup");
 
     let table = &dom[dom.find("id=\"fp-body\"").expect("fingerprint table")..];
     let table = &table[..table.find("</tbody>").unwrap()];
@@ -275,6 +510,44 @@ fn dashboard_renders_live_data() {
     assert!(
         !recent.contains("CacheMiss"),
         "info is below warn: {recent}"
+    );
+}
+
+#[test]
+fn dashboard_shows_a_rate_from_the_first_poll() {
+    let Some(chromium) = chromium() else {
+        return skip_note("dashboard_shows_a_rate_from_the_first_poll");
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = spawn_daemon(Opts::new().arg("--control").arg(&addr));
+    let lines: Vec<String> = (0..5)
+        .map(|i| event_line(&format!("e{i}"), json!({"level": "error"})))
+        .collect();
+    d.send_lines(&lines);
+    d.wait_for_events(5, EVENTS_TIMEOUT);
+    // Only the first /stats reaches the daemon: the page cannot diff two samples.
+    let proxy = spawn_proxy(&addr, 1);
+    let dom = dump_dom(chromium, &format!("http://{}/", proxy.addr));
+    assert_eq!(proxy.stats_forwarded.load(Relaxed), 1);
+    assert!(
+        proxy.stats_asked.load(Relaxed) >= 2,
+        "the page polled again (and was refused)"
+    );
+    assert_eq!(
+        text_of(&dom, "total-written"),
+        "5",
+        "the first poll rendered"
+    );
+    let rate = text_of(&dom, "rate-now");
+    assert!(
+        rate.replace(',', "").parse::<f64>().is_ok_and(|r| r >= 0.0),
+        "rate after the first poll: {rate:?}"
+    );
+    let legend = &dom[dom.find("id=\"rate-legend\"").unwrap()..];
+    let legend = &legend[..legend.find("</div>").unwrap()];
+    assert!(
+        legend.contains("error ") && !legend.contains('–'),
+        "a rate per level: {legend}"
     );
 }
 
