@@ -56,8 +56,9 @@ pub struct TailArgs {
     /// Start with the last N matching records of the file.
     #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
     pub lines: usize,
-    /// Minimum level: trace < debug < info < warn < error < fatal.
-    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    /// Minimum level: trace < debug < info < warn < error < fatal (aliases such as warning,
+    /// err, critical are accepted, as in `send`).
+    #[arg(long, value_name = "LEVEL", value_parser = super::parse_level)]
     pub level: Option<Level>,
     /// Only records of this service.
     #[arg(long, value_name = "NAME")]
@@ -65,9 +66,9 @@ pub struct TailArgs {
     /// Only records whose fingerprint starts with this (the 8 characters shown are enough).
     #[arg(long, value_name = "HEX")]
     pub fingerprint: Option<String>,
-    /// Only these record kinds (event, dropped, daemon, ...; comma-separated or repeated)
-    /// [default: all kinds].
-    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    /// Only these record kinds: event, dropped, suppressed, daemon, advice (comma-separated or
+    /// repeated) [default: all kinds].
+    #[arg(long, value_name = "KIND", value_delimiter = ',', value_parser = super::parse_kind)]
     pub kind: Vec<String>,
     /// Print each record's line exactly as in the log.
     #[arg(long)]
@@ -75,10 +76,6 @@ pub struct TailArgs {
     /// Print the last records and exit instead of following.
     #[arg(long)]
     pub no_follow: bool,
-}
-
-fn parse_level(s: &str) -> Result<Level, String> {
-    Level::parse(s).ok_or_else(|| "expected trace, debug, info, warn, error or fatal".into())
 }
 
 /// Runs `qerrorsctl tail`: exit 0 when the output is closed (`| head`), 2 on errors.
