@@ -32,6 +32,7 @@ mod reload;
 mod sanitize;
 mod shutdown;
 mod sink;
+mod skip;
 mod startup;
 mod stdout;
 mod tail;
