@@ -36,9 +36,10 @@ pub struct AnalysisConfig {
     /// Analyses running at once.
     pub workers: usize,
     /// How long advice stays valid; a fingerprint seen after that is analysed again.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub cache_ttl: Duration,
     /// Memory bound of the advice cache.
+    #[serde(deserialize_with = "crate::config::check::byte_size")]
     pub cache_max_bytes: ByteSize,
     /// Where the cache is saved at shutdown and loaded at start. Empty: `advice-cache.json`
     /// next to the log file; `off`: not persisted.
@@ -53,35 +54,37 @@ pub struct AnalysisConfig {
     /// Path of a file holding the API key (first line); used when `llm_api_key_env` is empty.
     pub llm_api_key_file: String,
     /// TCP (and TLS) connect timeout.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub llm_connect_timeout: Duration,
     /// Timeout of one HTTP request (send to last byte of the response).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub llm_request_timeout: Duration,
     /// Overall deadline of one analysis's LLM part, retries and back-off included.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub llm_deadline: Duration,
     /// Retries after the first attempt (on connect errors, timeouts, 429 and 5xx).
     pub llm_max_retries: u32,
     /// First back-off; doubles per retry, with full jitter, up to `llm_backoff_max`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub llm_backoff_base: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub llm_backoff_max: Duration,
     /// LLM requests in flight at once (also the idle keep-alive connections kept).
     pub llm_concurrency: usize,
     /// Most LLM requests (retries included) per hour; 0 = no limit.
     pub llm_calls_per_hour: u32,
     /// Cap on the event text put in the prompt.
+    #[serde(deserialize_with = "crate::config::check::byte_size")]
     pub llm_max_prompt_bytes: ByteSize,
     /// Longest response body read.
+    #[serde(deserialize_with = "crate::config::check::byte_size")]
     pub llm_max_response_bytes: ByteSize,
     /// Breaker: failure rate (0–1] over the window that opens it.
     pub llm_breaker_failure_rate: f64,
     /// Breaker: fewest calls in the window before the rate counts.
     pub llm_breaker_min_calls: u32,
     /// Breaker: time spent open before a probe.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub llm_breaker_cool_down: Duration,
 }
 

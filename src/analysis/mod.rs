@@ -571,7 +571,7 @@ fn publish(
 ) {
     let s = &h.0;
     let record = json!({
-        "kind": "advice",
+        "kind": crate::event::record::kind::ADVICE,
         "time": crate::event::record::rfc3339_micros(SystemTime::now()),
         "fingerprint": format!("{:032x}", job.fingerprint),
         "source": source,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use qerrors::config;
 use qerrors::ctl::{self, client};
+use qerrors::event::level::Level;
 
 #[derive(Debug, Parser)]
 #[command(name = "qerrorsctl", version = qerrors::VERSION, about = "Talk to the qerrors daemon")]
@@ -42,12 +43,12 @@ enum Cmd {
     Stats,
     /// The last events from the daemon's error history.
     Recent {
-        /// How many.
-        #[arg(short = 'n', long, default_value_t = 20)]
+        /// How many (only `-n`: clap would name a long form `--n`).
+        #[arg(short = 'n', value_name = "N", default_value_t = 20)]
         n: usize,
-        /// Minimum level (warn shows warn, error, fatal).
-        #[arg(long)]
-        level: Option<String>,
+        /// Minimum level (warn shows warn, error, fatal); aliases as in `send`.
+        #[arg(long, value_parser = ctl::parse_level)]
+        level: Option<Level>,
         #[arg(long)]
         service: Option<String>,
         /// Print the records as JSON lines.
@@ -56,7 +57,8 @@ enum Cmd {
     },
     /// The most frequent fingerprints.
     Top {
-        #[arg(short = 'n', long, default_value_t = 10)]
+        /// How many fingerprints.
+        #[arg(short = 'n', value_name = "N", default_value_t = 10)]
         n: usize,
         #[arg(long)]
         json: bool,

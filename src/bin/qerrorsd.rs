@@ -155,7 +155,9 @@ fn main() -> ExitCode {
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, plain, on stderr (journald keeps it under systemd), after whatever the
+            // logger still holds, so it is the last line: not a second time through tracing.
+            drop(_log_guard);
             eprintln!("qerrorsd: {e:#}");
             ExitCode::from(1)
         }

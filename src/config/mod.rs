@@ -37,7 +37,8 @@ pub enum ConfigError {
         source_name: String,
         err: std::io::Error,
     },
-    #[error("{source_name}: {err}")]
+    /// A value of the wrong type or shape; the message names its key (`ingest.max_line_bytes: …`).
+    #[error("{source_name}: {}", check::toml_message(.err))]
     Parse {
         source_name: String,
         err: toml::de::Error,
@@ -85,24 +86,33 @@ pub struct IngestConfig {
     pub max_connections: usize,
     /// Longest accepted line (one event). Longer lines are rejected with `line_too_long` and
     /// skipped up to the next newline; the connection stays usable.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub max_line_bytes: ByteSize,
     /// Read size per connection; also the largest batch one connection hands to the ring at once.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub read_buffer_bytes: ByteSize,
     /// Close a connection that sends nothing for this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub idle_timeout: Duration,
     /// A started line must be completed within this time (slow-client protection), else the
     /// connection is closed with a `read_timeout` reply.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub read_timeout: Duration,
     /// Per-connection bound on reply bytes waiting for a client that does not read; replies
     /// beyond it are dropped (counted), never buffered without bound and never blocking ingest.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub reply_buffer_bytes: ByteSize,
     /// On shutdown: how long to keep reading what clients already sent and to wait for acks.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub shutdown_grace: Duration,
 }
 
@@ -130,7 +140,7 @@ pub struct EventConfig {
     /// Host name written in every record; empty = the system host name.
     pub host: String,
     /// Window for the `occurrence` counter of each fingerprint.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub occurrence_window: Duration,
     /// Bound on fingerprints tracked for `occurrence`; least recently seen are evicted first.
     pub max_fingerprints: usize,
@@ -185,7 +195,10 @@ pub struct RingConfig {
     /// Maximum events queued.
     pub capacity_events: usize,
     /// Maximum encoded bytes queued.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub capacity_bytes: ByteSize,
     /// `backpressure` or `drop_newest`.
     pub overflow: OverflowPolicy,
@@ -222,25 +235,31 @@ pub struct SinkConfig {
     /// Also write every record to standard output.
     pub stdout: bool,
     /// Target size of one write; the writer gathers queued batches up to this.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub batch_bytes: ByteSize,
     /// Rotate when the file would grow past this size; 0 turns rotation off.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub rotate_bytes: ByteSize,
     /// Rotated files kept (`errors.log.1` … `errors.log.N`).
     pub rotate_keep: usize,
     /// `never`, `interval` or `always`.
     pub fsync: FsyncPolicy,
     /// Period for `fsync = "interval"`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub fsync_interval: Duration,
     /// How often counts of dropped/rejected events are written as `dropped` records.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub summary_interval: Duration,
     /// How often the writer checks that `path` still names the file it writes to; if the file
     /// was deleted or replaced behind its back (rotation without SIGHUP, an operator removing
     /// it), it is reopened, so records never go into an unlinked file.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub reopen_check_interval: Duration,
     /// Permission bits of new log files, octal string.
     pub file_mode: String,

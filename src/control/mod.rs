@@ -316,7 +316,7 @@ struct RecentQuery {
 }
 
 async fn recent(State(st): State<ControlState>, Query(q): Query<RecentQuery>) -> Response {
-    let min_level = match q.level.as_deref().map(|l| Level::parse(l).ok_or(l)) {
+    let min_level = match q.level.as_deref().map(|l| Level::normalize(l).ok_or(l)) {
         Some(Err(l)) => {
             return (StatusCode::BAD_REQUEST, format!("unknown level `{l}`\n")).into_response()
         }

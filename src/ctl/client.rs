@@ -3,15 +3,19 @@
 //! for tests. Apps in other languages need nothing but a Unix socket.
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("qerrorsd is not running at {0} (no socket there); start it or pass --socket")]
+    #[error("qerrorsd is not running: no daemon socket at {0}; start it or pass --socket")]
     NoSocket(PathBuf),
-    #[error("qerrorsd is not running at {0} (connection refused: stale socket file)")]
+    /// The path exists but is something else (a file, a directory…): never a daemon.
+    #[error("{0} is not a socket (it is a {1}); pass the daemon's socket with --socket")]
+    NotASocket(PathBuf, &'static str),
+    #[error("qerrorsd is not running at {0}: stale socket file (no daemon listening); starting the daemon replaces it")]
     Refused(PathBuf),
     #[error("permission denied on {0}: your user needs to be in the socket's group")]
     Denied(PathBuf),
@@ -19,14 +23,36 @@ pub enum ClientError {
     Io(PathBuf, io::Error),
 }
 
-/// Connects, mapping the usual failures to messages an operator can act on.
+/// Connects, mapping the usual failures to messages an operator can act on. A refused
+/// connection is told apart by what is at the path: a socket nobody listens on (stale) or a
+/// file that is no socket at all (the kernel refuses both alike).
 pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
     UnixStream::connect(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ClientError::NoSocket(path.to_path_buf()),
-        io::ErrorKind::ConnectionRefused => ClientError::Refused(path.to_path_buf()),
+        io::ErrorKind::ConnectionRefused => match std::fs::metadata(path) {
+            Ok(m) if !m.file_type().is_socket() => {
+                ClientError::NotASocket(path.to_path_buf(), file_kind(&m.file_type()))
+            }
+            _ => ClientError::Refused(path.to_path_buf()),
+        },
         io::ErrorKind::PermissionDenied => ClientError::Denied(path.to_path_buf()),
         _ => ClientError::Io(path.to_path_buf(), e),
     })
+}
+
+/// What a non-socket file is, in words.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else {
+        "file of another type"
+    }
 }
 
 /// Outcome of sending a set of lines.
@@ -85,7 +111,7 @@ pub const DEFAULT_CONTROL: &str = "127.0.0.1:9464";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("qerrorsd's control server is not reachable at {addr} ({msg}); is the daemon running? (--control / QERRORS_CONTROL)")]
+    #[error("qerrorsd's control server is not reachable at {addr} ({msg}); is the daemon running? (--control / QERRORS_CONTROL_LISTEN)")]
     Unreachable { addr: String, msg: String },
     #[error("{addr}{path}: HTTP {status}: {body}")]
     Status {

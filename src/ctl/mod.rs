@@ -12,9 +12,13 @@
 //! - `tail` ([`tail`]): follow the log across rotation, with filters (`tail/`).
 //!
 //! [`client`] is the client side of the protocol and the control-plane HTTP helpers they share
-//! (also handy for tests).
+//! (also handy for tests). [`parse_level`] and [`parse_kind`] are the one vocabulary of
+//! `--level` (send, recent, tail) and `--kind` (tail).
 
 use std::process::ExitCode;
+
+use crate::event::level::Level;
+use crate::event::record::kind;
 
 pub mod advice;
 pub mod check_config;
@@ -31,4 +35,69 @@ pub mod top;
 pub(crate) fn fail(msg: &str) -> ExitCode {
     eprintln!("qerrorsctl: {msg}");
     ExitCode::from(2)
+}
+
+/// `--level` of every command: the names the daemon accepts from clients, any case, with their
+/// aliases (`warning`, `err`, `critical`, `crit`, … see `docs/formats.md`), as the canonical
+/// level. Anything else is a usage error that lists the names.
+pub fn parse_level(s: &str) -> Result<Level, String> {
+    Level::normalize(s.trim()).ok_or_else(|| {
+        format!(
+            "unknown level `{s}`; expected one of {} (or an alias such as warning, err, critical)",
+            Level::ALL.map(Level::as_str).join(", ")
+        )
+    })
+}
+
+/// `tail --kind`: one of the record kinds the daemon writes ([`kind::ALL`]), else a usage
+/// error that lists them (a misspelt kind would otherwise match nothing, silently).
+pub fn parse_kind(s: &str) -> Result<String, String> {
+    let k = s.trim().to_ascii_lowercase();
+    if kind::ALL.contains(&k.as_str()) {
+        Ok(k)
+    } else {
+        Err(format!(
+            "unknown record kind `{s}`; valid kinds: {}",
+            kind::ALL.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_level_vocabulary_with_aliases() {
+        for (s, l) in [
+            ("warn", Level::Warn),
+            ("WARNING", Level::Warn),
+            ("err", Level::Error),
+            ("critical", Level::Fatal),
+            ("crit", Level::Fatal),
+            ("fatal", Level::Fatal),
+            ("Info", Level::Info),
+        ] {
+            assert_eq!(parse_level(s), Ok(l), "{s}");
+        }
+        let e = parse_level("loud").unwrap_err();
+        assert!(
+            e.contains("`loud`") && e.contains("trace, debug, info, warn, error, fatal"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kinds_are_the_written_ones() {
+        for k in kind::ALL {
+            assert_eq!(parse_kind(k).as_deref(), Ok(k));
+        }
+        assert_eq!(parse_kind("Advice").as_deref(), Ok("advice"));
+        let e = parse_kind("adivce").unwrap_err();
+        assert!(e.contains("`adivce`"), "{e}");
+        assert!(
+            e.contains("event, dropped, suppressed, daemon, advice"),
+            "{e}"
+        );
+    }
 }

@@ -4,18 +4,19 @@
 use std::process::ExitCode;
 
 use super::{client, fail};
+use crate::event::level::Level;
 
 /// The last `n` events, at least `level` and of `service` when given.
 pub fn run(
     ctl: &str,
     n: usize,
-    level: Option<String>,
+    level: Option<Level>,
     service: Option<String>,
     json: bool,
 ) -> ExitCode {
     let mut q = format!("/recent?n={n}");
     if let Some(l) = level {
-        q.push_str(&format!("&level={}", urlencode(&l)));
+        q.push_str(&format!("&level={}", l.as_str()));
     }
     if let Some(s) = service {
         q.push_str(&format!("&service={}", urlencode(&s)));

@@ -7,15 +7,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{client, fail};
+use crate::event::level::Level;
 
 /// What `qerrorsctl send` takes (the flags of its `--help`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SendArgs {
     /// The error message; `-` reads NDJSON lines from stdin instead.
     pub message: Option<String>,
-    /// trace, debug, info, warn, error or fatal.
-    #[arg(long, default_value = "error")]
-    pub level: String,
+    /// trace, debug, info, warn, error or fatal, or an alias the daemon accepts (warning, err,
+    /// critical, …); sent as the canonical name.
+    #[arg(long, default_value = "error", value_parser = super::parse_level)]
+    pub level: Level,
     /// Error class/type, e.g. TypeError.
     #[arg(long)]
     pub name: Option<String>,
@@ -64,7 +66,7 @@ pub fn run(socket: &Path, args: SendArgs) -> ExitCode {
         Some(m) => {
             let mut ev = serde_json::Map::new();
             ev.insert("message".into(), m.into());
-            ev.insert("level".into(), level.into());
+            ev.insert("level".into(), level.as_str().into());
             if let Some(n) = name {
                 ev.insert("name".into(), n.into());
             }

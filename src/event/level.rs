@@ -6,8 +6,8 @@
 //! `ERROR+2` → `error`) and [`Level::from_number`] the numeric scales (pino/bunyan 10–60, Google
 //! Cloud 100–800, Python's `levelno`). Anything else is rejected as `wrong_type` by the parser.
 //! A missing `level` means [`Level::Error`], the [`Default`]. The full table is in
-//! `docs/formats.md`. [`Level::parse`] stays strict: it reads the daemon's own output and the
-//! command-line filters.
+//! `docs/formats.md`. The same vocabulary is what `qerrorsctl --level` and `/recent?level=`
+//! accept. [`Level::parse`] stays strict: it reads the daemon's own output.
 //!
 //! Variants are declared from least to most severe, so `Ord` compares severity
 //! (`Level::Warn < Level::Error`).

@@ -15,6 +15,23 @@ use super::level::Level;
 use super::parse::Timestamp;
 use crate::json::{self, put_str};
 
+/// The `kind` of every record the daemon writes (README, "What is written"). Writers use these
+/// names, and `qerrorsctl tail --kind` accepts exactly [`kind::ALL`].
+pub mod kind {
+    /// An application's error event ([`super::put_event`]).
+    pub const EVENT: &str = "event";
+    /// Lifecycle and operational notes of the daemon itself ([`super::put_daemon`]).
+    pub const DAEMON: &str = "daemon";
+    /// Lines or events counted as lost in the last interval (`sink`).
+    pub const DROPPED: &str = "dropped";
+    /// Events held back by a rate limit, the duplicate policy or memory pressure (`limit`).
+    pub const SUPPRESSED: &str = "suppressed";
+    /// Fix advice for a fingerprint (`analysis`).
+    pub const ADVICE: &str = "advice";
+    /// Every kind, in the order the README lists them.
+    pub const ALL: [&str; 5] = [EVENT, DROPPED, SUPPRESSED, DAEMON, ADVICE];
+}
+
 /// Bytes reserved per record beyond the client's line: the enriched fields (id, times,
 /// fingerprint, class, severity, occurrence, host) fit in well under this.
 const ENRICHED_RESERVE: usize = 512;
@@ -51,11 +68,14 @@ pub struct EventRecord<'a> {
     pub extra: Option<&'a str>,
 }
 
+/// How every `event` record starts ([`kind::EVENT`], spelled out for the hot path).
+const EVENT_PREFIX: &[u8] = b"{\"kind\":\"event\",\"id\":\"";
+
 /// Appends one `event` record line. Field order is part of the documented format
 /// (docs/PROTOCOL.md).
 pub fn put_event(out: &mut BytesMut, r: &EventRecord<'_>, line_len: usize) {
     out.reserve(line_len + ENRICHED_RESERVE + r.peer_json.len());
-    out.extend_from_slice(b"{\"kind\":\"event\",\"id\":\"");
+    out.extend_from_slice(EVENT_PREFIX);
     let mut idbuf = [0u8; ulid::ULID_LEN];
     out.extend_from_slice(r.id.array_to_str(&mut idbuf).as_bytes());
     out.extend_from_slice(b"\",\"received\":\"");
@@ -140,7 +160,7 @@ pub fn extra_object<K: AsRef<str>, V: AsRef<str>>(members: &[(K, V)]) -> String 
 /// Appends a `{"kind":"daemon","time":…,"msg":…}` record line with `fields` as extra members.
 pub fn put_daemon(out: &mut BytesMut, msg: &str, fields: &[(&str, serde_json::Value)]) {
     let mut obj = serde_json::Map::new();
-    obj.insert("kind".into(), "daemon".into());
+    obj.insert("kind".into(), kind::DAEMON.into());
     obj.insert("time".into(), rfc3339_micros(SystemTime::now()).into());
     obj.insert("msg".into(), msg.into());
     for (k, v) in fields {
@@ -195,5 +215,16 @@ mod tests {
         let t = system_time(1_764_345_943_123_456_789);
         assert_eq!(rfc3339_micros(t), "2025-11-28T16:05:43.123456Z");
         assert_eq!(unix_nanos(t), 1_764_345_943_123_456_789);
+    }
+
+    #[test]
+    fn event_records_use_the_event_kind() {
+        let want = format!("{{\"kind\":\"{}\",\"id\":\"", kind::EVENT);
+        assert_eq!(EVENT_PREFIX, want.as_bytes());
+        let mut out = BytesMut::new();
+        put_daemon(&mut out, "start", &[]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["kind"], kind::DAEMON);
+        assert!(kind::ALL.contains(&kind::EVENT) && kind::ALL.contains(&kind::DAEMON));
     }
 }

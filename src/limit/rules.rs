@@ -70,7 +70,7 @@ pub struct RuleConfig {
     /// Events admitted per `window` (sustained).
     pub rate: u64,
     /// The period `rate` applies to.
-    #[serde(with = "humantime_serde", default = "default_window")]
+    #[serde(with = "crate::config::check::duration", default = "default_window")]
     pub window: Duration,
     /// Most events admitted at once by the local limiter; 0 = `rate`.
     #[serde(default)]
@@ -96,7 +96,7 @@ pub struct DuplicatesConfig {
     /// Copies of one fingerprint written per window; 0 turns the policy off.
     pub max: u64,
     /// The window, aligned to wall-clock multiples of its length.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub window: Duration,
 }
 
@@ -114,7 +114,7 @@ impl Default for DuplicatesConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerSettings {
     /// Rolling window the failure rate is computed over (10 fixed buckets).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub window: Duration,
     /// Fewest calls in the window before the failure rate may open the breaker.
     pub min_calls: u32,
@@ -126,7 +126,7 @@ pub struct BreakerSettings {
     /// once, however healthy the window was; 0 = off.
     pub max_failures: u32,
     /// Time the breaker stays open before a probe call.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub cool_down: Duration,
 }
 
@@ -247,10 +247,10 @@ pub struct LimitConfig {
     /// Cluster hash tag so one sync is one call to one node.
     pub key_prefix: String,
     /// How often each daemon syncs its counts with Redis (one round trip each time).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub sync_interval: Duration,
     /// Deadline of every Redis call (connect included); a slower call counts as a timeout.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub redis_timeout: Duration,
     /// Fraction (0–1] of each shared limit this daemon enforces alone while Redis is
     /// unreachable, e.g. 0.25 with four daemons; `"auto"` (the default): 1 / the daemons Redis

@@ -154,7 +154,7 @@ impl Summary {
             None => "other".into(),
         };
         serde_json::json!({
-            "kind": "suppressed",
+            "kind": crate::event::record::kind::SUPPRESSED,
             "fingerprint": fp,
             "count": self.count,
             "reason": self.reason.as_str(),

@@ -24,7 +24,10 @@ pub struct MemoryConfig {
     /// The daemon's memory budget (resident set size). 0 = `budget_fraction` of the cgroup's
     /// limit (`memory.max`/`memory.high`, or v1 `memory.limit_in_bytes`), or 256 MiB when
     /// there is none.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub budget: ByteSize,
     /// Share of the cgroup limit used as the budget when `budget` is 0 (0 < x ≤ 1).
     pub budget_fraction: f64,
@@ -37,18 +40,24 @@ pub struct MemoryConfig {
     /// A level is left only when usage falls this share of the budget below its threshold.
     pub hysteresis: f64,
     /// How often RSS, the cgroup and PSI are sampled (at most 100ms).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub sample_interval: Duration,
     /// Bytes in flight (read but not yet queued for the writer) for all connections of one
     /// peer uid; past it, that peer's connections stop reading until it falls.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub peer_in_flight_bytes: ByteSize,
     /// Bytes in flight for all connections together.
-    #[serde(serialize_with = "exact_bytes")]
+    #[serde(
+        serialize_with = "exact_bytes",
+        deserialize_with = "crate::config::check::byte_size"
+    )]
     pub in_flight_bytes: ByteSize,
     /// Idle and read timeout used instead of `ingest.idle_timeout`/`ingest.read_timeout` (when
     /// shorter) while pressure is high or nearly all connection slots are taken.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::check::duration")]
     pub pressure_timeout: Duration,
 }
 

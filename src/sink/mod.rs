@@ -23,7 +23,7 @@ use crossbeam_channel::RecvTimeoutError;
 use serde_json::json;
 
 use crate::config::{self, FsyncPolicy};
-use crate::event::record::{put_daemon, put_json_line};
+use crate::event::record::{kind, put_daemon, put_json_line};
 use crate::limit::suppress::Suppressions;
 use crate::outbox::{OutboxReceiver, Record};
 use crate::protocol::RejectCode;
@@ -514,14 +514,14 @@ impl Writer {
         let window = (window_s * 1000.0).round() / 1000.0;
         let mut recs = Vec::new();
         if new_overload > 0 {
-            recs.push(json!({"kind":"dropped","count":new_overload,"reason":"overload","window_s":window}));
+            recs.push(json!({"kind":kind::DROPPED,"count":new_overload,"reason":"overload","window_s":window}));
         }
         if invalid > 0 {
-            recs.push(json!({"kind":"dropped","count":invalid,"reason":"invalid","codes":codes,"window_s":window}));
+            recs.push(json!({"kind":kind::DROPPED,"count":invalid,"reason":"invalid","codes":codes,"window_s":window}));
         }
         if shutdown > 0 {
             recs.push(
-                json!({"kind":"dropped","count":shutdown,"reason":"shutdown","window_s":window}),
+                json!({"kind":kind::DROPPED,"count":shutdown,"reason":"shutdown","window_s":window}),
             );
         }
         for s in self.suppressions.drain() {

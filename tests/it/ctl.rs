@@ -1,4 +1,6 @@
-//! `qerrorsctl send`: the message form, NDJSON from stdin, and a daemon that isn't there.
+//! `qerrorsctl`: `send` (the message form, NDJSON from stdin, a daemon that isn't there or a
+//! path that is no socket), `top`'s columns, and the flags every command shares (`--level` and
+//! its aliases, `-n`).
 
 use std::io::Write;
 use std::os::unix::net::UnixListener;
@@ -7,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{of_kind, scrub_env, spawn_daemon, Opts, CTL, EVENTS_TIMEOUT};
+use crate::util::{control_addr, of_kind, scrub_env, spawn_daemon, Opts, CTL, EVENTS_TIMEOUT};
 
 fn ctl(socket: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(CTL);
@@ -29,6 +31,17 @@ fn ctl(socket: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     }
     // qerrorsctl bounds its own wait with --timeout (default 10 s).
     child.wait_with_output().unwrap()
+}
+
+/// `qerrorsctl ARGS…` with no stdin (control-plane commands pass `--control` in `args`).
+fn ctl_args(args: &[&str]) -> Output {
+    let mut cmd = Command::new(CTL);
+    scrub_env(&mut cmd);
+    cmd.args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The `{"ok":true,"id":…}` lines printed by `--wait`.
@@ -151,6 +164,7 @@ fn send_without_a_daemon_fails_clearly() {
         err.contains(missing.to_str().unwrap()),
         "names the path: {err}"
     );
+    assert!(err.contains("no daemon socket at"), "{err}");
     // A stale socket file: nobody listening.
     let stale = dir.path().join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
@@ -158,4 +172,200 @@ fn send_without_a_daemon_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("not running"), "{err}");
+    assert!(
+        err.contains("stale socket file (no daemon listening)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn send_to_a_path_that_is_no_socket_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("README.md");
+    std::fs::write(&file, "# not a socket\n").unwrap();
+    for (path, what) in [
+        (&file, "regular file"),
+        (&dir.path().to_path_buf(), "directory"),
+    ] {
+        let out = ctl(path, &["send", "hello"], None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{} is not a socket (it is a {what})",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("stale"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# not a socket\n");
+}
+
+#[test]
+fn one_level_vocabulary_for_send_tail_and_recent() {
+    let mut d = spawn_daemon(Opts::new());
+    let addr = control_addr(&d);
+    // Aliases are sent as the canonical level.
+    for (alias, level) in [("critical", "fatal"), ("WARNING", "warn"), ("err", "error")] {
+        let msg = format!("sent as {alias}");
+        let out = ctl(&d.socket, &["send", &msg, "--level", alias, "--wait"], None);
+        assert!(out.status.success(), "{alias}: {}", stderr(&out));
+        let id = acks(&out)[0]["id"].as_str().unwrap().to_string();
+        let e = d
+            .events()
+            .into_iter()
+            .find(|e| e["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(e["level"], level, "{alias}");
+    }
+    // The same names filter `recent` and `tail`.
+    let out = ctl_args(&[
+        "--control",
+        &addr,
+        "recent",
+        "--level",
+        "critical",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recent: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0]["message"], "sent as critical");
+    let log = d.log.to_str().unwrap().to_string();
+    let out = ctl_args(&[
+        "tail",
+        "--no-follow",
+        "--json",
+        "--log",
+        &log,
+        "--level",
+        "crit",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tailed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(tailed.lines().count(), 1, "{tailed}");
+    assert!(tailed.contains("sent as critical"), "{tailed}");
+    // Anything else is a usage error naming the levels, everywhere, and nothing is sent.
+    let sock = d.socket.to_str().unwrap().to_string();
+    for args in [
+        vec!["--socket", &sock, "send", "never sent", "--level", "loud"],
+        vec!["--control", &addr, "recent", "--level", "loud"],
+        vec!["tail", "--no-follow", "--log", &log, "--level", "loud"],
+    ] {
+        let out = ctl_args(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("unknown level `loud`")
+                && err.contains("trace, debug, info, warn, error, fatal"),
+            "{args:?}: {err}"
+        );
+    }
+    let records = d.stop();
+    assert!(!records.iter().any(|r| r["message"] == "never sent"));
+}
+
+#[test]
+fn n_errors_name_the_flag_as_typed() {
+    for cmd in ["top", "recent"] {
+        let out = ctl_args(&["--control", "127.0.0.1:9", cmd, "-n", "abc"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("'-n <N>'"), "{cmd}: {err}");
+        assert!(!err.contains("--n"), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn top_columns_line_up_with_the_header_whatever_the_values() {
+    let d = spawn_daemon(Opts::new().env("ANALYSIS_CACHE_FILE", "off"));
+    let addr = control_addr(&d);
+    let long_service = "checkout-service-with-a-very-long-name-ü-ß";
+    let mut lines = Vec::new();
+    for i in 0..12 {
+        lines.push(
+            serde_json::json!({"message": "bad credentials", "name": "AuthenticationError",
+                "service": long_service, "level": "error"})
+            .to_string(),
+        );
+        if i < 3 {
+            lines
+                .push(serde_json::json!({"message": "x", "name": "E", "service": "s"}).to_string());
+        }
+    }
+    assert!(d.send_lines(&lines).is_empty());
+    d.wait_for_events(lines.len(), EVENTS_TIMEOUT);
+    let out = ctl_args(&["--control", &addr, "top", "-n", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut rows = text.lines();
+    let header = rows.next().unwrap();
+    // Where each column starts (count is right-aligned: where it ends).
+    let col = |t: &str| {
+        header
+            .find(&format!(" {t}"))
+            .map(|i| header[..=i].chars().count())
+            .unwrap_or_else(|| panic!("no {t} in {header:?}"))
+    };
+    let count_end = header.chars().count() - header.trim_start().chars().count() + 5;
+    let (fp, class, sev, svc, what) = (
+        col("fp"),
+        col("class"),
+        col("severity"),
+        col("service"),
+        col("what"),
+    );
+    let rows: Vec<Vec<char>> = rows
+        .filter(|r| !r.trim_start().starts_with("advice:"))
+        .map(|r| r.chars().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let cell = |r: &[char], from: usize, to: usize| r[from..to].iter().collect::<String>();
+    for r in &rows {
+        let line: String = r.iter().collect();
+        let count = cell(r, 0, count_end);
+        assert!(
+            count.trim().parse::<u64>().is_ok(),
+            "count right-aligned under its title: {line:?}\n{header:?}"
+        );
+        assert_eq!(cell(r, count_end, fp), "  ", "{line:?}");
+        assert!(
+            r[fp].is_ascii_hexdigit() && r[fp - 1] == ' ',
+            "{line:?}\n{header:?}"
+        );
+        for (from, to) in [(class, sev), (sev, svc), (svc, what)] {
+            assert_ne!(
+                r[from], ' ',
+                "a value starts at its column: {line:?}\n{header:?}"
+            );
+            assert_eq!(
+                &cell(r, to - 2, to),
+                "  ",
+                "a gap before the next column: {line:?}"
+            );
+        }
+    }
+    let first: String = rows[0].iter().collect();
+    assert_eq!(
+        cell(&rows[0], class, sev).trim_end(),
+        "authentication",
+        "{first}"
+    );
+    let svc_cell = cell(&rows[0], svc, what);
+    assert!(
+        svc_cell.trim_end().ends_with('…'),
+        "long service cut: {first}"
+    );
+    assert!(
+        long_service.starts_with(svc_cell.trim_end().trim_end_matches('…')),
+        "{first}"
+    );
+    assert_eq!(
+        cell(&rows[0], what, rows[0].len()),
+        "AuthenticationError: bad credentials"
+    );
 }

@@ -8,8 +8,8 @@
 //! ones, so a test sees exactly what the first poll rendered.
 //!
 //! Needs `/usr/bin/chromium`. When it is missing the tests install it with apt-get only as root
-//! under CI (`CI=true`) or with `QERRORS_INSTALL_CHROMIUM=1`; otherwise they pass with a loud
-//! note on stderr.
+//! under CI (`CI=true`) or with `QERRORS_INSTALL_CHROMIUM=1`; otherwise they are skipped
+//! ([`crate::skip`]: listed at the end of the run, a failure with `QERRORS_REQUIRE_ALL=1`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -61,9 +61,10 @@ fn chromium() -> Option<&'static Path> {
 }
 
 fn skip_note(test: &str) {
-    eprintln!(
-        "\n!!!!!!!! {test}: SKIPPED — {CHROMIUM} is missing. Install it (apt-get install chromium) \
-         or set QERRORS_INSTALL_CHROMIUM=1 to let the test install it. !!!!!!!!\n"
+    crate::skip::skip(
+        test,
+        CHROMIUM,
+        "apt-get install chromium, or QERRORS_INSTALL_CHROMIUM=1 to let the test install it",
     );
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::skip::require;
 use crate::util::{self, CTL, DAEMON, EVENTS_TIMEOUT};
 
 const USER: &str = "qerrors-it-user";
@@ -107,31 +108,31 @@ pub fn runs(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// TODO(skip list): replaced by util::skip.
-pub fn require(test: &str, what: &str, ok: bool) -> bool {
-    use std::io::Write;
-    if ok {
-        return true;
-    }
-    assert!(
-        !std::env::var("QERRORS_REQUIRE_ALL").is_ok_and(|v| v == "1"),
-        "{test}: needs {what} and QERRORS_REQUIRE_ALL=1"
-    );
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs {what}");
-    false
-}
-
 #[test]
 fn a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client() {
     const TEST: &str = "first_hour::a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client";
+    let root = nix::unistd::geteuid().is_root();
     if !require(
         TEST,
+        root,
         "root (to create and act as an unprivileged user)",
-        nix::unistd::geteuid().is_root(),
-    ) || !require(TEST, "node", runs("node", &["--version"]))
-        || !require(TEST, "python3", runs("python3", &["--version"]))
-        || !require(TEST, "setpriv", runs("setpriv", &["--version"]))
-    {
+        "run the suite as root, as CI does: sudo -E cargo test",
+    ) || !require(
+        TEST,
+        runs("node", &["--version"]),
+        "node",
+        "apt-get install nodejs",
+    ) || !require(
+        TEST,
+        runs("python3", &["--version"]),
+        "python3",
+        "apt-get install python3",
+    ) || !require(
+        TEST,
+        runs("setpriv", &["--version"]),
+        "setpriv",
+        "apt-get install util-linux",
+    ) {
         return;
     }
     let user = test_user();

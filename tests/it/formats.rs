@@ -9,8 +9,8 @@
 //!   that keeps reporting while the daemon is down, starts, stops and starts again.
 //!
 //! Node, the npm modules (`npm ci` in clients/node) or the Python packages
-//! (clients/python/requirements-test.txt) missing: the test prints a loud notice and passes,
-//! unless `QERRORS_REQUIRE_ALL=1` (CI), where it fails.
+//! (clients/python/requirements-test.txt) missing: the test is skipped ([`crate::skip`]: listed
+//! at the end of the run), unless `QERRORS_REQUIRE_ALL=1` (CI), where it fails.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,28 +36,6 @@ fn python_dir() -> PathBuf {
     repo().join("clients/python")
 }
 
-/// Applies the skip rule: `true` when `what` is available. Missing: a loud notice and `false`,
-/// or a failure when `QERRORS_REQUIRE_ALL=1`.
-fn available(test: &str, what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    let required = std::env::var("QERRORS_REQUIRE_ALL").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{test}: {what} is missing and QERRORS_REQUIRE_ALL=1 (see .ci/run)"
-    );
-    // Straight to the process's stderr: libtest captures `eprintln!`, and a skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED {test}: {what} is missing.\n\
-         !!! Install it (see .ci/run) or set QERRORS_REQUIRE_ALL=1 to make this fail.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-    false
-}
-
 fn runs(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
         .args(args)
@@ -68,30 +46,45 @@ fn runs(cmd: &str, args: &[&str]) -> bool {
 }
 
 fn have_node(test: &str) -> bool {
-    available(test, "node (Node.js ≥ 18)", runs("node", &["--version"]))
+    crate::skip::require(
+        test,
+        runs("node", &["--version"]),
+        "node (Node.js ≥ 18)",
+        "apt-get install nodejs npm",
+    )
 }
 
 fn have_node_modules(test: &str) -> bool {
     have_node(test)
-        && available(
+        && crate::skip::require(
             test,
-            "clients/node/node_modules (pino, bunyan, winston: `npm ci` in clients/node)",
             ["pino", "bunyan", "winston"]
                 .iter()
                 .all(|m| node_dir().join("node_modules").join(m).is_dir()),
+            "clients/node/node_modules (pino, bunyan, winston)",
+            "`npm ci` in clients/node",
         )
 }
 
 fn have_python(test: &str) -> bool {
-    available(test, "python3", runs("python3", &["--version"]))
+    crate::skip::require(
+        test,
+        runs("python3", &["--version"]),
+        "python3",
+        "apt-get install python3 python3-pip",
+    )
 }
 
 fn have_python_packages(test: &str) -> bool {
     have_python(test)
-        && available(
+        && crate::skip::require(
             test,
-            "python-json-logger and structlog (pip install -r clients/python/requirements-test.txt)",
-            runs("python3", &["-c", "import pythonjsonlogger.json, structlog"]),
+            runs(
+                "python3",
+                &["-c", "import pythonjsonlogger.json, structlog"],
+            ),
+            "python-json-logger and structlog",
+            "pip install -r clients/python/requirements-test.txt",
         )
 }
 

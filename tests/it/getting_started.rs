@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::first_hour::{require, runs, test_user};
+use crate::first_hour::{runs, test_user};
+use crate::skip::require;
 use crate::util::{self, DAEMON};
 
 const DOC: &str = include_str!("../../docs/getting-started.md");
@@ -104,10 +105,22 @@ impl Drop for Background {
 #[test]
 fn the_getting_started_page_works_as_written() {
     const TEST: &str = "getting_started::the_getting_started_page_works_as_written";
-    if !require(TEST, "node", runs("node", &["--version"]))
-        || !require(TEST, "python3", runs("python3", &["--version"]))
-        || !require(TEST, "curl", runs("curl", &["--version"]))
-    {
+    if !require(
+        TEST,
+        runs("node", &["--version"]),
+        "node",
+        "apt-get install nodejs",
+    ) || !require(
+        TEST,
+        runs("python3", &["--version"]),
+        "python3",
+        "apt-get install python3",
+    ) || !require(
+        TEST,
+        runs("curl", &["--version"]),
+        "curl",
+        "apt-get install curl",
+    ) {
         return;
     }
     let blocks = sh_blocks(DOC);

@@ -82,7 +82,10 @@ fn check_log_while_full(d: &Proc, sender: &AckedSender) -> HashSet<String> {
 #[test]
 fn disk_full_holds_everything_back_and_writes_it_all_when_space_returns() {
     let _cpu = crate::util::cpu_share();
-    let Some(fs) = Tmpfs::mount("disk_full_holds_everything_back…", FS_BYTES) else {
+    let Some(fs) = Tmpfs::mount(
+        "disk_full_holds_everything_back_and_writes_it_all_when_space_returns",
+        FS_BYTES,
+    ) else {
         return;
     };
     let filler = fill(&fs, ROOM);
@@ -131,7 +134,10 @@ fn disk_full_holds_everything_back_and_writes_it_all_when_space_returns() {
 #[test]
 fn deleting_the_log_on_a_full_disk_frees_the_space_and_writing_resumes() {
     let _cpu = crate::util::cpu_share();
-    let Some(fs) = Tmpfs::mount("deleting_the_log_on_a_full_disk…", FS_BYTES) else {
+    let Some(fs) = Tmpfs::mount(
+        "deleting_the_log_on_a_full_disk_frees_the_space_and_writing_resumes",
+        FS_BYTES,
+    ) else {
         return;
     };
     let _filler = fill(&fs, ROOM);

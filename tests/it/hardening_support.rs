@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::skip::{notice, skip};
 use crate::util::{
     event_line, parse_records, scrub_env, DAEMON, EXIT_TIMEOUT, POLL, STARTUP_TIMEOUT,
 };
@@ -144,14 +145,8 @@ impl Drop for Proc {
     }
 }
 
-/// A notice that must be seen: written to the real stderr, past the test harness's capture
-/// (which only takes `print!`/`eprint!`).
-pub fn loud(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {msg} !!!!!!!!\n");
-}
-
 /// A tmpfs of a fixed size, mounted for one test and unmounted on drop (also when the test
-/// fails). Needs root; elsewhere [`Tmpfs::mount`] says loudly that the test is skipped.
+/// fails). Needs root; elsewhere [`Tmpfs::mount`] skips the test ([`crate::skip`]).
 pub struct Tmpfs {
     pub path: PathBuf,
     _dir: tempfile::TempDir,
@@ -160,10 +155,11 @@ pub struct Tmpfs {
 impl Tmpfs {
     pub fn mount(test: &str, size: u64) -> Option<Tmpfs> {
         if !nix::unistd::geteuid().is_root() {
-            loud(&format!(
-                "SKIPPED {test}: mounting a tmpfs needs root (CI runs the suite as root; run \
-                 `sudo -E cargo test` to include it)"
-            ));
+            skip(
+                test,
+                "root (to mount a tmpfs)",
+                "run `sudo -E cargo test` to include it; CI runs the suite as root",
+            );
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -184,15 +180,23 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs { path, _dir: dir }),
             Ok(o) => {
-                loud(&format!(
-                    "SKIPPED {test}: `mount -t tmpfs` failed even as root ({}): {}",
-                    o.status,
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ));
+                skip(
+                    test,
+                    "a working `mount -t tmpfs`",
+                    &format!(
+                        "it failed even as root ({}: {}); a container needs CAP_SYS_ADMIN",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                );
                 None
             }
             Err(e) => {
-                loud(&format!("SKIPPED {test}: cannot run mount: {e}"));
+                skip(
+                    test,
+                    "`mount`",
+                    &format!("cannot run it ({e}); apt-get install mount"),
+                );
                 None
             }
         }
@@ -450,7 +454,7 @@ pub fn connections_allowed(test: &str, want: usize) -> usize {
     let limit = raise_fd_limit() as usize;
     let allowed = want.min(limit.saturating_sub(512) / 2).max(16);
     if allowed < want {
-        loud(&format!(
+        notice(&format!(
             "{test}: the fd limit is {limit}; using {allowed} connections instead of {want}"
         ));
     }

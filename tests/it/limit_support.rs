@@ -1,8 +1,9 @@
 //! A real `redis-server` per test (own free port, no persistence), killed by PID, plus a tiny
 //! RESP client over std TCP for the test's own checks, and a paced load generator.
 //!
-//! Without `redis-server` on the machine the Redis tests print a loud notice and return; with
-//! `QERRORS_REQUIRE_ALL=1` (set by `.ci/run`) that skip is a failure instead.
+//! Without `redis-server` on the machine the Redis tests are skipped ([`crate::skip`]: listed
+//! at the end of the run); with `QERRORS_REQUIRE_ALL=1` (set by `.ci/run`) that skip is a
+//! failure instead.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,8 +23,8 @@ pub const REDIS_SERVER: &str = "redis-server";
 /// Until a started redis-server answers PING.
 const REDIS_START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Whether `redis-server` can run here. Without it: a loud notice and `None` (the test returns),
-/// or a panic when `QERRORS_REQUIRE_ALL=1`.
+/// Whether `redis-server` can run here. Without it: a skip (the test returns), or a panic when
+/// `QERRORS_REQUIRE_ALL=1`.
 pub fn redis_available(test: &str) -> bool {
     tool_available(test, REDIS_SERVER)
 }
@@ -33,8 +34,8 @@ pub fn redis_cli_available(test: &str) -> bool {
     redis_available(test) && tool_available(test, "redis-cli")
 }
 
-/// Whether `tool --version` (`openssl version`) runs; if not, a loud skip notice (a failure
-/// with `QERRORS_REQUIRE_ALL=1`).
+/// Whether `tool --version` (`openssl version`) runs; if not, a skip (a failure with
+/// `QERRORS_REQUIRE_ALL=1`).
 pub fn tool_available(test: &str, tool: &str) -> bool {
     let ok = Command::new(tool)
         .arg(if tool == "openssl" {
@@ -46,19 +47,19 @@ pub fn tool_available(test: &str, tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
-    let msg = format!(
-        "\n!!!!!!!! {test}: SKIPPED — `{tool}` is not installed. Install it \
-         (Debian/Ubuntu: apt-get install redis-server redis-tools; Fedora: dnf install redis; \
-         macOS: brew install redis) to run the Redis rate-limit tests. !!!!!!!!\n"
-    );
-    if std::env::var("QERRORS_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("{msg}QERRORS_REQUIRE_ALL=1: a skipped test is a failure");
-    }
-    eprintln!("{msg}");
-    false
+    let package = match tool {
+        "redis-cli" => "redis-tools",
+        other => other,
+    };
+    crate::skip::require(
+        test,
+        ok,
+        &format!("`{tool}`"),
+        &format!(
+            "Debian/Ubuntu: apt-get install {package}; Fedora: dnf install redis; macOS: brew \
+             install redis"
+        ),
+    )
 }
 
 /// A redis-server child on its own port.

@@ -35,6 +35,7 @@ mod reload;
 mod sanitize;
 mod shutdown;
 mod sink;
+mod skip;
 mod startup;
 mod stdout;
 mod tail;

@@ -1,4 +1,5 @@
-//! Startup: refusing a live socket, replacing a stale one, and `--check-config`.
+//! Startup: refusing a live socket, replacing a stale one, `--check-config` and its messages,
+//! and a failure reported once.
 
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Output, Stdio};
@@ -6,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::json;
 
 use crate::util::{
-    event_line, of_kind, scrub_env, spawn_daemon, Daemon, Opts, DAEMON, EVENTS_TIMEOUT,
+    event_line, of_kind, scrub_env, spawn_daemon, wait_child, Daemon, Opts, DAEMON, EVENTS_TIMEOUT,
     EXIT_TIMEOUT,
 };
 
@@ -102,6 +103,87 @@ fn check_config_rejects_a_bad_file_naming_the_key() {
         assert!(
             err.contains(key),
             "{text:?}: stderr should name {key:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn negative_sizes_and_durations_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |env: &[(&str, &str)], file: Option<&str>| {
+        let mut cmd = Command::new(DAEMON);
+        cmd.arg("--check-config").current_dir(dir.path());
+        scrub_env(&mut cmd);
+        if let Some(text) = file {
+            let f = dir.path().join("neg.toml");
+            std::fs::write(&f, text).unwrap();
+            cmd.arg("--config").arg(&f);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{env:?} {file:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let size = "ingest.max_line_bytes: size must not be negative (got";
+    for (env, file) in [
+        (&[("QERRORS_INGEST_MAX_LINE_BYTES", "-5")][..], None),
+        (&[("QERRORS_INGEST_MAX_LINE_BYTES", "-5 KiB")], None),
+        (&[], Some("[ingest]\nmax_line_bytes = -5\n")),
+        (&[], Some("[ingest]\nmax_line_bytes = \"-5\"\n")),
+    ] {
+        let err = check(env, file);
+        assert!(err.contains(size), "{env:?} {file:?}: {err}");
+        assert!(!err.contains("overflow"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    let err = check(&[("QERRORS_INGEST_IDLE_TIMEOUT", "-5s")], None);
+    assert!(
+        err.contains("ingest.idle_timeout: duration must not be negative (got \"-5s\")"),
+        "{err}"
+    );
+    let err = check(&[], Some("[memory]\npressure_timeout = -5\n"));
+    assert!(
+        err.contains("memory.pressure_timeout: duration must not be negative (got -5)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_startup_failure_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let (sock, log) = (dir.path().join("q.sock"), dir.path().join("errors.log"));
+    // A socket, then a log, whose directory is a regular file: neither can be created.
+    for (socket, log, what) in [
+        (file.join("q.sock"), log, "opening the ingest socket"),
+        (sock, file.join("errors.log"), "opening log file"),
+    ] {
+        let stderr = dir.path().join("stderr");
+        let mut cmd = Command::new(DAEMON);
+        scrub_env(&mut cmd);
+        let mut child = cmd
+            .args(["--control", "127.0.0.1:0", "--socket"])
+            .arg(&socket)
+            .arg("--log")
+            .arg(&log)
+            .env("QERRORS_LOG", "info")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let st = wait_child(&mut child, EXIT_TIMEOUT);
+        let err = std::fs::read_to_string(&stderr).unwrap();
+        assert_eq!(st.code(), Some(1), "{err}");
+        assert_eq!(err.matches(what).count(), 1, "printed once: {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!("qerrorsd: {what}")),
+            "the last line: {err}"
         );
     }
 }

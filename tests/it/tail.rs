@@ -157,6 +157,96 @@ fn filters_print_exactly_the_matching_lines() {
 }
 
 #[test]
+fn unknown_kinds_and_levels_are_usage_errors() {
+    let mut d = spawn_daemon(Opts::new());
+    d.stop();
+    for args in [
+        vec!["--kind", "adivce"],
+        vec!["--kind", "event,adivce"],
+        vec!["--level", "loud"],
+    ] {
+        let mut cmd = Command::new(CTL);
+        scrub_env(&mut cmd);
+        let out = cmd
+            .args(["tail", "--no-follow", "--log"])
+            .arg(&d.log)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        if args[0] == "--kind" {
+            assert!(err.contains("unknown record kind `adivce`"), "{err}");
+            assert!(
+                err.contains("valid kinds: event, dropped, suppressed, daemon, advice"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("unknown level `loud`"), "{err}");
+        }
+    }
+    // Every kind the daemon writes is accepted (whether or not the log has one).
+    for kind in [
+        "event",
+        "dropped",
+        "suppressed",
+        "daemon",
+        "advice",
+        "ADVICE",
+    ] {
+        tail_once(&d.log, &["--kind", kind]);
+    }
+}
+
+#[test]
+fn advice_records_are_rendered_for_people_and_raw_with_json() {
+    let mut d = spawn_daemon(Opts::new().env("ANALYSIS_CACHE_FILE", "off"));
+    let line = event_line(
+        "connect ECONNREFUSED 127.0.0.1:5432",
+        json!({"name": "Error", "service": "checkout"}),
+    );
+    assert!(d.send_lines(&[line]).is_empty());
+    let rec = crate::util::wait_until("an advice record", EVENTS_TIMEOUT, || {
+        d.records("advice").into_iter().next()
+    });
+    d.stop();
+    let raw = tail_once(&d.log, &["--kind", "advice", "--json"]);
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert_eq!(serde_json::from_str::<Value>(&raw[0]).unwrap(), rec);
+
+    let human = tail_once(&d.log, &["--kind", "advice"]);
+    let text = human.join("\n");
+    let fp = &rec["fingerprint"].as_str().unwrap()[..8];
+    let advice = &rec["advice"];
+    assert!(
+        human[0].contains(&format!(
+            "·advice· [{fp}] checkout: {}",
+            advice["summary"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    assert!(
+        human[0].contains("(rules net-connection-refused, confidence "),
+        "{text}"
+    );
+    assert!(!text.contains("{\""), "no raw JSON: {text}");
+    let cause = format!("cause: {}", advice["likely_cause"].as_str().unwrap());
+    assert!(human[1].trim_start() == cause, "{text}");
+    let steps = advice["fix_steps"].as_array().unwrap();
+    assert!(steps.len() >= 2);
+    assert_eq!(human.len(), 2 + steps.len(), "{text}");
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(
+            human[2 + i].trim_start(),
+            format!("{}. {}", i + 1, step.as_str().unwrap()),
+            "{text}"
+        );
+        assert!(human[2 + i].starts_with("    "), "indented: {text}");
+    }
+}
+
+#[test]
 fn a_missing_log_fails_without_follow() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(CTL)

@@ -25,7 +25,7 @@
 //!   human lines.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -46,8 +46,8 @@ const CHUNK: usize = 64 << 10;
 /// `qerrorsctl tail` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TailArgs {
-    /// Log file [default: $QERRORS_LOG_FILE unless --config is given, else sink.path as the
-    /// daemon resolves it].
+    /// Log file [default: sink.path as the daemon resolves it ($QERRORS_SINK_PATH, --config,
+    /// the default for this user), else the system daemon's /var/log/qerrors/errors.log].
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
     /// Read sink.path from this configuration file (as the daemon would, with QERRORS_* env).
@@ -56,8 +56,9 @@ pub struct TailArgs {
     /// Start with the last N matching records of the file.
     #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
     pub lines: usize,
-    /// Minimum level: trace < debug < info < warn < error < fatal.
-    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    /// Minimum level: trace < debug < info < warn < error < fatal (aliases such as warning,
+    /// err, critical are accepted, as in `send`).
+    #[arg(long, value_name = "LEVEL", value_parser = super::parse_level)]
     pub level: Option<Level>,
     /// Only records of this service.
     #[arg(long, value_name = "NAME")]
@@ -65,9 +66,9 @@ pub struct TailArgs {
     /// Only records whose fingerprint starts with this (the 8 characters shown are enough).
     #[arg(long, value_name = "HEX")]
     pub fingerprint: Option<String>,
-    /// Only these record kinds (event, dropped, daemon, ...; comma-separated or repeated)
-    /// [default: all kinds].
-    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    /// Only these record kinds: event, dropped, suppressed, daemon, advice (comma-separated or
+    /// repeated) [default: all kinds].
+    #[arg(long, value_name = "KIND", value_delimiter = ',', value_parser = super::parse_kind)]
     pub kind: Vec<String>,
     /// Print each record's line exactly as in the log.
     #[arg(long)]
@@ -75,10 +76,6 @@ pub struct TailArgs {
     /// Print the last records and exit instead of following.
     #[arg(long)]
     pub no_follow: bool,
-}
-
-fn parse_level(s: &str) -> Result<Level, String> {
-    Level::parse(s).ok_or_else(|| "expected trace, debug, info, warn, error or fatal".into())
 }
 
 /// Runs `qerrorsctl tail`: exit 0 when the output is closed (`| head`), 2 on errors.
@@ -118,24 +115,40 @@ pub fn cli(args: TailArgs) -> ExitCode {
     }
 }
 
-/// `--log`, then `QERRORS_LOG_FILE`, then `sink.path` of `--config` (or of the embedded
-/// defaults) with the `QERRORS_*` environment applied, as the daemon resolves it.
+/// `--log`, then `sink.path` as the daemon resolves it: `--config` (or the embedded defaults)
+/// with the `QERRORS_*` environment applied (`QERRORS_SINK_PATH`, or the older
+/// `QERRORS_LOG_FILE`). With none of them given and no log at the default of this user, the
+/// system daemon's log if there is one: a member of the `qerrors` group runs `qerrorsctl tail`
+/// without naming `/var/log/qerrors/errors.log`.
 pub fn resolve_path(args: &TailArgs, env: Vec<(String, String)>) -> Result<PathBuf, String> {
+    resolve_path_with(args, env, Path::new(config::paths::SYSTEM_LOG))
+}
+
+fn resolve_path_with(
+    args: &TailArgs,
+    env: Vec<(String, String)>,
+    system_log: &Path,
+) -> Result<PathBuf, String> {
     if let Some(p) = &args.log {
         return Ok(p.clone());
     }
-    if args.config.is_none() {
-        if let Some((_, p)) = env
-            .iter()
-            .find(|(k, v)| k == "QERRORS_LOG_FILE" && !v.is_empty())
-        {
-            return Ok(PathBuf::from(p));
-        }
-    }
+    let from_env = env.iter().any(|(k, v)| {
+        [
+            config::paths::env::LOG_FILE.0,
+            config::paths::env::LOG_FILE.1,
+        ]
+        .contains(&k.as_str())
+            && !v.is_empty()
+    });
+    let explicit = from_env || args.config.is_some();
     let cfg = config::RawConfig::load(args.config.as_deref(), env)
         .and_then(|raw| raw.validate(&Default::default()))
         .map_err(|e| e.to_string())?;
-    Ok(cfg.sink.path)
+    let path = cfg.sink.path;
+    if !explicit && !path.exists() && system_log.exists() {
+        return Ok(system_log.to_path_buf());
+    }
+    Ok(path)
 }
 
 /// What [`run`] does.
@@ -239,21 +252,49 @@ mod tests {
         let cfg = d.path().join("c.toml");
         std::fs::write(&cfg, "[sink]\npath = \"/tmp/from-config.log\"\n").unwrap();
         let lf = [("QERRORS_LOG_FILE", "/tmp/from-env.log")];
-        let r = |a: &TailArgs, e: &[(&str, &str)]| resolve_path(a, env(e)).unwrap();
+        let system = d.path().join("system.log");
+        let r = |a: &TailArgs, e: &[(&str, &str)]| resolve_path_with(a, env(e), &system).unwrap();
         assert_eq!(
             r(&args(Some("/x.log"), Some(&cfg)), &lf),
             Path::new("/x.log")
         );
         assert_eq!(r(&args(None, None), &lf), Path::new("/tmp/from-env.log"));
+        // the environment wins over the file, as in the daemon
         assert_eq!(
             r(&args(None, Some(&cfg)), &lf),
+            Path::new("/tmp/from-env.log")
+        );
+        assert_eq!(
+            r(&args(None, Some(&cfg)), &[]),
             Path::new("/tmp/from-config.log")
+        );
+        // the new name wins over the old one
+        assert_eq!(
+            r(
+                &args(None, None),
+                &[
+                    ("QERRORS_LOG_FILE", "/tmp/old.log"),
+                    ("QERRORS_SINK_PATH", "/tmp/new.log")
+                ]
+            ),
+            Path::new("/tmp/new.log")
         );
         assert_eq!(
             r(&args(None, None), &[("QERRORS_SINK_PATH", "/tmp/sink.log")]),
             Path::new("/tmp/sink.log")
         );
-        assert_eq!(r(&args(None, None), &[]), config::default_log_path());
+        // nothing given: this user's default, or the system log when only that exists
+        let default = config::default_log_path();
+        if !default.exists() {
+            assert_eq!(r(&args(None, None), &[]), default);
+            std::fs::write(&system, b"").unwrap();
+            assert_eq!(r(&args(None, None), &[]), system);
+            // but never instead of a path that was asked for
+            assert_eq!(
+                r(&args(None, Some(&cfg)), &[]),
+                Path::new("/tmp/from-config.log")
+            );
+        }
         assert!(resolve_path(&args(None, Some(&d.path().join("none.toml"))), vec![]).is_err());
     }
 

@@ -1,6 +1,7 @@
 //! What `qerrorsctl tail` prints: [`Filter`] chooses the records, [`Printer`] passes the chosen
-//! lines through unchanged (`--json`) or renders them as one human-readable line each
-//! ([`format_human`]), coloured on a terminal, control characters escaped.
+//! lines through unchanged (`--json`) or renders them human-readably ([`format_human`]: one
+//! line each, an `advice` record a short indented block), coloured on a terminal, control
+//! characters escaped.
 
 use std::borrow::Cow;
 
@@ -146,8 +147,11 @@ fn level_color(level: &str) -> &'static str {
 /// 2026-11-28 16:49:03.000Z ·daemon· start version=0.1.0
 /// ```
 ///
+/// except an `advice` record, which is read rather than scanned: its summary on the first line,
+/// then the likely cause and the numbered fix steps, indented under it (`format_advice`).
+///
 /// Control characters in the record (newlines in messages, escape sequences) are shown
-/// escaped, so a record can neither span lines nor drive the terminal.
+/// escaped, so a record can neither add lines of its own nor drive the terminal.
 pub fn format_human(rec: &Value, color: bool, out: &mut String) {
     let s = |k: &str| rec.get(k).and_then(Value::as_str);
     let paint = |out: &mut String, code: &str, text: &str| {
@@ -199,6 +203,12 @@ pub fn format_human(rec: &Value, color: bool, out: &mut String) {
         return;
     }
     paint(out, OTHER_KIND, &format!("·{kind}·"));
+    if kind == "advice" {
+        if let Some(advice) = rec.get("advice").filter(|a| a.is_object()) {
+            format_advice(rec, advice, color, out);
+            return;
+        }
+    }
     let mut body = String::new();
     let mut skip: Vec<&str> = vec!["kind", "received", "time", "ts"];
     match kind {
@@ -236,6 +246,65 @@ pub fn format_human(rec: &Value, color: bool, out: &mut String) {
     }
     out.push(' ');
     paint(out, OTHER_BODY, &body);
+}
+
+/// The rest of an `advice` record after its `·advice·` tag:
+///
+/// ```text
+///  [f8d10e90] checkout: A connection was refused: … (rules net-connection-refused, confidence 0.85)
+///                          cause: The target service is down, still starting, …
+///                          1. Check the host and port …
+///                          2. Verify the target is running …
+/// ```
+fn format_advice(rec: &Value, advice: &Value, color: bool, out: &mut String) {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let paint = |out: &mut String, code: &str, text: &str| {
+        if color {
+            out.push_str(code);
+            push_clean(out, text);
+            out.push_str(RESET);
+        } else {
+            push_clean(out, text);
+        }
+    };
+    let fp: String = s(rec, "fingerprint").chars().take(8).collect();
+    out.push(' ');
+    paint(out, DIM, &format!("[{fp}]"));
+    out.push(' ');
+    let service = s(rec, "service");
+    if !service.is_empty() {
+        paint(out, SERVICE, &service);
+        out.push_str(": ");
+    }
+    paint(out, BOLD, &s(advice, "summary"));
+    let mut origin = s(rec, "source");
+    let rule = s(advice, "rule");
+    if !rule.is_empty() {
+        origin.push(' ');
+        origin.push_str(&rule);
+    }
+    if let Some(c) = advice.get("confidence").and_then(Value::as_f64) {
+        origin.push_str(&format!(", confidence {c:.2}"));
+    }
+    if !origin.is_empty() {
+        out.push(' ');
+        paint(out, DIM, &format!("({origin})"));
+    }
+    let indent = " ".repeat(TIME_WIDTH + 1);
+    let cause = s(advice, "likely_cause");
+    if !cause.is_empty() {
+        out.push('\n');
+        out.push_str(&indent);
+        out.push_str("cause: ");
+        push_clean(out, &cause);
+    }
+    let steps = advice.get("fix_steps").and_then(Value::as_array);
+    for (i, step) in steps.into_iter().flatten().enumerate() {
+        out.push('\n');
+        out.push_str(&indent);
+        out.push_str(&format!("{}. ", i + 1));
+        push_clean(out, step.as_str().unwrap_or(""));
+    }
 }
 
 /// `2026-11-28T16:49:03.123456Z` → `2026-11-28 16:49:03.123Z` (other shapes unchanged).
@@ -391,6 +460,33 @@ mod tests {
                 ""
             )
         );
+    }
+
+    #[test]
+    fn human_advice_block_without_colour() {
+        let rec = json!({"kind":"advice","time":"2026-11-28T16:49:03.5Z",
+            "fingerprint":"f8d10e90b6354e8920f909a56e497c94","source":"rules",
+            "advice":{"summary":"A connection was refused.","likely_cause":"Nothing listens.",
+                      "fix_steps":["Check the port.","Start the\nservice."],
+                      "confidence":0.85,"rule":"net-connection-refused"},
+            "event_id":"01M8HQ46R96D4XDM1ECTH6YYA2","service":"checkout"});
+        let mut s = String::new();
+        format_human(&rec, false, &mut s);
+        let pad = " ".repeat(25);
+        assert_eq!(
+            s,
+            format!(
+                "2026-11-28 16:49:03.5Z   ·advice· [f8d10e90] checkout: A connection was refused. \
+                 (rules net-connection-refused, confidence 0.85)\n\
+                 {pad}cause: Nothing listens.\n\
+                 {pad}1. Check the port.\n\
+                 {pad}2. Start the\\nservice."
+            )
+        );
+        // Not the shape expected (an older or foreign record): the generic key=value line.
+        let mut s = String::new();
+        format_human(&json!({"kind":"advice","advice":"?"}), false, &mut s);
+        assert_eq!(s, format!("{:24} ·advice· advice=?", ""));
     }
 
     #[test]
