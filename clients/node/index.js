@@ -10,7 +10,13 @@
 // or restarting the client reconnects with backoff, and when the buffer is full new events are
 // dropped and counted (`stats().dropped`). Delivery is at most once: lines the kernel accepted
 // just before the daemon died are lost.
+//
+// Nothing is lost silently: the first time the daemon cannot be reached the process says so once
+// on stderr (the socket tried, events held and dropped), and at exit it says how many events were
+// still held or were dropped. Which socket: see `resolveSocket` (the rule qerrorsd, qerrorsctl
+// and the Python handler share).
 
+const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { Writable } = require('node:stream');
@@ -24,12 +30,161 @@ const MAX_LINE_BYTES = 256 * 1024;
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
 
-/** Where the daemon listens, like `qerrorsctl` finds it. */
-function defaultSocket() {
-  if (process.env.QERRORS_SOCKET) return process.env.QERRORS_SOCKET;
-  if (typeof process.getuid === 'function' && process.getuid() === 0) return '/run/qerrors.sock';
-  if (process.env.XDG_RUNTIME_DIR) return path.join(process.env.XDG_RUNTIME_DIR, 'qerrors.sock');
-  return '/run/qerrors.sock';
+/** The socket's file name in each directory the daemon may use. */
+const SOCKET_NAME = 'qerrors.sock';
+/** The environment variable naming the socket, and its deprecated alias (the new name wins). */
+const SOCKET_ENV = 'QERRORS_INGEST_SOCKET';
+const LEGACY_SOCKET_ENV = 'QERRORS_SOCKET';
+/** Where a daemon without a runtime directory puts its socket (`<TMP_DIR>/qerrors-<euid>/`). */
+const TMP_DIR = '/tmp';
+/** Where a daemon run as root (or installed with systemd) puts its socket. */
+const RUN_DIR = '/run';
+
+function effectiveUid() {
+  if (typeof process.geteuid === 'function') return process.geteuid();
+  return typeof process.getuid === 'function' ? process.getuid() : -1;
+}
+
+/**
+ * The socket named in the environment: `QERRORS_INGEST_SOCKET`, else the deprecated
+ * `QERRORS_SOCKET`; `{ path, from }` or null. Empty values count as unset.
+ */
+function explicitSocket(env = process.env) {
+  for (const name of [SOCKET_ENV, LEGACY_SOCKET_ENV]) {
+    if (env[name]) return { path: env[name], from: name };
+  }
+  return null;
+}
+
+/**
+ * Where a daemon may listen, in the order a client looks: `$XDG_RUNTIME_DIR/qerrors.sock` (when
+ * set), `/tmp/qerrors-<euid>/qerrors.sock`, `/run/qerrors.sock`. The options exist for tests
+ * (`env`, `uid`, and the directories standing in for /tmp and /run).
+ */
+function socketCandidates(options = {}) {
+  const { env = process.env, uid = effectiveUid(), tmpDir = TMP_DIR, runDir = RUN_DIR } = options;
+  const list = [];
+  if (env.XDG_RUNTIME_DIR) list.push(path.join(env.XDG_RUNTIME_DIR, SOCKET_NAME));
+  list.push(path.join(tmpDir, `qerrors-${uid}`, SOCKET_NAME));
+  list.push(path.join(runDir, SOCKET_NAME));
+  return list;
+}
+
+/**
+ * Where a daemon of this identity binds when nothing is configured: `/run/qerrors.sock` for
+ * euid 0, else `$XDG_RUNTIME_DIR/qerrors.sock` when that is an absolute path to a directory, else
+ * `/tmp/qerrors-<euid>/qerrors.sock`.
+ */
+function daemonDefaultSocket(options = {}) {
+  const { env = process.env, uid = effectiveUid(), tmpDir = TMP_DIR, runDir = RUN_DIR } = options;
+  if (uid === 0) return path.join(runDir, SOCKET_NAME);
+  const xdg = env.XDG_RUNTIME_DIR;
+  if (xdg && path.isAbsolute(xdg) && isDirectory(xdg)) return path.join(xdg, SOCKET_NAME);
+  return path.join(tmpDir, `qerrors-${uid}`, SOCKET_NAME);
+}
+
+function isDirectory(p) {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch (_) {
+    return false;
+  }
+}
+
+function isSocket(p) {
+  try {
+    return fs.statSync(p).isSocket();
+  } catch (_) {
+    return false;
+  }
+}
+
+/**
+ * The socket rule shared with qerrorsd, qerrorsctl and the Python handler: the environment
+ * (`explicitSocket`) wins; else the first of `socketCandidates` that exists and is a socket; else
+ * the daemon default for this identity (`daemonDefaultSocket`), so a daemon started later is
+ * found. Returns `{ path, from, tried }`: `from` is the variable's name, `'candidate'` or
+ * `'default'`; `tried` the paths looked at.
+ */
+function resolveSocket(options = {}) {
+  const explicit = explicitSocket(options.env ?? process.env);
+  if (explicit) return { ...explicit, tried: [explicit.path] };
+  const tried = socketCandidates(options);
+  const found = tried.find(isSocket);
+  if (found) return { path: found, from: 'candidate', tried };
+  return { path: daemonDefaultSocket(options), from: 'default', tried };
+}
+
+/** The socket path the rule gives now (`resolveSocket(options).path`). */
+function defaultSocket(options) {
+  return resolveSocket(options).path;
+}
+
+// Process-wide notices: each said at most once per process, on stderr.
+const notices = { unreachable: false, connected: false, exitHook: false };
+/** Clients not closed yet (their buffers are what is still held at exit). */
+const openClients = new Set();
+/** Events dropped by every client of this process (buffer full, line too long, closed). */
+let processDropped = 0;
+
+function say(text) {
+  try {
+    // Synchronous for files, pipes and terminals on Linux, so it is also written at exit.
+    process.stderr.write(`qerrors: ${text}\n`);
+  } catch (_) {
+    // stderr closed: nowhere left to say it
+  }
+}
+
+function describeTarget(t) {
+  const tried = t.tried.join(', ');
+  if (t.from === 'candidate') return `${t.path} (the first socket found among ${tried})`;
+  if (t.from === 'default') return `${t.path} (no socket at ${tried})`;
+  return `${t.path} (from ${t.from})`;
+}
+
+function noteUnreachable(client, err) {
+  if (notices.unreachable) return;
+  notices.unreachable = true;
+  const why = err && err.code ? `${err.code} at ` : 'at ';
+  say(
+    `cannot reach the qerrors daemon: ${why}${describeTarget(client._target)}. ` +
+      `Holding ${client._queue.length} event(s) and retrying in the background; ` +
+      `${client._stats.dropped} dropped so far (at most ${client.maxEvents} events / ` +
+      `${client.maxBytes} bytes are held, the rest is dropped and counted in stats()). ` +
+      `Start qerrorsd, or set ${SOCKET_ENV} to its socket. (Said once per process.)`,
+  );
+}
+
+function noteConnected(client) {
+  if (!notices.unreachable || notices.connected) return;
+  notices.connected = true;
+  say(
+    `connected to the qerrors daemon at ${client.socketPath}; ` +
+      `delivering ${client._queue.length} held event(s)`,
+  );
+}
+
+/** At exit: what never reached the daemon, if anything. */
+function onExit() {
+  let held = 0;
+  const where = [];
+  for (const c of openClients) {
+    if (c._queue.length === 0) continue;
+    held += c._queue.length;
+    const state = c._connected ? 'connected' : 'not connected';
+    where.push(`${c._queue.length} for ${c.socketPath}, ${state}`);
+  }
+  if (held === 0 && processDropped === 0) return;
+  const heldText =
+    held > 0 ? `${held} event(s) still held (${where.join('; ')})` : '0 event(s) held';
+  say(`exiting with ${heldText} and ${processDropped} dropped; none of them reached the daemon`);
+}
+
+function installExitHook() {
+  if (notices.exitHook) return;
+  notices.exitHook = true;
+  process.on('exit', onExit);
 }
 
 /** JSON.stringify that survives cycles, BigInt and throwing getters. */
@@ -70,8 +225,18 @@ function toEvent(err, context, options = {}) {
 }
 
 class Client {
+  /**
+   * Options: `socket` (a path; else the environment, else the socket rule, looked up again on
+   * every connection attempt), `service`, `maxEvents`, `maxBytes`; `resolve` (tests: `env`, `uid`,
+   * `tmpDir`, `runDir` for `resolveSocket`).
+   */
   constructor(options = {}) {
-    this.socketPath = options.socket || defaultSocket();
+    this._explicit = options.socket
+      ? { path: options.socket, from: 'the socket option', tried: [options.socket] }
+      : null;
+    this._resolveOptions = options.resolve || {};
+    this._target = this._resolveTarget();
+    this.socketPath = this._target.path;
     this.maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS;
     this.maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
     this.service = options.service;
@@ -80,15 +245,33 @@ class Client {
     this._sock = null;
     this._connected = false;
     this._writable = false;
+    this._down = false; // the last connection attempt failed
+    this._lastError = null;
     this._backoff = RECONNECT_MIN_MS;
     this._timer = null;
     this._closed = false;
-    this._stats = { sent: 0, dropped: 0, connects: 0, disconnects: 0 };
+    this._stats = { sent: 0, dropped: 0, connects: 0, disconnects: 0, connectFailures: 0 };
+    openClients.add(this);
+    installExitHook();
   }
 
-  /** Counters: events handed to the socket, dropped (buffer full, too long), (re)connects. */
+  _resolveTarget() {
+    return this._explicit || resolveSocket(this._resolveOptions);
+  }
+
+  /**
+   * Counters: events handed to the socket (`sent`), dropped (buffer full, too long, left at
+   * `close`), held in the buffer (`queued`, `queuedBytes`), (re)connects, failed connection
+   * attempts; whether it is `connected` and to which `socket`.
+   */
   stats() {
-    return { ...this._stats, queued: this._queue.length, queuedBytes: this._queuedBytes };
+    return {
+      ...this._stats,
+      queued: this._queue.length,
+      queuedBytes: this._queuedBytes,
+      connected: this._connected,
+      socket: this.socketPath,
+    };
   }
 
   /** Queues an event object (or one ready NDJSON line). Returns false when it was dropped. */
@@ -103,8 +286,9 @@ class Client {
     }
   }
 
-  _drop() {
-    this._stats.dropped += 1;
+  _drop(n = 1) {
+    this._stats.dropped += n;
+    processDropped += n;
     return false;
   }
 
@@ -123,19 +307,26 @@ class Client {
 
   _ensureConnecting() {
     if (this._sock || this._timer || this._closed) return;
+    // Looked up on every attempt: a daemon started later at any candidate is found.
+    this._target = this._resolveTarget();
+    this.socketPath = this._target.path;
     let sock;
     try {
       sock = net.createConnection(this.socketPath);
-    } catch (_) {
+    } catch (e) {
+      this._connectFailed(e);
       this._scheduleReconnect();
       return;
     }
     this._sock = sock;
+    this._lastError = null;
     sock.on('connect', () => {
       this._connected = true;
       this._writable = true;
+      this._down = false;
       this._backoff = RECONNECT_MIN_MS;
       this._stats.connects += 1;
+      noteConnected(this);
       this._flush();
     });
     sock.on('drain', () => {
@@ -144,9 +335,12 @@ class Client {
     });
     // Replies (rejections) are not read by apps; discard them so the daemon never waits.
     sock.on('data', () => {});
-    sock.on('error', () => {});
+    sock.on('error', (e) => {
+      this._lastError = e;
+    });
     sock.on('close', () => {
       if (this._connected) this._stats.disconnects += 1;
+      else this._connectFailed(this._lastError);
       this._sock = null;
       this._connected = false;
       this._writable = false;
@@ -154,6 +348,12 @@ class Client {
       this._resolveIdle();
     });
     this._refState();
+  }
+
+  _connectFailed(err) {
+    this._down = true;
+    this._stats.connectFailures += 1;
+    if (this._queue.length > 0) noteUnreachable(this, err);
   }
 
   _scheduleReconnect() {
@@ -200,8 +400,8 @@ class Client {
   }
 
   /**
-   * Resolves once the buffer was handed to the socket (or the daemon is unreachable), at the
-   * latest after `timeoutMs`. Never rejects.
+   * Resolves once the buffer was handed to the socket, or at once when the last attempt to reach
+   * the daemon failed, at the latest after `timeoutMs`. Never rejects.
    */
   flush(timeoutMs = 1000) {
     return new Promise((resolve) => {
@@ -217,20 +417,30 @@ class Client {
         if (finished) return;
         const sock = this._sock;
         if (this._queue.length === 0 && (!sock || sock.writableLength === 0)) return done();
-        if (this._queue.length > 0 && !sock && !this._timer) return done();
+        if (this._queue.length > 0 && !sock && (this._down || !this._timer)) return done();
         setTimeout(check, 10);
       };
       check();
     });
   }
 
-  /** Flushes (bounded) and closes the connection. */
+  /**
+   * Flushes (bounded) and closes the connection. What is still held then is discarded and
+   * counted as dropped. Resolves with the final stats.
+   */
   async close(timeoutMs = 1000) {
-    const st = await this.flush(timeoutMs);
-    this._closed = true;
-    if (this._timer) clearTimeout(this._timer);
-    if (this._sock) this._sock.end();
-    return st;
+    await this.flush(timeoutMs);
+    if (!this._closed) {
+      this._closed = true;
+      if (this._timer) clearTimeout(this._timer);
+      this._timer = null;
+      if (this._sock) this._sock.end();
+      if (this._queue.length > 0) this._drop(this._queue.length);
+      this._queue = [];
+      this._queuedBytes = 0;
+      openClients.delete(this);
+    }
+    return this.stats();
   }
 
   /**
@@ -309,6 +519,12 @@ module.exports = {
   destination: (options) => (options ? new Client(options) : client()).destination(),
   toEvent,
   defaultSocket,
+  resolveSocket,
+  explicitSocket,
+  socketCandidates,
+  daemonDefaultSocket,
+  SOCKET_ENV,
+  LEGACY_SOCKET_ENV,
   DEFAULT_MAX_EVENTS,
   DEFAULT_MAX_BYTES,
   MAX_LINE_BYTES,

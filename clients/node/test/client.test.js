@@ -3,16 +3,38 @@
 // The "daemon" here is a plain Unix-socket server that records lines.
 const test = require('node:test');
 const assert = require('node:assert');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-const { Client, toEvent, qerrors, configure } = require('..');
+const {
+  Client,
+  toEvent,
+  qerrors,
+  configure,
+  resolveSocket,
+  socketCandidates,
+  daemonDefaultSocket,
+} = require('..');
+
+const tmpDirs = [];
+function tmpDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qerrors-node-'));
+  tmpDirs.push(dir);
+  return dir;
+}
+/** Every server a test started: closed at the end even when a test failed half-way, so a failure
+ * never keeps the process alive. */
+const servers = [];
+test.after(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 function tmpSock() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qerrors-node-'));
-  return path.join(dir, 'q.sock');
+  return path.join(tmpDir(), 'q.sock');
 }
 
 /** A line-collecting server; `close()` drops every connection (a daemon restart). */
@@ -34,16 +56,19 @@ function server(sockPath) {
     c.on('error', () => {});
   });
   return new Promise((resolve) => {
-    srv.listen(sockPath, () =>
-      resolve({
+    srv.listen(sockPath, () => {
+      const handle = {
         lines,
         close: () =>
           new Promise((r) => {
             for (const c of conns) c.destroy();
-            srv.close(() => r());
+            if (srv.listening) srv.close(() => r());
+            else r();
           }),
-      }),
-    );
+      };
+      servers.push(handle);
+      resolve(handle);
+    });
   });
 }
 
@@ -159,5 +184,239 @@ test('qerrors() is the drop-in call and passes the error to next()', async () =>
   assert.deepStrictEqual(srv.lines[0].context, { sku: 'A1' });
   assert.strictEqual(srv.lines[1].message, 'a string');
   await c.close();
+  await srv.close();
+});
+
+// The socket rule (README "Sending errors from your app"; the same in qerrorsd, qerrorsctl and
+// the Python handler). `/tmp` and `/run` are stood in for by temp dirs: a real daemon on this
+// machine may own /tmp/qerrors-<euid>.
+
+/** Temp stand-ins for $XDG_RUNTIME_DIR, /tmp and /run, and the rule's options for uid 1000. */
+function lookIn(uid = 1000) {
+  const base = tmpDir();
+  const xdg = path.join(base, 'xdg');
+  const tmp = path.join(base, 'tmp');
+  const run = path.join(base, 'run');
+  for (const d of [xdg, tmp, run]) fs.mkdirSync(d);
+  return { xdg, tmp, run, opts: (env) => ({ env, uid, tmpDir: tmp, runDir: run }) };
+}
+
+test('socket rule: the candidates in order, $XDG_RUNTIME_DIR only when set and non-empty', () => {
+  const { xdg, tmp, run, opts } = lookIn();
+  const rest = [path.join(tmp, 'qerrors-1000', 'qerrors.sock'), path.join(run, 'qerrors.sock')];
+  assert.deepStrictEqual(socketCandidates(opts({})), rest);
+  assert.deepStrictEqual(socketCandidates(opts({ XDG_RUNTIME_DIR: '' })), rest);
+  assert.deepStrictEqual(socketCandidates(opts({ XDG_RUNTIME_DIR: xdg })), [
+    path.join(xdg, 'qerrors.sock'),
+    ...rest,
+  ]);
+  // the real /tmp and /run by default
+  assert.deepStrictEqual(socketCandidates({ env: {}, uid: 1000 }), [
+    '/tmp/qerrors-1000/qerrors.sock',
+    '/run/qerrors.sock',
+  ]);
+});
+
+test('socket rule: no socket anywhere -> the daemon default of this identity', () => {
+  const { xdg, tmp, run, opts } = lookIn();
+  const tmpSockPath = path.join(tmp, 'qerrors-1000', 'qerrors.sock');
+  assert.deepStrictEqual(resolveSocket(opts({ XDG_RUNTIME_DIR: xdg })), {
+    path: path.join(xdg, 'qerrors.sock'),
+    from: 'default',
+    tried: [path.join(xdg, 'qerrors.sock'), tmpSockPath, path.join(run, 'qerrors.sock')],
+  });
+  assert.strictEqual(resolveSocket(opts({})).path, tmpSockPath);
+  // XDG_RUNTIME_DIR relative, or not a directory: the daemon would not use it
+  assert.strictEqual(resolveSocket(opts({ XDG_RUNTIME_DIR: 'relative/dir' })).path, tmpSockPath);
+  const gone = path.join(xdg, 'gone');
+  assert.strictEqual(resolveSocket(opts({ XDG_RUNTIME_DIR: gone })).path, tmpSockPath);
+  // root: /run/qerrors.sock, whatever XDG_RUNTIME_DIR says
+  const root = lookIn(0);
+  assert.strictEqual(
+    resolveSocket(root.opts({ XDG_RUNTIME_DIR: root.xdg })).path,
+    path.join(root.run, 'qerrors.sock'),
+  );
+  assert.strictEqual(daemonDefaultSocket({ env: {}, uid: 0 }), '/run/qerrors.sock');
+  assert.strictEqual(daemonDefaultSocket({ env: {}, uid: 1000 }), '/tmp/qerrors-1000/qerrors.sock');
+});
+
+test('socket rule: the first candidate that is a socket wins', async () => {
+  const { xdg, tmp, run, opts } = lookIn();
+  const env = { XDG_RUNTIME_DIR: xdg };
+  // only /run has a daemon (a root daemon): a user's client finds it
+  const atRun = await server(path.join(run, 'qerrors.sock'));
+  assert.deepStrictEqual(
+    [resolveSocket(opts(env)).path, resolveSocket(opts(env)).from],
+    [path.join(run, 'qerrors.sock'), 'candidate'],
+  );
+  // a daemon without XDG_RUNTIME_DIR (/tmp/qerrors-<euid>) comes before /run
+  fs.mkdirSync(path.join(tmp, 'qerrors-1000'), { mode: 0o700 });
+  const atTmp = await server(path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  assert.strictEqual(resolveSocket(opts(env)).path, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  // a regular file is not a socket
+  fs.writeFileSync(path.join(xdg, 'qerrors.sock'), 'not a socket');
+  assert.strictEqual(resolveSocket(opts(env)).path, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  fs.rmSync(path.join(xdg, 'qerrors.sock'));
+  const atXdg = await server(path.join(xdg, 'qerrors.sock'));
+  assert.strictEqual(resolveSocket(opts(env)).path, path.join(xdg, 'qerrors.sock'));
+  // ... unless XDG_RUNTIME_DIR is unset in this process
+  assert.strictEqual(resolveSocket(opts({})).path, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  await Promise.all([atRun.close(), atTmp.close(), atXdg.close()]);
+});
+
+test('environment: QERRORS_INGEST_SOCKET, then QERRORS_SOCKET, win; the socket option over both', async () => {
+  const { xdg, opts } = lookIn();
+  const atXdg = await server(path.join(xdg, 'qerrors.sock'));
+  const both = {
+    XDG_RUNTIME_DIR: xdg,
+    QERRORS_INGEST_SOCKET: '/new.sock',
+    QERRORS_SOCKET: '/old.sock',
+  };
+  assert.deepStrictEqual(resolveSocket(opts(both)), {
+    path: '/new.sock',
+    from: 'QERRORS_INGEST_SOCKET',
+    tried: ['/new.sock'],
+  });
+  assert.strictEqual(resolveSocket(opts({ ...both, QERRORS_INGEST_SOCKET: '' })).path, '/old.sock');
+  const legacyOnly = { ...both, QERRORS_INGEST_SOCKET: undefined };
+  assert.strictEqual(resolveSocket(opts(legacyOnly)).from, 'QERRORS_SOCKET');
+  const empty = { XDG_RUNTIME_DIR: xdg, QERRORS_INGEST_SOCKET: '', QERRORS_SOCKET: '' };
+  assert.strictEqual(
+    resolveSocket(opts(empty)).path,
+    path.join(xdg, 'qerrors.sock'),
+  );
+  const c = new Client({ socket: '/option.sock', resolve: opts(both) });
+  assert.strictEqual(c.stats().socket, '/option.sock');
+  await c.close(0);
+  await atXdg.close();
+});
+
+test('without a socket option each attempt looks again: a daemon started later is found', async () => {
+  const { xdg, tmp, opts } = lookIn();
+  const c = new Client({ resolve: opts({ XDG_RUNTIME_DIR: xdg }) });
+  for (let i = 0; i < 3; i++) c.send({ message: `late ${i}` });
+  await waitFor(() => c.stats().connectFailures >= 2);
+  let st = c.stats();
+  assert.strictEqual(st.socket, path.join(xdg, 'qerrors.sock')); // the default: XDG is a dir
+  assert.deepStrictEqual([st.sent, st.queued, st.dropped, st.connected], [0, 3, 0, false]);
+  // the daemon starts without XDG_RUNTIME_DIR, at /tmp/qerrors-<euid>
+  fs.mkdirSync(path.join(tmp, 'qerrors-1000'), { mode: 0o700 });
+  const srv = await server(path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  await waitFor(() => srv.lines.length === 3);
+  assert.deepStrictEqual(srv.lines.map((l) => l.message), ['late 0', 'late 1', 'late 2']);
+  st = c.stats();
+  assert.strictEqual(st.socket, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  assert.deepStrictEqual([st.sent, st.queued, st.connected], [3, 0, true]);
+  await c.close();
+  await srv.close();
+});
+
+test('close() counts what it could not deliver as dropped', async () => {
+  const c = new Client({ socket: tmpSock() });
+  for (let i = 0; i < 4; i++) c.send({ message: `e${i}` });
+  const st = await c.close(2000);
+  assert.deepStrictEqual([st.queued, st.queuedBytes, st.dropped, st.sent], [0, 0, 4, 0]);
+  assert.strictEqual(c.send({ message: 'after close' }), false);
+  assert.strictEqual(c.stats().dropped, 5);
+});
+
+test('flush() gives up at once when the daemon cannot be reached', async () => {
+  const c = new Client({ socket: tmpSock() });
+  c.send({ message: 'x' });
+  await waitFor(() => c.stats().connectFailures >= 1);
+  const start = Date.now();
+  await c.flush(5000);
+  assert.ok(Date.now() - start < 1000, `flush took ${Date.now() - start} ms`);
+  await c.close(0);
+});
+
+// Whole processes: the notices are once per process and the exit notice comes at exit.
+
+const FIXTURE = path.join(__dirname, 'fixtures', 'unreachable.js');
+
+/** A child's environment: this one's without QERRORS_* and XDG_RUNTIME_DIR, plus `extra`. */
+function childEnv(extra) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('QERRORS_') && k !== 'XDG_RUNTIME_DIR') env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** Runs the fixture; `onStderr(text so far)` is called as stderr arrives. */
+function runFixture(args, env, onStderr = () => {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FIXTURE, ...args], { env: childEnv(env) });
+    let stdout = '';
+    let stderr = '';
+    const kill = setTimeout(() => child.kill('SIGKILL'), 30000);
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      onStderr(stderr);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(kill);
+      resolve({ code, stdout, stderr, stats: stdout.trim() ? JSON.parse(stdout) : null });
+    });
+  });
+}
+
+const lines = (text, re) => text.split('\n').filter((l) => re.test(l));
+
+test('daemon down: one notice for many failed sends, held/dropped counted, exit notice', async () => {
+  const sock = tmpSock();
+  const r = await runFixture([sock, '50', '10', 'down'], {});
+  assert.strictEqual(r.code, 0, r.stderr);
+  assert.deepStrictEqual(
+    [r.stats.sent, r.stats.queued, r.stats.dropped, r.stats.connected, r.stats.socket],
+    [0, 10, 40, false, sock],
+  );
+  assert.ok(r.stats.connectFailures >= 3, `several failed attempts: ${JSON.stringify(r.stats)}`);
+  const warned = lines(r.stderr, /cannot reach/);
+  assert.strictEqual(warned.length, 1, r.stderr);
+  assert.match(warned[0], /^qerrors: cannot reach the qerrors daemon: ENOENT at /);
+  assert.ok(warned[0].includes(sock), warned[0]);
+  assert.match(warned[0], /Holding 10 event\(s\) and retrying in the background; 40 dropped so/);
+  const exit = lines(r.stderr, /^qerrors: exiting/);
+  assert.strictEqual(exit.length, 1, r.stderr);
+  assert.match(exit[0], /10 event\(s\) still held .*not connected.* and 40 dropped/);
+  assert.strictEqual(lines(r.stderr, /^qerrors: /).length, 2, r.stderr);
+});
+
+// QERRORS_INGEST_SOCKET beats QERRORS_SOCKET in a real process too.
+test('daemon starting late: the notice, then delivery, and no exit notice', async () => {
+  const sock = tmpSock();
+  let srv = null;
+  let starting = null;
+  const r = await runFixture(
+    ['-', '5', '100', 'late'],
+    { QERRORS_INGEST_SOCKET: sock, QERRORS_SOCKET: tmpSock() },
+    (err) => {
+      if (!starting && err.includes('cannot reach')) starting = server(sock).then((s) => (srv = s));
+    },
+  );
+  await starting;
+  assert.strictEqual(r.code, 0, r.stderr);
+  const { sent, queued, dropped, socket } = r.stats;
+  assert.deepStrictEqual([sent, queued, dropped, socket], [5, 0, 0, sock]);
+  await waitFor(() => srv.lines.length === 5);
+  assert.strictEqual(srv.lines[0].service, 'unreachable-fixture');
+  assert.strictEqual(lines(r.stderr, /cannot reach/).length, 1, r.stderr);
+  assert.match(r.stderr, /from QERRORS_INGEST_SOCKET/);
+  assert.match(r.stderr, /^qerrors: connected to the qerrors daemon at .*; delivering 5 held event/m);
+  assert.strictEqual(lines(r.stderr, /exiting/).length, 0, r.stderr);
+  await srv.close();
+});
+
+test('nothing but the environment: a daemon at $XDG_RUNTIME_DIR/qerrors.sock', async () => {
+  const xdg = tmpDir();
+  const srv = await server(path.join(xdg, 'qerrors.sock'));
+  const r = await runFixture(['-', '2', '100', 'late'], { XDG_RUNTIME_DIR: xdg });
+  assert.strictEqual(r.code, 0, r.stderr);
+  assert.strictEqual(r.stats.socket, path.join(xdg, 'qerrors.sock'));
+  await waitFor(() => srv.lines.length === 2);
+  assert.strictEqual(r.stderr, '');
   await srv.close();
 });
