@@ -91,6 +91,20 @@ function isDirectory(p) {
   }
 }
 
+/**
+ * Whether `dir` is a real directory (not a symlink) owned by `uid` that nobody else can write:
+ * the `/tmp/qerrors-<euid>` candidate is used only then, since another user could have made it
+ * first to receive this user's events (qerrorsd refuses such a directory the same way).
+ */
+function isPrivateDir(dir, uid) {
+  try {
+    const st = fs.lstatSync(dir);
+    return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
+  } catch (_) {
+    return false;
+  }
+}
+
 function isSocket(p) {
   try {
     return fs.statSync(p).isSocket();
@@ -109,8 +123,15 @@ function isSocket(p) {
 function resolveSocket(options = {}) {
   const explicit = explicitSocket(options.env ?? process.env);
   if (explicit) return { ...explicit, tried: [explicit.path] };
+  const { uid = effectiveUid(), tmpDir = TMP_DIR, skip = new Set() } = options;
   const tried = socketCandidates(options);
-  const found = tried.find(isSocket);
+  const userTmp = path.join(tmpDir, `qerrors-${uid}`);
+  const usable = tried.filter(
+    (p) => (path.dirname(p) !== userTmp || isPrivateDir(userTmp, uid)) && isSocket(p),
+  );
+  // `skip`: candidates that refused the last connection (a dead daemon's socket file), so a
+  // live daemon further down the list is tried; when every one refused, the first again.
+  const found = usable.find((p) => !skip.has(p)) ?? usable[0];
   if (found) return { path: found, from: 'candidate', tried };
   return { path: daemonDefaultSocket(options), from: 'default', tried };
 }
@@ -235,6 +256,8 @@ class Client {
       ? { path: options.socket, from: 'the socket option', tried: [options.socket] }
       : null;
     this._resolveOptions = options.resolve || {};
+    /** Candidates whose socket refused the last attempt (skipped until a connection works). */
+    this._refused = new Set();
     this._target = this._resolveTarget();
     this.socketPath = this._target.path;
     this.maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS;
@@ -256,7 +279,7 @@ class Client {
   }
 
   _resolveTarget() {
-    return this._explicit || resolveSocket(this._resolveOptions);
+    return this._explicit || resolveSocket({ ...this._resolveOptions, skip: this._refused });
   }
 
   /**
@@ -326,6 +349,7 @@ class Client {
       this._down = false;
       this._backoff = RECONNECT_MIN_MS;
       this._stats.connects += 1;
+      this._refused.clear();
       noteConnected(this);
       this._flush();
     });
@@ -340,7 +364,12 @@ class Client {
     });
     sock.on('close', () => {
       if (this._connected) this._stats.disconnects += 1;
-      else this._connectFailed(this._lastError);
+      else {
+        if (this._target.from === 'candidate' && this._lastError?.code === 'ECONNREFUSED') {
+          this._refused.add(this.socketPath);
+        }
+        this._connectFailed(this._lastError);
+      }
       this._sock = null;
       this._connected = false;
       this._writable = false;

@@ -114,6 +114,17 @@ def daemon_default_socket(env=None, uid: int | None = None, tmp_dir: str = TMP_D
     return os.path.join(tmp_dir, f"qerrors-{uid}", SOCKET_NAME)
 
 
+def _is_private_dir(path: str, uid: int) -> bool:
+    """A real directory (not a symlink) owned by ``uid`` that nobody else can write: the
+    ``/tmp/qerrors-<euid>`` candidate is used only then, since another user could have made it
+    first to receive this user's events (qerrorsd refuses such a directory the same way)."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and st.st_mode & 0o022 == 0
+
+
 def _is_socket(path: str) -> bool:
     try:
         return stat.S_ISSOCK(os.stat(path).st_mode)
@@ -130,18 +141,28 @@ class Resolved(NamedTuple):
 
 
 def resolve_socket(env=None, uid: int | None = None, tmp_dir: str = TMP_DIR,
-                   run_dir: str = RUN_DIR) -> Resolved:
+                   run_dir: str = RUN_DIR, skip=frozenset()) -> Resolved:
     """The socket rule shared with qerrorsd, qerrorsctl and the Node shim: the environment
     (``explicit_socket``) wins; else the first of ``socket_candidates`` that exists and is a
-    socket; else the daemon default for this identity (``daemon_default_socket``), so a daemon
-    started later is found."""
+    socket (the ``/tmp`` one only in a directory of this user's own, ``_is_private_dir``); else
+    the daemon default for this identity (``daemon_default_socket``), so a daemon started later
+    is found. ``skip``: candidates that refused the last connection (a dead daemon's socket
+    file), so a live daemon further down the list is tried; when every one refused, the first
+    again."""
     named = explicit_socket(env)
     if named is not None:
         return Resolved(named[0], named[1], (named[0],))
+    uid = _euid() if uid is None else uid
     tried = tuple(socket_candidates(env, uid, tmp_dir, run_dir))
-    for path in tried:
-        if _is_socket(path):
+    user_tmp = os.path.join(tmp_dir, f"qerrors-{uid}")
+    usable = [p for p in tried
+              if (os.path.dirname(p) != user_tmp or _is_private_dir(user_tmp, uid))
+              and _is_socket(p)]
+    for path in usable:
+        if path not in skip:
             return Resolved(path, "candidate", tried)
+    if usable:
+        return Resolved(usable[0], "candidate", tried)
     return Resolved(daemon_default_socket(env, uid, tmp_dir, run_dir), "default", tried)
 
 
@@ -226,6 +247,8 @@ class QerrorsHandler(logging.Handler):
         super().__init__(level)
         self._explicit = socket_path
         self._resolve_options = dict(resolve or {})
+        # Candidates whose socket refused the last attempt (skipped until a connection works).
+        self._refused: set = set()
         self._target = self._resolve_target()
         self.socket_path = self._target.path
         self.service = service
@@ -242,7 +265,7 @@ class QerrorsHandler(logging.Handler):
     def _resolve_target(self) -> Resolved:
         if self._explicit:
             return Resolved(self._explicit, "socket_path", (self._explicit,))
-        return resolve_socket(**self._resolve_options)
+        return resolve_socket(**self._resolve_options, skip=frozenset(self._refused))
 
     def _start(self) -> None:
         """A new queue and sender thread (at construction, and in a forked child, where the
@@ -343,6 +366,8 @@ class QerrorsHandler(logging.Handler):
         except OSError as e:
             if s is not None:
                 s.close()
+            if self._target.source == "candidate" and isinstance(e, ConnectionRefusedError):
+                self._refused.add(self.socket_path)
             with self._lock:
                 self.connect_failures += 1
             _note_unreachable(self, e)
@@ -350,6 +375,7 @@ class QerrorsHandler(logging.Handler):
             return False
         self._sock = s
         self._down = False
+        self._refused.clear()
         with self._lock:
             self.connects += 1
             self._connected = True

@@ -97,11 +97,30 @@ impl Identity {
         out
     }
 
-    /// The first candidate that is a socket, else [`Identity::daemon_socket`].
-    pub fn find_socket(&self) -> PathBuf {
+    /// The places a client may use: [`Identity::client_candidates`] that are sockets, without
+    /// the `/tmp` one unless its directory is this user's own ([`is_private_dir`]): another
+    /// user could have made `/tmp/qerrors-<uid>` first to receive someone else's events.
+    pub fn usable_candidates(&self) -> Vec<PathBuf> {
+        let tmp_dir = self.user_tmp_dir();
         self.client_candidates()
             .into_iter()
-            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+            .filter(|p| {
+                p.parent() != Some(tmp_dir.as_path()) || is_private_dir(&tmp_dir, self.euid)
+            })
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+            .collect()
+    }
+
+    /// The first usable candidate that accepts a connection (a socket file left by a daemon
+    /// that died does not hide a live one further down the list), else the first usable
+    /// candidate, else [`Identity::daemon_socket`].
+    pub fn find_socket(&self) -> PathBuf {
+        let usable = self.usable_candidates();
+        usable
+            .iter()
+            .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok())
+            .or(usable.first())
+            .cloned()
             .unwrap_or_else(|| self.daemon_socket())
     }
 }
@@ -125,6 +144,12 @@ pub fn default_log_path() -> PathBuf {
     } else {
         PathBuf::from(USER_LOG)
     }
+}
+
+/// Whether `dir` is a real directory (not a symlink) owned by `euid` that nobody else can write.
+pub fn is_private_dir(dir: &Path, euid: u32) -> bool {
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == euid && m.mode() & 0o022 == 0)
 }
 
 /// Makes `dir` the private directory of `euid`: creates it mode 0700, or accepts an existing one
@@ -196,18 +221,19 @@ mod tests {
     fn client_takes_the_first_candidate_that_is_a_socket() {
         let xdg = tempfile::tempdir().unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let who = id(4321, Some(xdg.path()), tmp.path());
+        let me = nix::unistd::geteuid().as_raw();
+        let who = id(me, Some(xdg.path()), tmp.path());
         assert_eq!(
             who.client_candidates(),
             [
                 xdg.path().join("qerrors.sock"),
-                tmp.path().join("qerrors-4321/qerrors.sock"),
+                tmp.path().join(format!("qerrors-{me}/qerrors.sock")),
                 PathBuf::from("/run/qerrors.sock"),
             ]
         );
         // /run/qerrors.sock may exist on this machine: only the first two are under test here.
         let user_dir = who.user_tmp_dir();
-        ensure_private_dir(&user_dir, nix::unistd::geteuid().as_raw()).unwrap();
+        ensure_private_dir(&user_dir, me).unwrap();
         let in_tmp = user_dir.join("qerrors.sock");
         let _l1 = std::os::unix::net::UnixListener::bind(&in_tmp).unwrap();
         assert_eq!(who.find_socket(), in_tmp);
@@ -217,6 +243,41 @@ mod tests {
         std::fs::remove_file(xdg.path().join("qerrors.sock")).unwrap();
         let _l2 = std::os::unix::net::UnixListener::bind(xdg.path().join("qerrors.sock")).unwrap();
         assert_eq!(who.find_socket(), xdg.path().join("qerrors.sock"));
+    }
+
+    #[test]
+    fn a_tmp_directory_of_another_user_is_never_used_and_a_dead_socket_does_not_hide_a_live_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let xdg = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        // an identity whose uid does not own the /tmp directory: as if another user made it
+        let other = id(me + 1, Some(xdg.path()), tmp.path());
+        std::fs::create_dir(other.user_tmp_dir()).unwrap();
+        std::fs::set_permissions(other.user_tmp_dir(), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let squat = other.user_tmp_dir().join("qerrors.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&squat).unwrap();
+        assert!(!other.usable_candidates().contains(&squat));
+        assert_ne!(other.find_socket(), squat);
+
+        // our own directory, but group-writable: refused too
+        let who = id(me, Some(xdg.path()), tmp.path());
+        ensure_private_dir(&who.user_tmp_dir(), me).unwrap();
+        let live = who.user_tmp_dir().join("qerrors.sock");
+        let _live = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        assert_eq!(who.find_socket(), live);
+        std::fs::set_permissions(who.user_tmp_dir(), std::fs::Permissions::from_mode(0o770))
+            .unwrap();
+        assert!(!who.usable_candidates().contains(&live));
+        std::fs::set_permissions(who.user_tmp_dir(), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+
+        // a dead daemon's socket file first in the list: the live one after it is chosen
+        let dead = xdg.path().join("qerrors.sock");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        assert_eq!(who.usable_candidates().first(), Some(&dead));
+        assert_eq!(who.find_socket(), live);
     }
 
     #[test]

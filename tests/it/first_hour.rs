@@ -38,12 +38,24 @@ pub fn test_user() -> nix::unistd::User {
     panic!("useradd {USER}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The PATH for another user: this one without the entries under root's home (pyenv, cargo),
+/// which the user cannot use; the system's node and python3 are what an app would run.
+pub fn user_path() -> String {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty() && !p.starts_with(&home) && !p.starts_with("/root"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// `program args…` as `user`, with an environment that has nothing of qerrors' and no
 /// `XDG_RUNTIME_DIR`: only PATH and HOME.
 fn as_user(user: &nix::unistd::User, cwd: &Path, program: &str) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PATH", user_path())
         .env("HOME", cwd)
         .arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={}", user.gid))

@@ -153,7 +153,11 @@ fn the_getting_started_page_works_as_written() {
     let path = format!(
         "{}:{}",
         bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
+        if who.is_some() {
+            crate::first_hour::user_path()
+        } else {
+            std::env::var("PATH").unwrap_or_default()
+        }
     );
     let control = format!("127.0.0.1:{}", free_port());
     let env = [

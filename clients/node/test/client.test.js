@@ -191,8 +191,24 @@ test('qerrors() is the drop-in call and passes the error to next()', async () =>
 // the Python handler). `/tmp` and `/run` are stood in for by temp dirs: a real daemon on this
 // machine may own /tmp/qerrors-<euid>.
 
-/** Temp stand-ins for $XDG_RUNTIME_DIR, /tmp and /run, and the rule's options for uid 1000. */
-function lookIn(uid = 1000) {
+/**
+ * The user the rule tests play: this process's euid, or 1000 when running as root (the rule
+ * differs for root). The `/tmp/qerrors-<uid>` candidate counts only in a directory of that uid's.
+ */
+const ME = process.geteuid();
+const U = ME === 0 ? 1000 : ME;
+const QD = `qerrors-${U}`;
+
+/** Makes `<tmp>/qerrors-<U>` as the daemon of user U would: U's own, mode 0700. */
+function userTmp(tmp) {
+  const dir = path.join(tmp, QD);
+  fs.mkdirSync(dir, { mode: 0o700 });
+  if (ME === 0) fs.chownSync(dir, U, U);
+  return dir;
+}
+
+/** Temp stand-ins for $XDG_RUNTIME_DIR, /tmp and /run, and the rule's options for user U. */
+function lookIn(uid = U) {
   const base = tmpDir();
   const xdg = path.join(base, 'xdg');
   const tmp = path.join(base, 'tmp');
@@ -203,7 +219,7 @@ function lookIn(uid = 1000) {
 
 test('socket rule: the candidates in order, $XDG_RUNTIME_DIR only when set and non-empty', () => {
   const { xdg, tmp, run, opts } = lookIn();
-  const rest = [path.join(tmp, 'qerrors-1000', 'qerrors.sock'), path.join(run, 'qerrors.sock')];
+  const rest = [path.join(tmp, QD, 'qerrors.sock'), path.join(run, 'qerrors.sock')];
   assert.deepStrictEqual(socketCandidates(opts({})), rest);
   assert.deepStrictEqual(socketCandidates(opts({ XDG_RUNTIME_DIR: '' })), rest);
   assert.deepStrictEqual(socketCandidates(opts({ XDG_RUNTIME_DIR: xdg })), [
@@ -219,7 +235,7 @@ test('socket rule: the candidates in order, $XDG_RUNTIME_DIR only when set and n
 
 test('socket rule: no socket anywhere -> the daemon default of this identity', () => {
   const { xdg, tmp, run, opts } = lookIn();
-  const tmpSockPath = path.join(tmp, 'qerrors-1000', 'qerrors.sock');
+  const tmpSockPath = path.join(tmp, QD, 'qerrors.sock');
   assert.deepStrictEqual(resolveSocket(opts({ XDG_RUNTIME_DIR: xdg })), {
     path: path.join(xdg, 'qerrors.sock'),
     from: 'default',
@@ -250,18 +266,51 @@ test('socket rule: the first candidate that is a socket wins', async () => {
     [path.join(run, 'qerrors.sock'), 'candidate'],
   );
   // a daemon without XDG_RUNTIME_DIR (/tmp/qerrors-<euid>) comes before /run
-  fs.mkdirSync(path.join(tmp, 'qerrors-1000'), { mode: 0o700 });
-  const atTmp = await server(path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
-  assert.strictEqual(resolveSocket(opts(env)).path, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  userTmp(tmp);
+  const atTmp = await server(path.join(tmp, QD, 'qerrors.sock'));
+  assert.strictEqual(resolveSocket(opts(env)).path, path.join(tmp, QD, 'qerrors.sock'));
   // a regular file is not a socket
   fs.writeFileSync(path.join(xdg, 'qerrors.sock'), 'not a socket');
-  assert.strictEqual(resolveSocket(opts(env)).path, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  assert.strictEqual(resolveSocket(opts(env)).path, path.join(tmp, QD, 'qerrors.sock'));
   fs.rmSync(path.join(xdg, 'qerrors.sock'));
   const atXdg = await server(path.join(xdg, 'qerrors.sock'));
   assert.strictEqual(resolveSocket(opts(env)).path, path.join(xdg, 'qerrors.sock'));
   // ... unless XDG_RUNTIME_DIR is unset in this process
-  assert.strictEqual(resolveSocket(opts({})).path, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  assert.strictEqual(resolveSocket(opts({})).path, path.join(tmp, QD, 'qerrors.sock'));
   await Promise.all([atRun.close(), atTmp.close(), atXdg.close()]);
+});
+
+test('socket rule: a /tmp/qerrors-<uid> that is not the user\'s own is never used', async () => {
+  const { tmp, run, opts } = lookIn();
+  // made by someone else (this process, not user U), or writable by others
+  const dir = path.join(tmp, QD);
+  fs.mkdirSync(dir, { mode: 0o700 });
+  if (ME !== 0) fs.chmodSync(dir, 0o777);
+  const squat = await server(path.join(dir, 'qerrors.sock'));
+  if (ME !== 0) fs.chmodSync(dir, 0o777); // umask may have narrowed mkdir's mode
+  const atRun = await server(path.join(run, 'qerrors.sock'));
+  assert.strictEqual(resolveSocket(opts({})).path, path.join(run, 'qerrors.sock'));
+  await Promise.all([squat.close(), atRun.close()]);
+});
+
+test('socket rule: a dead daemon\'s socket file does not hide a live daemon after it', async () => {
+  const { xdg, run, opts } = lookIn();
+  // a socket file nobody listens on, first in the list: what `kill -9` of a daemon leaves
+  // (bound by a process that exits without unlinking it)
+  require('node:child_process').execFileSync('python3', [
+    '-c',
+    'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+    path.join(xdg, 'qerrors.sock'),
+  ]);
+  const live = await server(path.join(run, 'qerrors.sock'));
+  assert.ok(fs.statSync(path.join(xdg, 'qerrors.sock')).isSocket());
+  const c = new Client({ resolve: opts({ XDG_RUNTIME_DIR: xdg }) });
+  c.send({ message: 'past the dead one' });
+  await waitFor(() => live.lines.length === 1);
+  assert.strictEqual(live.lines[0].message, 'past the dead one');
+  assert.strictEqual(c.stats().socket, path.join(run, 'qerrors.sock'));
+  await c.close();
+  await live.close();
 });
 
 test('environment: QERRORS_INGEST_SOCKET, then QERRORS_SOCKET, win; the socket option over both', async () => {
@@ -300,12 +349,12 @@ test('without a socket option each attempt looks again: a daemon started later i
   assert.strictEqual(st.socket, path.join(xdg, 'qerrors.sock')); // the default: XDG is a dir
   assert.deepStrictEqual([st.sent, st.queued, st.dropped, st.connected], [0, 3, 0, false]);
   // the daemon starts without XDG_RUNTIME_DIR, at /tmp/qerrors-<euid>
-  fs.mkdirSync(path.join(tmp, 'qerrors-1000'), { mode: 0o700 });
-  const srv = await server(path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  userTmp(tmp);
+  const srv = await server(path.join(tmp, QD, 'qerrors.sock'));
   await waitFor(() => srv.lines.length === 3);
   assert.deepStrictEqual(srv.lines.map((l) => l.message), ['late 0', 'late 1', 'late 2']);
   st = c.stats();
-  assert.strictEqual(st.socket, path.join(tmp, 'qerrors-1000', 'qerrors.sock'));
+  assert.strictEqual(st.socket, path.join(tmp, QD, 'qerrors.sock'));
   assert.deepStrictEqual([st.sent, st.queued, st.connected], [3, 0, true]);
   await c.close();
   await srv.close();

@@ -315,7 +315,9 @@ class SocketRuleTest(unittest.TestCase):
         self.xdg, self.tmp, self.run = (os.path.join(base, d) for d in ("xdg", "tmp", "run"))
         for d in (self.xdg, self.tmp, self.run):
             os.mkdir(d)
-        self.tmp_sock = os.path.join(self.tmp, "qerrors-1000", "qerrors.sock")
+        # The user played: this euid, or 1000 when running as root (the rule differs for root).
+        self.uid = 1000 if os.geteuid() == 0 else os.geteuid()
+        self.tmp_sock = os.path.join(self.tmp, f"qerrors-{self.uid}", "qerrors.sock")
         self.servers = []
 
     def tearDown(self):
@@ -323,11 +325,16 @@ class SocketRuleTest(unittest.TestCase):
             srv.stop()
         self.dir.cleanup()
 
-    def where(self, env, uid=1000):
-        return dict(env=env, uid=uid, tmp_dir=self.tmp, run_dir=self.run)
+    def where(self, env, uid=None):
+        return dict(env=env, uid=self.uid if uid is None else uid, tmp_dir=self.tmp,
+                    run_dir=self.run)
 
     def serve(self, path):
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        d = os.path.dirname(path)
+        if not os.path.isdir(d):
+            os.makedirs(d, mode=0o700)
+            if d == os.path.dirname(self.tmp_sock) and os.geteuid() == 0:
+                os.chown(d, self.uid, self.uid)  # the user's own, as its daemon makes it
         srv = Server(path)
         self.servers.append(srv)
         return srv
@@ -377,6 +384,33 @@ class SocketRuleTest(unittest.TestCase):
         self.assertEqual(resolve_socket(**self.where(env)).path,
                          os.path.join(self.xdg, "qerrors.sock"))
         self.assertEqual(resolve_socket(**self.where({})).path, self.tmp_sock)
+
+    def test_a_tmp_directory_that_is_not_the_users_own_is_never_used(self):
+        d = os.path.dirname(self.tmp_sock)
+        os.mkdir(d, mode=0o700)  # made by this process: not user ``self.uid``'s when root
+        if os.geteuid() != 0:
+            os.chmod(d, 0o777)  # the user's, but writable by anyone
+        squat = Server(self.tmp_sock)
+        self.servers.append(squat)
+        if os.geteuid() != 0:
+            os.chmod(d, 0o777)
+        self.serve(os.path.join(self.run, "qerrors.sock"))
+        self.assertEqual(resolve_socket(**self.where({})).path,
+                         os.path.join(self.run, "qerrors.sock"))
+
+    def test_a_dead_daemons_socket_file_does_not_hide_a_live_daemon_after_it(self):
+        import socket as socketmod
+        dead = os.path.join(self.xdg, "qerrors.sock")
+        s = socketmod.socket(socketmod.AF_UNIX)
+        s.bind(dead)  # bound, never listening, file left behind: what kill -9 leaves
+        s.close()
+        live = self.serve(os.path.join(self.run, "qerrors.sock"))
+        h = QerrorsHandler(resolve=self.where({"XDG_RUNTIME_DIR": self.xdg}))
+        logger_with(h, "t.dead").error("past the dead one")
+        wait_for(lambda: len(live.lines) == 1)
+        self.assertEqual(live.lines[0]["message"], "past the dead one")
+        self.assertEqual(h.stats()["socket"], os.path.join(self.run, "qerrors.sock"))
+        h.close()
 
     def test_environment_wins_ingest_before_legacy_socket_path_over_both(self):
         self.serve(os.path.join(self.xdg, "qerrors.sock"))
