@@ -4,10 +4,19 @@
 
 use std::process::Command;
 
+use crate::skip::require;
 use crate::util::{spawn_daemon, Opts, EVENTS_TIMEOUT};
 
 #[test]
 fn separators_and_cr_from_clients_do_not_split_records() {
+    const TEST: &str = "line_safety::separators_and_cr_from_clients_do_not_split_records";
+    let have = |p: &str| crate::first_hour::runs(p, &["--version"]);
+    if !require(TEST, have("python3"), "python3", "apt-get install python3")
+        || !require(TEST, have("node"), "node", "apt-get install nodejs")
+        || !require(TEST, have("jq"), "jq", "apt-get install jq")
+    {
+        return;
+    }
     let mut d = spawn_daemon(Opts::new());
     let sep = "\u{2028}|\u{2029}|\u{85}";
     let lines = [
