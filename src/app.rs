@@ -129,13 +129,29 @@ pub async fn run_with(
     // difference back now rather than carry it for the daemon's lifetime (docs/memory.md).
     tokio::task::spawn_blocking(crate::memory::trim::release_free_memory);
 
-    // The control plane binds now, so a taken port fails startup with a clear message.
+    // A control port someone else holds does not keep the daemon from taking events: it runs
+    // without the control server and says so (stderr here, the log once the writer runs).
+    let mut control_unavailable = None;
     let control_listener = match cfg.control {
-        Some(addr) => Some(control::bind(addr).await.with_context(|| {
-            format!("binding the control server on {addr} (set control.listen or --control; empty turns it off)")
-        })?),
+        Some(addr) => match control::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(
+                    "control server not started: cannot bind {addr}: {e}; running without it \
+                     (no /metrics, /health, dashboard, qerrorsctl status) until a restart"
+                );
+                control_unavailable = Some((addr.to_string(), e.to_string()));
+                None
+            }
+        },
         None => None,
     };
+    if let Some(a) = cfg.control.filter(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            "control server on {a}, beyond loopback (control.allow_remote): whoever reaches it \
+             reads every event"
+        );
+    }
     let control_addr = control_listener
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -158,6 +174,12 @@ pub async fn run_with(
             let _ = done_tx.send(report);
         })
         .context("starting the writer thread")?;
+    if let Some((listen, error)) = control_unavailable {
+        outbox.notice(
+            "control server not started",
+            vec![("listen", json!(listen)), ("error", json!(error))],
+        );
+    }
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -205,7 +227,11 @@ pub async fn run_with(
         limit_stop.clone(),
     )
     .context("starting the limiter thread")?;
+    let control_rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let control_task = control_listener.map(|listener| {
+        let hosts = control::guard::Hosts::new(cfg.control, &cfg.control_guard.allowed_hosts);
+        let listener =
+            control::guard::Guarded::new(listener, &cfg.control_guard, control_rejected.clone());
         let state = ControlState {
             stats: stats.clone(),
             ring: ring_stats,
@@ -222,6 +248,8 @@ pub async fn run_with(
             breakers,
             outbox,
             reloads: reloads.clone(),
+            hosts,
+            control_rejected,
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });

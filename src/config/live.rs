@@ -48,6 +48,12 @@ pub const RESTART_ONLY: &[RestartOnly] = &[
     field!("ring.capacity_bytes", ring.capacity_bytes),
     field!("sink", sink),
     field!("control.listen" covering "control", control),
+    RestartOnly {
+        name: "control (allowed_hosts, max_connections, idle_timeout)",
+        covers: &["control"],
+        changed: |o, n| o.control_guard != n.control_guard,
+        keep: |o, c| c.control_guard = o.control_guard.clone(),
+    },
     field!("analysis", analysis),
     field!("memory", memory),
     RestartOnly {

@@ -289,14 +289,38 @@ pub struct ControlConfig {
     /// Address of the control server (`127.0.0.1:0` picks a free port, written in the start
     /// record); empty turns the control plane off.
     pub listen: String,
+    /// Serve on an address that is not loopback. Off: such a `listen` is an error, since
+    /// whoever reaches the port reads every event.
+    pub allow_remote: bool,
+    /// Host names (besides `localhost` and the loopback and listen addresses) that requests may
+    /// name in `Host`; any other answers 421, which stops DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; more are closed as they arrive (counted).
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (a half-sent request
+    /// included); no connection lives longer than 6 times this.
+    #[serde(with = "crate::config::check::duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            allow_remote: false,
+            allowed_hosts: Vec::new(),
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// The control server's limits and the names it answers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlGuard {
+    pub allowed_hosts: Vec<String>,
+    pub max_connections: NonZeroUsize,
+    pub idle_timeout: Duration,
 }
 
 /// Validated, immutable configuration.
@@ -309,6 +333,8 @@ pub struct Config {
     pub sink: Sink,
     /// `None`: control plane off.
     pub control: Option<std::net::SocketAddr>,
+    /// How the control server guards itself (`[control]` besides `listen`).
+    pub control_guard: ControlGuard,
     pub limit: crate::limit::rules::Settings,
     pub analysis: crate::analysis::config::Analysis,
     pub memory: crate::memory::Memory,
@@ -542,6 +568,30 @@ impl RawConfig {
             })?)
         };
 
+        if let Some(addr) = control {
+            let addr: std::net::SocketAddr = addr;
+            if !addr.ip().is_loopback() && !self.control.allow_remote {
+                return Err(invalid(
+                    "control.listen",
+                    format!(
+                        "{addr} is not a loopback address: whoever reaches it reads every event; \
+                         set control.allow_remote = true to serve it anyway"
+                    ),
+                ));
+            }
+        }
+        let control_guard = ControlGuard {
+            allowed_hosts: self
+                .control
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            max_connections: nonzero("control.max_connections", self.control.max_connections)?,
+            idle_timeout: positive("control.idle_timeout", self.control.idle_timeout)?,
+        };
+
         let analysis = self.analysis.validate(&sink.path)?;
         let memory = self.memory.validate()?;
 
@@ -552,6 +602,7 @@ impl RawConfig {
             ring,
             sink,
             control,
+            control_guard,
             limit: self.limit.validate()?,
             analysis,
             memory,

@@ -121,7 +121,7 @@ impl Collector for Snapshot {
         let e = &mut e;
         let (hist_events, hist_bytes) = st.history.size();
         // Plain counters and gauges: (name, help, value); rendered in this order.
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 5] = [
             (
                 "lines_received",
                 "Lines read from clients (valid or not).",
@@ -141,6 +141,11 @@ impl Collector for Snapshot {
                 "advice_records_written",
                 "Advice records written to the log (counted after the write).",
                 s.advice_written.load(Relaxed),
+            ),
+            (
+                "control_connections_rejected",
+                "Control-server connections closed on arrival because control.max_connections were open.",
+                st.control_rejected.load(Relaxed),
             ),
         ];
         for (name, help, v) in counters {

@@ -14,6 +14,7 @@
 //! Bounded: at most [`MAX_IN_FLIGHT`] requests at once, a [`REQUEST_TIMEOUT`] per request, GET
 //! only, no request bodies. Work that walks big structures runs on the blocking pool.
 
+pub mod guard;
 pub mod history;
 pub mod metrics;
 pub mod reloads;
@@ -81,6 +82,10 @@ pub struct ControlState {
     pub outbox: crate::outbox::Outbox,
     /// The last configuration reload's outcome.
     pub reloads: Arc<reloads::Reloads>,
+    /// The names `Host` may give.
+    pub hosts: guard::Hosts,
+    /// Connections closed on arrival because the server was at `control.max_connections`.
+    pub control_rejected: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -94,20 +99,21 @@ pub fn router(state: ControlState) -> Router {
         .route("/fingerprints", get(fingerprints))
         .route("/advice/{fingerprint}", get(advice))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.hosts.clone(),
+            guard::check_host,
+        ))
+        .layer(axum::middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 
-/// Binds the control address; fails at startup (not later) if it is taken.
+/// Binds the control address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
 }
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ControlState,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: guard::Guarded, state: ControlState, stop: CancellationToken) {
     let app = router(state);
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -300,6 +306,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
         }),
         "limit": st.limiter.to_json(),
         "reload": st.reloads.to_json(),
+        "control": {"connections_rejected": st.control_rejected.load(Relaxed)},
     })
 }
 

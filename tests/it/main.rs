@@ -9,6 +9,7 @@ mod activation;
 mod analysis;
 mod bad_input;
 mod control;
+mod control_guard;
 mod ctl;
 mod dashboard;
 mod fingerprint;
