@@ -54,6 +54,7 @@ pub mod breaker;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod display;
 pub mod event;
 pub mod ingest;
 pub mod json;

@@ -69,7 +69,9 @@ fn counter_by(
 ) -> std::fmt::Result {
     let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (value, v) in values {
-        let labels = [(label, value.as_str())];
+        // Label values can come from clients (`service`): made inert like every shown text.
+        let value = crate::display::visible(&value);
+        let labels = [(label, value.as_ref())];
         m.encode_family(&labels)?
             .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
     }

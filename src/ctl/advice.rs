@@ -40,7 +40,7 @@ pub fn run(ctl: &str, fp: &str, json: bool) -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     if status != 200 {
-        eprintln!("qerrorsctl: {}", body.trim_end());
+        eprintln!("qerrorsctl: {}", crate::display::visible(body.trim_end()));
         return ExitCode::from(1);
     }
     let v: serde_json::Value = match serde_json::from_str(&body) {
@@ -48,18 +48,19 @@ pub fn run(ctl: &str, fp: &str, json: bool) -> ExitCode {
         Err(e) => return fail(&format!("not JSON: {e}")),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        println!("{}", crate::display::json_visible(&text));
         return ExitCode::SUCCESS;
     }
     let a = &v["advice"];
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let s = |v: &serde_json::Value| crate::display::visible(v.as_str().unwrap_or("")).into_owned();
     println!("fingerprint  {}", s(&v["fingerprint"]));
     println!(
         "source       {}{}",
         s(&v["source"]),
         a["rule"]
             .as_str()
-            .map(|r| format!(" ({r})"))
+            .map(|r| format!(" ({})", crate::display::visible(r)))
             .unwrap_or_default()
     );
     println!(

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use crate::display::{json_visible as visible_json, visible};
+
 use super::{client, fail};
 use crate::event::level::Level;
 
@@ -28,20 +30,21 @@ pub fn run(
     };
     for r in rows {
         if json {
-            println!("{r}");
+            println!("{}", visible_json(&r.to_string()));
         } else {
-            let fp = r["fingerprint"].as_str().unwrap_or("");
+            let s = |k: &str| visible(r[k].as_str().unwrap_or("")).into_owned();
+            let fp: String = s("fingerprint").chars().take(8).collect();
             println!(
                 "{} {:5} {} {}{} [{}] x{}",
-                r["received"].as_str().unwrap_or(""),
-                r["level"].as_str().unwrap_or(""),
-                r["service"].as_str().unwrap_or(""),
+                s("received"),
+                s("level"),
+                s("service"),
                 r["name"]
                     .as_str()
-                    .map(|n| format!("{n}: "))
+                    .map(|n| format!("{}: ", visible(n)))
                     .unwrap_or_default(),
-                r["message"].as_str().unwrap_or(""),
-                &fp[..fp.len().min(8)],
+                s("message"),
+                fp,
                 r["occurrence"],
             );
         }

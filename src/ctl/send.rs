@@ -103,11 +103,11 @@ pub fn run(socket: &Path, args: SendArgs) -> ExitCode {
     match client::send_lines(socket, &lines, Duration::from_secs(timeout)) {
         Ok(rep) => {
             for e in &rep.errors {
-                eprintln!("rejected: {e}");
+                eprintln!("rejected: {}", crate::display::json_visible(e));
             }
             if wait {
                 for a in &rep.acked {
-                    println!("{a}");
+                    println!("{}", crate::display::json_visible(a));
                 }
                 if rep.acked.len() + rep.errors.len() < rep.sent {
                     eprintln!(

@@ -8,7 +8,8 @@ use super::{client, fail};
 pub fn run(ctl: &str) -> ExitCode {
     match client::control_json(ctl, "/stats") {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            println!("{}", crate::display::json_visible(&text));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e.to_string()),

@@ -33,7 +33,7 @@ pub fn run(ctl: &str, n: usize, json: bool) -> ExitCode {
     };
     if json {
         for r in rows {
-            println!("{r}");
+            println!("{}", crate::display::json_visible(&r.to_string()));
         }
         return ExitCode::SUCCESS;
     }
@@ -51,31 +51,32 @@ fn header() -> String {
 
 /// One fingerprint's line, plus an indented `advice:` line when it has advice.
 fn row(r: &Value) -> String {
-    let s = |k: &str| r[k].as_str().unwrap_or("");
+    let visible = |k: &str| crate::display::visible(r[k].as_str().unwrap_or("")).into_owned();
+    let (fingerprint, class, severity) = (
+        visible("fingerprint"),
+        visible("class"),
+        visible("severity"),
+    );
+    let s = |k: &str| visible(k);
     let count = r["count"].as_u64().map(count_cell).unwrap_or_default();
     let what = format!(
         "{}{}",
         r["name"]
             .as_str()
             .filter(|n| !n.is_empty())
-            .map(|n| format!("{n}: "))
+            .map(|n| format!("{}: ", crate::display::visible(n)))
             .unwrap_or_default(),
         s("message")
     );
     let service = service_cell(r);
-    let mut out = line(
-        [
-            &count,
-            s("fingerprint"),
-            s("class"),
-            s("severity"),
-            &service,
-        ],
-        &what,
-    );
+    let mut out = line([&count, &fingerprint, &class, &severity, &service], &what);
     out.push('\n');
     if let Some(summary) = r["advice"]["advice"]["summary"].as_str() {
-        out.push_str(&format!("{:COUNT_WIDTH$}{GAP}advice: {summary}\n", ""));
+        out.push_str(&format!(
+            "{:COUNT_WIDTH$}{GAP}advice: {}\n",
+            "",
+            crate::display::visible(summary)
+        ));
     }
     out
 }
@@ -83,15 +84,15 @@ fn row(r: &Value) -> String {
 /// The first service that sent the fingerprint, and how many others did (`checkout +2`, as on
 /// the dashboard): the name is cut to make room for the count, never the count.
 fn service_cell(r: &Value) -> String {
-    let first = r["service"].as_str().unwrap_or("");
+    let first = crate::display::visible(r["service"].as_str().unwrap_or(""));
     let named = r["services"].as_array().map_or(0, Vec::len);
     let more = named.saturating_sub(1) as u64 + r["services_more"].as_u64().unwrap_or(0);
     if more == 0 {
-        return first.to_string();
+        return first.into_owned();
     }
     let suffix = format!(" +{more}");
     let room = SERVICE_WIDTH.saturating_sub(suffix.chars().count());
-    format!("{}{suffix}", fit(first, room).trim_end())
+    format!("{}{suffix}", fit(&first, room).trim_end())
 }
 
 /// The five fixed columns (count right-aligned) and the free last one.

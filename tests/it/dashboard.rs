@@ -592,3 +592,27 @@ fn dashboard_shows_an_unreachable_daemon() {
     );
     assert_eq!(text_of(&dom, "total-written"), "–", "no data invented");
 }
+
+/// Escape sequences, bidi overrides and line separators in every field the page shows are
+/// rendered inert: the DOM holds no such character raw, only its visible escape.
+#[test]
+fn dashboard_shows_hostile_text_inert() {
+    let Some(chromium) = chromium() else {
+        return skip_note("dashboard_shows_hostile_text_inert");
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = spawn_daemon(Opts::new().arg("--control").arg(&addr));
+    let hostile = crate::display::HOSTILE;
+    let line = serde_json::json!({
+        "level": "error", "name": format!("E{hostile}"), "message": hostile,
+        "service": format!("svc{hostile}"),
+    })
+    .to_string();
+    assert!(d.send_lines(&[line.as_str()]).is_empty());
+    d.wait_for_events(1, EVENTS_TIMEOUT);
+    let dom = dump_dom(chromium, &format!("http://{addr}/"));
+    assert_eq!(crate::display::raw_unsafe(&dom), Vec::<char>::new());
+    // the event is on the page, with its escapes visible
+    assert!(dom.contains("x1b]0;pwned"), "{dom}");
+    assert!(dom.contains("\\u202eexe.txt"), "{dom}");
+}

@@ -12,6 +12,7 @@ mod control;
 mod control_guard;
 mod ctl;
 mod dashboard;
+mod display;
 mod fingerprint;
 mod first_hour;
 mod formats;

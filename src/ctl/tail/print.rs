@@ -84,7 +84,7 @@ impl Printer {
             return false;
         }
         if self.json && self.filter.is_empty() {
-            out.extend_from_slice(line);
+            push_json(out, line);
             out.push(b'\n');
             return true;
         }
@@ -94,7 +94,7 @@ impl Printer {
                     return false;
                 }
                 if self.json {
-                    out.extend_from_slice(line);
+                    push_json(out, line);
                 } else {
                     let mut s = String::new();
                     format_human(&v, self.color, &mut s);
@@ -106,7 +106,7 @@ impl Printer {
                     return false;
                 }
                 if self.json {
-                    out.extend_from_slice(line);
+                    push_json(out, line);
                 } else {
                     let mut s = String::new();
                     push_clean(&mut s, &String::from_utf8_lossy(line));
@@ -327,16 +327,16 @@ fn short_time(t: &str) -> Cow<'_, str> {
 }
 
 /// Appends `s` with control characters escaped (`\n`, `\t`, `\x1b`, …).
+/// A log line as it is, except that characters a terminal would act on are `\u` escapes (the
+/// same JSON value; see [`crate::display::json_visible`]). A line that is not UTF-8 is shown
+/// with replacement characters.
+fn push_json(out: &mut Vec<u8>, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    out.extend_from_slice(crate::display::json_visible(&text).as_bytes());
+}
+
 fn push_clean(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&crate::display::visible(s));
 }
 
 #[cfg(test)]
