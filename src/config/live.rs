@@ -47,10 +47,15 @@ pub const RESTART_ONLY: &[RestartOnly] = &[
     field!("ring.capacity_events", ring.capacity_events),
     field!("ring.capacity_bytes", ring.capacity_bytes),
     field!("sink", sink),
-    field!("control.listen" covering "control", control),
+    field!("control.listen", control),
     RestartOnly {
-        name: "control (allowed_hosts, max_connections, idle_timeout)",
-        covers: &["control"],
+        name: "control (allowed_hosts, max_connections, idle_timeout, allow_remote)",
+        covers: &[
+            "control.allowed_hosts",
+            "control.max_connections",
+            "control.idle_timeout",
+            "control.allow_remote",
+        ],
         changed: |o, n| o.control_guard != n.control_guard,
         keep: |o, c| c.control_guard = o.control_guard.clone(),
     },
