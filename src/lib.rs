@@ -30,6 +30,8 @@
 //! - [`analysis`]: fix advice per new fingerprint: built-in rules, an optional LLM, a cache.
 //! - [`memory`]: the memory pressure level every bounded structure listens to.
 //! - [`breaker`]: the circuit breaker around outbound calls (Redis, the LLM endpoint).
+//! - [`tls`]: the trust store of outbound TLS (the LLM client; Redis's crate applies the same
+//!   rule).
 //! - [`control`]: loopback HTTP: /metrics, /health, /ready, /stats, /recent, /fingerprints,
 //!   dashboard, and the recent-event history behind /recent.
 //! - [`protocol`]: reply codes and the encoding of every reply line (docs/PROTOCOL.md).
@@ -67,3 +69,4 @@ pub mod protocol;
 pub mod ring;
 pub mod sink;
 pub mod stats;
+pub mod tls;

@@ -2,7 +2,15 @@
 //! (`moka`, weigher = estimated bytes). Saved to a JSON file at shutdown (temp file + rename)
 //! and loaded at start, keeping each entry's original expiry, so a restart does not pay for the
 //! same advice twice. Under memory pressure it shrinks to a fraction of its bound.
+//!
+//! The file is the daemon's private state, mode [`FILE_MODE`] (0600) whatever the umask: the
+//! advice it holds is in the log as `advice` records for whoever may read the log, and nobody
+//! else needs the file. It is written to a fresh temp file (created exclusively, with that
+//! mode, synced) and renamed over the old one, so a reader sees the old file or the new one,
+//! never a torn or wider one. A file left wider by an older version is narrowed when loaded.
 
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -24,6 +32,9 @@ const CRITICAL_DIVISOR: u64 = 16;
 
 /// Format version of the cache file; other versions are ignored (not an error).
 const FILE_VERSION: u32 = 1;
+
+/// Mode of the cache file (and of its temp file from the moment it exists): owner only.
+pub const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheFileError {
@@ -217,24 +228,51 @@ impl AdviceCache {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
+        // One left by a crash (or put there by someone else) is replaced, never written through:
+        // `create_new` does not follow a symlink and fails on anything that still exists.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&text)?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
         Ok(n)
     }
 
     /// Loads entries saved by [`AdviceCache::save`], skipping expired ones. A missing file is
     /// an empty cache. Blocking.
     pub fn load(&self, path: &Path) -> Result<usize, CacheFileError> {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(err) => {
-                return Err(CacheFileError::Io {
-                    path: path.display().to_string(),
-                    err,
-                })
-            }
+        let io = |err| CacheFileError::Io {
+            path: path.display().to_string(),
+            err,
         };
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(io(err)),
+        };
+        // Saved 0644 by an older version: narrowed now rather than at the next save. Best
+        // effort (a file we do not own keeps its mode; the next save replaces it).
+        if file
+            .metadata()
+            .is_ok_and(|m| m.permissions().mode() & 0o7777 & !FILE_MODE != 0)
+        {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE));
+        }
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut text).map_err(io)?;
         let file: CacheFile =
             serde_json::from_slice(&text).map_err(|err| CacheFileError::Json {
                 path: path.display().to_string(),
@@ -331,5 +369,35 @@ mod tests {
         );
         std::fs::write(&p, "{").unwrap();
         assert!(d.load(&p).is_err());
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_file_is_0600_whatever_was_there_and_no_temp_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("advice-cache.json");
+        let c = AdviceCache::new(1 << 20);
+        c.insert(7, entry(7, Duration::from_secs(60)));
+        // An old file saved 0644, and a temp file that is a symlink to something precious.
+        std::fs::write(&p, "{}").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, "keep").unwrap();
+        std::os::unix::fs::symlink(&precious, dir.path().join("advice-cache.json.tmp")).unwrap();
+        assert!(c.load(&p).is_err());
+        assert_eq!(mode(&p), FILE_MODE, "narrowed when loaded");
+        assert_eq!(c.save(&p).unwrap(), 1);
+        assert_eq!(mode(&p), FILE_MODE);
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["advice-cache.json", "precious"]);
+        assert_eq!(AdviceCache::new(1 << 20).load(&p).unwrap(), 1);
     }
 }

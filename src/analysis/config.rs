@@ -4,7 +4,16 @@
 //! environment as `QERRORS_ANALYSIS_<KEY>`. The LLM API key is never a config value: the config
 //! names an environment variable or a file that holds it, and the key itself is only kept in a
 //! [`Secret`] whose `Debug` prints `[REDACTED]`.
+//!
+//! No error here repeats a value of the `llm_*` keys: a key pasted into `llm_api_key_env` by
+//! mistake, or credentials in `llm_base_url`, would otherwise reach stderr, `--check-config`,
+//! the `config reload rejected` record and `/stats`. The errors name the key and the rule.
+//!
+//! The endpoint's transport ([`Transport`]): `https://`; plain `http://` only to a loopback
+//! address (the prompt never leaves the host, as with a local model server) or with
+//! `llm_allow_http = true`; never with credentials, a query or a fragment in the URL.
 
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,8 +54,13 @@ pub struct AnalysisConfig {
     /// next to the log file; `off`: not persisted.
     pub cache_file: String,
     /// OpenAI-compatible endpoint, up to the version (`https://api.openai.com/v1`); the daemon
-    /// POSTs to `<base_url>/chat/completions`. Empty: no LLM, no network.
+    /// POSTs to `<base_url>/chat/completions`. Empty: no LLM, no network. `https://`, or
+    /// `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`); no `user:password@`,
+    /// query or fragment. Redirects are never followed.
     pub llm_base_url: String,
+    /// Allow a plain `http://` `llm_base_url` to a host that is not loopback (the prompt and
+    /// the key then cross the network in clear text). Loopback needs no opt-in.
+    pub llm_allow_http: bool,
     /// Model name sent with each request; the advice's `source` is `llm:<model>`.
     pub llm_model: String,
     /// Name of the environment variable holding the API key (never the key itself).
@@ -100,6 +114,7 @@ impl Default for AnalysisConfig {
             cache_max_bytes: ByteSize::mib(8),
             cache_file: String::new(),
             llm_base_url: String::new(),
+            llm_allow_http: false,
             llm_model: "gpt-4o-mini".into(),
             llm_api_key_env: String::new(),
             llm_api_key_file: String::new(),
@@ -151,11 +166,24 @@ pub struct Analysis {
     pub llm: Option<Llm>,
 }
 
+/// How the LLM endpoint is reached, decided from `llm_base_url` and `llm_allow_http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `https://`: the certificate is checked against the trust store (`crate::tls`).
+    Https,
+    /// `http://` to a loopback address: never leaves the host, so proxies named in the
+    /// environment (`HTTP_PROXY`, `ALL_PROXY`) are not used for it.
+    LoopbackHttp,
+    /// `http://` elsewhere, allowed by `llm_allow_http`.
+    Http,
+}
+
 /// Validated LLM settings (present only when `llm_base_url` is set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Llm {
     /// Without a trailing `/`.
     pub base_url: String,
+    pub transport: Transport,
     pub model: String,
     pub api_key: Option<Secret>,
     pub connect_timeout: Duration,
@@ -220,42 +248,16 @@ impl AnalysisConfig {
 
     fn llm(&self) -> Result<Llm, ConfigError> {
         let base_url = self.llm_base_url.trim().trim_end_matches('/').to_string();
-        match reqwest::Url::parse(&base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(invalid(
-                    "analysis.llm_base_url",
-                    format!("`{base_url}` is not an http(s) URL"),
-                ))
-            }
+        let transport = endpoint(&base_url, self.llm_allow_http)?;
+        if transport == Transport::Https {
+            // Here too, so `--check-config` and SIGHUP report an unreadable SSL_CERT_FILE.
+            crate::tls::root_store()
+                .map_err(|e| invalid("analysis.llm_base_url", e.to_string()))?;
         }
         if self.llm_model.trim().is_empty() {
             return Err(invalid("analysis.llm_model", "must not be empty"));
         }
-        let api_key = if !self.llm_api_key_env.is_empty() {
-            match std::env::var(&self.llm_api_key_env) {
-                Ok(k) if !k.trim().is_empty() => Some(Secret(k.trim().to_string())),
-                _ => {
-                    return Err(invalid(
-                        "analysis.llm_api_key_env",
-                        format!("environment variable {} is not set", self.llm_api_key_env),
-                    ))
-                }
-            }
-        } else if !self.llm_api_key_file.is_empty() {
-            let text = std::fs::read_to_string(&self.llm_api_key_file).map_err(|e| {
-                invalid(
-                    "analysis.llm_api_key_file",
-                    format!("cannot read {}: {e}", self.llm_api_key_file),
-                )
-            })?;
-            match text.lines().next().map(str::trim) {
-                Some(k) if !k.is_empty() => Some(Secret(k.to_string())),
-                _ => return Err(invalid("analysis.llm_api_key_file", "the file is empty")),
-            }
-        } else {
-            None
-        };
+        let api_key = self.api_key()?;
         if !(self.llm_breaker_failure_rate > 0.0 && self.llm_breaker_failure_rate <= 1.0) {
             return Err(invalid(
                 "analysis.llm_breaker_failure_rate",
@@ -276,6 +278,7 @@ impl AnalysisConfig {
         )? as usize;
         Ok(Llm {
             base_url,
+            transport,
             model: self.llm_model.trim().to_string(),
             api_key,
             connect_timeout: positive("analysis.llm_connect_timeout", self.llm_connect_timeout)?,
@@ -299,6 +302,106 @@ impl AnalysisConfig {
                 ..BreakerConfig::default()
             },
         })
+    }
+
+    /// The key, from the environment variable or the file the config names. The errors never
+    /// repeat what the config says (it may be the key itself, pasted in the wrong place).
+    fn api_key(&self) -> Result<Option<Secret>, ConfigError> {
+        let (key, raw) = if !self.llm_api_key_env.is_empty() {
+            const KEY: &str = "analysis.llm_api_key_env";
+            if !is_env_var_name(&self.llm_api_key_env) {
+                return Err(invalid(
+                    KEY,
+                    "not a valid environment variable name (letters, digits and `_`, not \
+                     starting with a digit). If it is the API key itself: put the key in the \
+                     daemon's environment (or a file, llm_api_key_file) and name the variable \
+                     here; the value is not repeated in this message",
+                ));
+            }
+            match std::env::var(&self.llm_api_key_env) {
+                Ok(k) if !k.trim().is_empty() => (KEY, k),
+                _ => {
+                    return Err(invalid(
+                        KEY,
+                        "the environment variable it names is not set (or empty) in the \
+                         daemon's environment",
+                    ))
+                }
+            }
+        } else if !self.llm_api_key_file.is_empty() {
+            const KEY: &str = "analysis.llm_api_key_file";
+            // The io error's text holds no path.
+            let text = std::fs::read_to_string(&self.llm_api_key_file)
+                .map_err(|e| invalid(KEY, format!("cannot read the file it names: {e}")))?;
+            match text.lines().next().map(str::trim) {
+                Some(k) if !k.is_empty() => (KEY, k.to_string()),
+                _ => return Err(invalid(KEY, "the file it names is empty")),
+            }
+        } else {
+            return Ok(None);
+        };
+        let raw = raw.trim();
+        // Sent as `Authorization: Bearer <key>`: a character a header cannot carry would fail
+        // every request.
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                key,
+                "the key holds spaces or characters an HTTP header cannot carry",
+            ));
+        }
+        Ok(Some(Secret(raw.to_string())))
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: what shells and systemd's `Environment=` accept as a name. API
+/// keys have `-` (`sk-…`) or are long mixed-case strings; most fail this test.
+fn is_env_var_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Checks `llm_base_url` (already trimmed) and says how it is reached. No message repeats the
+/// URL or a part of it: it may carry credentials.
+fn endpoint(url: &str, allow_http: bool) -> Result<Transport, ConfigError> {
+    const KEY: &str = "analysis.llm_base_url";
+    // url's parse errors ("invalid port number", "empty host") hold no part of the input.
+    let u = reqwest::Url::parse(url).map_err(|e| invalid(KEY, format!("not a URL: {e}")))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(invalid(
+            KEY,
+            "must not carry a user name or password (`user:password@host`); give the API key \
+             with llm_api_key_env or llm_api_key_file (the URL is not repeated here)",
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(invalid(
+            KEY,
+            "must not have a query (`?…`) or fragment (`#…`): the daemon appends \
+             /chat/completions to it; give the API key with llm_api_key_env or \
+             llm_api_key_file (the URL is not repeated here)",
+        ));
+    }
+    // The parser has normalised the host: IPv4 in dotted form, IPv6 in brackets, names in
+    // lower case.
+    let host = u.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match u.scheme() {
+        "https" => Ok(Transport::Https),
+        "http" if loopback => Ok(Transport::LoopbackHttp),
+        "http" if allow_http => Ok(Transport::Http),
+        "http" => Err(invalid(
+            KEY,
+            "plain http:// to a host that is not loopback sends the prompt and the API key in \
+             clear text: use https://, or set analysis.llm_allow_http = true to accept that",
+        )),
+        _ => Err(invalid(KEY, "must be an https:// URL")),
     }
 }
 
@@ -371,10 +474,130 @@ mod tests {
         })
         .starts_with("analysis.workers"));
         assert!(bad(AnalysisConfig {
-            llm_base_url: "http://x".into(),
+            llm_base_url: "http://127.0.0.1:9/v1".into(),
             llm_api_key_env: "QERRORS_TEST_SURELY_UNSET_VAR".into(),
             ..Default::default()
         })
         .starts_with("analysis.llm_api_key_env"));
+    }
+
+    fn transport(url: &str, allow_http: bool) -> Result<Transport, String> {
+        endpoint(url, allow_http).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn https_is_required_except_on_loopback_or_with_the_opt_in() {
+        for (url, want) in [
+            ("https://api.example.com/v1", Transport::Https),
+            ("https://127.0.0.1:8443/v1", Transport::Https),
+            ("http://127.0.0.1:11434/v1", Transport::LoopbackHttp),
+            ("http://127.9.8.7/v1", Transport::LoopbackHttp),
+            ("http://localhost:11434/v1", Transport::LoopbackHttp),
+            ("http://LOCALHOST/v1", Transport::LoopbackHttp),
+            ("http://[::1]:8080/v1", Transport::LoopbackHttp),
+        ] {
+            assert_eq!(transport(url, false), Ok(want), "{url}");
+        }
+        for url in [
+            "http://api.example.com/v1",
+            "http://10.0.0.5/v1",
+            "http://[::ffff:127.0.0.1]/v1",
+            "http://localhost.example.com/v1",
+        ] {
+            let e = transport(url, false).unwrap_err();
+            assert!(
+                e.starts_with("analysis.llm_base_url: plain http://")
+                    && e.contains("llm_allow_http"),
+                "{url}: {e}"
+            );
+            assert_eq!(transport(url, true), Ok(Transport::Http), "{url}");
+        }
+        for url in ["ftp://x/v1", "file:///etc/passwd", "unix:/run/x"] {
+            assert_eq!(
+                transport(url, true).unwrap_err(),
+                "analysis.llm_base_url: must be an https:// URL"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_query_and_fragment_are_refused_without_being_repeated() {
+        for url in [
+            "https://alice:hunter2pass@api.example.com/v1",
+            "https://sk-proj-0123456789@api.example.com/v1",
+            "https://:hunter2pass@api.example.com/v1",
+            "http://alice:hunter2pass@127.0.0.1/v1",
+            "https://api.example.com/v1?key=hunter2pass",
+            "https://api.example.com/v1#hunter2pass",
+            "https://api.example.com:99999999/hunter2pass",
+        ] {
+            let e = bad_with(AnalysisConfig {
+                llm_base_url: url.into(),
+                ..Default::default()
+            });
+            assert!(e.starts_with("analysis.llm_base_url: "), "{url}: {e}");
+            for part in ["hunter2pass", "alice", "sk-proj", "api.example.com"] {
+                assert!(!e.contains(part), "{url}: {e}");
+            }
+        }
+    }
+
+    fn bad_with(c: AnalysisConfig) -> String {
+        c.validate(Path::new("x.log")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_key_pasted_as_the_variable_name_is_not_repeated() {
+        let key = "sk-proj-AbCdEf0123456789AbCdEf0123456789";
+        for name in [key, "9LIVES", "MY VAR", "key=value", "AIzaSyA-0123456789"] {
+            let e = bad_with(AnalysisConfig {
+                llm_base_url: "http://127.0.0.1:9/v1".into(),
+                llm_api_key_env: name.into(),
+                ..Default::default()
+            });
+            assert!(
+                e.starts_with("analysis.llm_api_key_env: not a valid environment variable name")
+                    && e.contains("If it is the API key itself"),
+                "{e}"
+            );
+            assert!(!e.contains(name), "{e}");
+        }
+        // A well-formed name that is not set: not repeated either (it may be a key that happens
+        // to look like a name).
+        let name = "AKIAQERRORSTESTUNSETVAR";
+        let e = bad_with(AnalysisConfig {
+            llm_base_url: "http://127.0.0.1:9/v1".into(),
+            llm_api_key_env: name.into(),
+            ..Default::default()
+        });
+        assert!(e.contains("is not set") && !e.contains(name), "{e}");
+        assert!(is_env_var_name("OPENAI_API_KEY") && is_env_var_name("_k1"));
+    }
+
+    #[test]
+    fn key_file_errors_do_not_repeat_the_path_and_a_bad_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("sk-live-hunter2pass");
+        let e = bad_with(AnalysisConfig {
+            llm_base_url: "http://127.0.0.1:9/v1".into(),
+            llm_api_key_file: missing.display().to_string(),
+            ..Default::default()
+        });
+        assert!(
+            e.starts_with("analysis.llm_api_key_file: cannot read the file it names: "),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2pass"), "{e}");
+        let f = dir.path().join("key");
+        std::fs::write(&f, "sk-live hunter2pass\n").unwrap();
+        let e = bad_with(AnalysisConfig {
+            llm_base_url: "http://127.0.0.1:9/v1".into(),
+            llm_api_key_file: f.display().to_string(),
+            ..Default::default()
+        });
+        assert!(
+            e.contains("HTTP header") && !e.contains("hunter2pass"),
+            "{e}"
+        );
     }
 }

@@ -6,6 +6,13 @@
 //! an hourly call budget and a circuit breaker (`llm`, visible in `/stats` and `/metrics`,
 //! transitions written as `daemon` records). The prompt is built only from the sanitized event
 //! and capped; the response must be a JSON object matching the advice schema or it is rejected.
+//!
+//! Transport rules (issue 15, item 10): redirects are never followed — a 3xx is a failed call
+//! ([`LlmError::Redirect`], counted, seen by the breaker, not retried), so neither the prompt
+//! nor the `Authorization` header ever goes to a URL the operator did not configure; the
+//! client refuses anything but `https` unless config validation allowed plain `http`
+//! ([`Transport`]); the certificate is checked against the same trust store as Redis's
+//! (`crate::tls`: `SSL_CERT_FILE` / `SSL_CERT_DIR` or the system store, nothing compiled in).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -17,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::config::Llm;
+use super::config::{Llm, Transport};
 use super::{Advice, Job};
 use crate::breaker::Registry;
 use crate::breaker::{Breaker, Outcome, Transition};
@@ -45,6 +52,12 @@ pub enum LlmError {
     Deadline,
     #[error("cancelled by shutdown")]
     Cancelled,
+    /// A 3xx: not followed (the `Location` is not even read). Not retried: the next attempt
+    /// would get the same answer.
+    #[error(
+        "HTTP {status}: redirects are not followed; set analysis.llm_base_url to the final URL"
+    )]
+    Redirect { status: u16 },
     #[error("HTTP {status}")]
     Status {
         status: u16,
@@ -90,6 +103,15 @@ struct Budget {
     used: u32,
 }
 
+/// Why the client could not be built (at start).
+#[derive(Debug, thiserror::Error)]
+pub enum LlmClientError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TrustStoreError),
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+}
+
 pub struct LlmClient {
     cfg: Llm,
     url: String,
@@ -103,14 +125,24 @@ pub struct LlmClient {
 }
 
 impl LlmClient {
-    pub fn new(cfg: Llm, outbox: Outbox, breakers: &Registry) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(cfg: Llm, outbox: Outbox, breakers: &Registry) -> Result<Self, LlmClientError> {
+        let mut http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
             .pool_max_idle_per_host(cfg.concurrency.get())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .user_agent(concat!("qerrorsd/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false);
+        http = match cfg.transport {
+            Transport::Https => http
+                .https_only(true)
+                .use_preconfigured_tls(crate::tls::client_config()?),
+            // Loopback stays on the host: a proxy from the environment would carry it away.
+            Transport::LoopbackHttp => http.no_proxy(),
+            Transport::Http => http,
+        };
+        let http = http.build()?;
         let breaker = Breaker::new("llm", cfg.breaker.clone(), std::time::Instant::now());
         breakers.register(breaker.status().clone());
         Ok(Self {
@@ -296,6 +328,11 @@ impl LlmClient {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(LlmError::Redirect {
+                status: status.as_u16(),
+            });
+        }
         if !status.is_success() {
             let retry_after = resp
                 .headers()

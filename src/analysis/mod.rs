@@ -62,7 +62,7 @@ pub enum AnalysisError {
     #[error("analysis rules: {0}")]
     Rules(#[from] rules::RulesError),
     #[error("analysis.llm_base_url: cannot build the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(#[from] llm::LlmClientError),
 }
 
 /// The advice object of an `advice` record (documented in docs/PROTOCOL.md).

@@ -216,6 +216,27 @@ pub fn toml_message(err: &toml::de::Error) -> String {
     text.to_string()
 }
 
+/// A TOML syntax error as position and message, without toml's excerpt of the line (see
+/// [`ConfigError::Syntax`]). Line and column count from 1; the column in characters.
+pub fn syntax_error(source_name: String, text: &str, err: &toml::de::Error) -> ConfigError {
+    let at = err.span().map_or(0, |s| s.start).min(text.len());
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit_once('\n')
+        .map_or(before, |(_, l)| l)
+        .chars()
+        .count()
+        + 1;
+    let msg = err.message().trim_end().replace('\n', "; ");
+    ConfigError::Syntax {
+        source_name,
+        line,
+        column,
+        msg,
+    }
+}
+
 /// Byte sizes are written back as exact integers (bytesize's display rounds to decimal units,
 /// which would not read back as the same value).
 pub fn exact_bytes<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
@@ -306,5 +327,17 @@ mod tests {
         assert!(read("[s]\nwait = \"soon\"\n")
             .unwrap_err()
             .starts_with("s.wait: `soon` is not a duration"));
+    }
+
+    #[test]
+    fn a_syntax_error_gives_the_position_but_not_the_line() {
+        let text =
+            "[analysis]\nllm_base_url = \"https://x/v1\"\nllm_api_key_env = sk-proj-Secret123\n";
+        let err = toml::from_str::<toml::Table>(text).unwrap_err();
+        // toml's own text quotes the line.
+        assert!(err.to_string().contains("sk-proj-Secret123"));
+        let e = syntax_error("f.toml".into(), text, &err).to_string();
+        assert!(e.starts_with("f.toml: line 3, column 19: "), "{e}");
+        assert!(!e.contains("Secret123") && !e.contains('\n'), "{e}");
     }
 }

@@ -43,6 +43,16 @@ pub enum ConfigError {
         source_name: String,
         err: toml::de::Error,
     },
+    /// The file is not TOML. Only the position and the parser's message: toml's own text quotes
+    /// the offending line, which may hold a secret pasted in the wrong place (an unquoted key
+    /// after `llm_api_key_env =`), and this error reaches the log and `/stats` on SIGHUP.
+    #[error("{source_name}: line {line}, column {column}: {msg}")]
+    Syntax {
+        source_name: String,
+        line: usize,
+        column: usize,
+        msg: String,
+    },
     #[error("environment {var}: {msg}")]
     Env { var: String, msg: String },
     #[error("{key}: {msg}")]
@@ -403,11 +413,8 @@ impl RawConfig {
                     source_name: name.clone(),
                     err,
                 })?;
-                let table: toml::Table =
-                    toml::from_str(&text).map_err(|err| ConfigError::Parse {
-                        source_name: name.clone(),
-                        err,
-                    })?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|err| check::syntax_error(name.clone(), &text, &err))?;
                 (table, name)
             }
             None => (toml::Table::new(), "embedded defaults".to_string()),

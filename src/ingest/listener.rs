@@ -2,8 +2,18 @@
 //!
 //! Binding refuses to start when another daemon answers on the path, replaces a stale socket
 //! file only when nothing answers, and never deletes something that is not a socket.
+//!
+//! The socket file is never reachable with more than its configured mode, or by another group
+//! than the configured one, whatever the umask. `bind()` creates the file with the mode of the
+//! socket's own inode minus the umask (Linux `unix_bind_bsd`), so that inode is first narrowed
+//! to the owner's bits of `socket_mode` (`fchmod` on the unbound socket); the file is then given
+//! its group, and only then its full mode. Rejected alternatives: setting the umask around
+//! `bind()` changes it for every thread of the process; binding in a private temp directory and
+//! renaming into place leaves the temp path as the socket's name in `/proc/net/unix` and
+//! `ss -xl` (the packaging check finds the daemon's socket there).
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -100,20 +110,16 @@ fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
             std::fs::create_dir_all(dir).map_err(io_err(dir, "creating directory"))?;
         }
     }
-    let listener = UnixListener::bind(path).map_err(io_err(path, "binding"))?;
+    let listener = bind_owner_only(path, cfg.socket_mode).map_err(io_err(path, "binding"))?;
     // From here on the file is ours: remove it again if a later step fails.
     let socket = Socket {
         listener,
         path: Some(path.to_path_buf()),
         display: path.display().to_string(),
     };
+    // Group first, mode second: until the chmod only the owner can connect, so the file's
+    // group before the chown (the daemon's) never matters.
     let finish = || -> Result<(), BindError> {
-        socket
-            .listener
-            .set_nonblocking(true)
-            .map_err(io_err(path, "set_nonblocking"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
-            .map_err(io_err(path, "setting mode"))?;
         if let Some(group) = &cfg.socket_group {
             let gid = nix::unistd::Group::from_name(group)
                 .ok()
@@ -123,6 +129,8 @@ fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
             nix::unistd::chown(path, None, Some(gid))
                 .map_err(|e| io_err(path, "setting group")(io::Error::from(e)))?;
         }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
+            .map_err(io_err(path, "setting mode"))?;
         Ok(())
     };
     if let Err(e) = finish() {
@@ -130,6 +138,26 @@ fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
         return Err(e);
     }
     Ok(socket)
+}
+
+/// A non-blocking listening socket at `path` whose file is created with at most the owner's
+/// bits of `mode` (see the module docs), as `UnixListener::bind` would otherwise make it.
+fn bind_owner_only(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use nix::sys::socket::{self as so, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    let fd = so::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    nix::sys::stat::fchmod(
+        fd.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(mode & 0o700),
+    )?;
+    so::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    // As std's `UnixListener::bind` on Linux: the kernel's maximum (net.core.somaxconn).
+    so::listen(&fd, Backlog::MAXALLOWABLE)?;
+    Ok(UnixListener::from(fd))
 }
 
 #[cfg(test)]
@@ -165,6 +193,32 @@ mod tests {
     }
 
     #[test]
+    fn the_file_is_born_with_the_owner_bits_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sock");
+        // Before any chmod: what `bind()` itself made. Without the fchmod it would be 0777
+        // minus the umask (0755 under the usual 022).
+        let l = bind_owner_only(&path, 0o660).unwrap();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode & !0o600, 0, "{mode:o}");
+        UnixStream::connect(&path).unwrap();
+        drop(l);
+        std::fs::remove_file(&path).unwrap();
+        let l = bind_owner_only(&path, 0o066).unwrap();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0, "{mode:o}");
+        drop(l);
+    }
+
+    #[test]
     fn never_replaces_a_regular_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sock");
@@ -184,5 +238,6 @@ mod tests {
         c.socket_group = Some("no-such-group-qerrors".into());
         assert!(matches!(bind(&c), Err(BindError::NoSuchGroup(_))));
         assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -18,15 +18,15 @@ use crate::util::{self, spawn_daemon, Daemon, Opts, CTL};
 /// Bound on every wait here: generous, the suite shares 2 cores with other builds.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn stats(addr: &str) -> Value {
+pub(crate) fn stats(addr: &str) -> Value {
     control_json(addr, "/stats").expect("/stats")
 }
 
-fn analysis(addr: &str) -> Value {
+pub(crate) fn analysis(addr: &str) -> Value {
     stats(addr)["analysis"].clone()
 }
 
-fn wait_completed(addr: &str, n: u64) -> Value {
+pub(crate) fn wait_completed(addr: &str, n: u64) -> Value {
     util::wait_until("analyses completed", WAIT, || {
         let a = analysis(addr);
         (a["completed"].as_u64() >= Some(n)).then_some(a)
@@ -54,7 +54,7 @@ fn advice_in_log(d: &Daemon, addr: &str, n: usize) -> Vec<Value> {
 }
 
 /// A daemon using `base_url` as its LLM with short timeouts and back-offs.
-fn llm_opts(base_url: &str) -> Opts {
+pub(crate) fn llm_opts(base_url: &str) -> Opts {
     Opts::new()
         .env("ANALYSIS_LLM_BASE_URL", base_url)
         .env("ANALYSIS_LLM_MODEL", MODEL)
@@ -69,12 +69,12 @@ fn llm_opts(base_url: &str) -> Opts {
         .env("ANALYSIS_CACHE_FILE", "off")
 }
 
-fn refused_event(tag: &str) -> String {
+pub(crate) fn refused_event(tag: &str) -> String {
     json!({"name":"Error","message":format!("connect ECONNREFUSED 127.0.0.1:5432 ({tag})"),"service":"checkout","ack":true}).to_string()
 }
 
 /// Sends `lines` and waits for the acks; returns the acked event ids.
-fn send_acked(d: &Daemon, lines: &[String]) -> Vec<String> {
+pub(crate) fn send_acked(d: &Daemon, lines: &[String]) -> Vec<String> {
     let replies = d.send_lines(lines);
     let ids: Vec<String> = replies
         .iter()

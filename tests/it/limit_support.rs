@@ -96,36 +96,7 @@ impl Redis {
     /// certificates. The plain port stays for the test's own commands.
     pub fn start_tls() -> Redis {
         let dir = tempfile::tempdir().unwrap();
-        let sh = |args: &str| {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("running openssl");
-            assert!(
-                out.status.success(),
-                "{args}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        sh(
-            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
-            -subj /CN=qerrors-test-ca 2>/dev/null",
-        );
-        sh(
-            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
-            -subj /CN=localhost 2>/dev/null",
-        );
-        std::fs::write(
-            dir.path().join("san.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        sh(
-            "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -out server.crt -days 2 -extfile san.ext 2>/dev/null",
-        );
+        crate::tls_support::throwaway_ca(dir.path());
         let mut r = Redis {
             port: free_port(),
             password: None,

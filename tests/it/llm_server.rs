@@ -1,9 +1,11 @@
 //! A real HTTP/1.1 server on loopback speaking enough of the OpenAI chat-completions API for
 //! the analysis tests: keep-alive, one thread per connection, counts accepted connections and
-//! requests, keeps request heads and bodies, and misbehaves on demand ([`Mode`]).
+//! requests, keeps request heads and bodies, and misbehaves on demand ([`Mode`]). Plain HTTP, or
+//! HTTPS (rustls) with a certificate from a throw-away CA ([`LlmServer::start_https`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +24,8 @@ pub enum Mode {
     SchemaViolation,
     /// Reads the request and never answers.
     Hang,
+    /// This 3xx with `Location: location`.
+    Redirect { status: u16, location: String },
 }
 
 #[derive(Default)]
@@ -36,6 +40,8 @@ pub struct Seen {
 pub struct LlmServer {
     pub addr: SocketAddr,
     pub seen: Arc<Seen>,
+    mode: Arc<Mutex<Mode>>,
+    https: bool,
     stop: Arc<AtomicBool>,
 }
 
@@ -43,11 +49,39 @@ pub const MODEL: &str = "test-model";
 
 impl LlmServer {
     pub fn start(mode: Mode) -> LlmServer {
+        Self::start_with(mode, None)
+    }
+
+    /// HTTPS with `server.crt` / `server.key` from `dir` (made by
+    /// [`crate::tls_support::throwaway_ca`]: valid for 127.0.0.1 and localhost). A connection
+    /// whose handshake fails (the client does not trust the CA) counts as a connection, never
+    /// as a request.
+    pub fn start_https(mode: Mode, dir: &Path) -> LlmServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(dir.join("server.crt"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Self::start_with(mode, Some(Arc::new(cfg)))
+    }
+
+    fn start_with(mode: Mode, tls: Option<Arc<rustls::ServerConfig>>) -> LlmServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let mode = Arc::new(Mutex::new(mode));
         let stop = Arc::new(AtomicBool::new(false));
+        let https = tls.is_some();
         let (s, m, st) = (seen.clone(), mode.clone(), stop.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -57,18 +91,47 @@ impl LlmServer {
                 let Ok(conn) = conn else { continue };
                 s.connections.fetch_add(1, SeqCst);
                 s.open.fetch_add(1, SeqCst);
-                let (s, m) = (s.clone(), m.clone());
+                let (s, m, tls) = (s.clone(), m.clone(), tls.clone());
                 std::thread::spawn(move || {
-                    serve(conn, &s, &m);
+                    match tls {
+                        None => serve(conn, &s, &m),
+                        Some(cfg) => {
+                            let tls = rustls::ServerConnection::new(cfg).unwrap();
+                            serve(rustls::StreamOwned::new(tls, conn), &s, &m)
+                        }
+                    }
                     s.open.fetch_sub(1, SeqCst);
                 });
             }
         });
-        LlmServer { addr, seen, stop }
+        LlmServer {
+            addr,
+            seen,
+            mode,
+            https,
+            stop,
+        }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/v1", self.addr)
+    }
+
+    /// Answers later requests with `mode`.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// The request heads received, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.seen
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.1.clone())
+            .collect()
     }
 
     pub fn requests(&self) -> usize {
@@ -102,8 +165,7 @@ pub fn refused_base_url() -> String {
     format!("http://{addr}/v1")
 }
 
-fn serve(conn: TcpStream, seen: &Seen, mode: &Mutex<Mode>) {
-    let mut out = conn.try_clone().unwrap();
+fn serve(conn: impl Read + Write, seen: &Seen, mode: &Mutex<Mode>) {
     let mut r = BufReader::new(conn);
     loop {
         let mut head = String::new();
@@ -137,6 +199,7 @@ fn serve(conn: TcpStream, seen: &Seen, mode: &Mutex<Mode>) {
             String::from_utf8_lossy(&body).into_owned(),
         ));
         let m = mode.lock().unwrap().clone();
+        let location: String;
         let (status, extra, body) = match m {
             Mode::Ok { delay } => {
                 std::thread::sleep(delay);
@@ -145,10 +208,12 @@ fn serve(conn: TcpStream, seen: &Seen, mode: &Mutex<Mode>) {
             Mode::Status(s) => (s, "", "{}".to_string()),
             Mode::TooMany { retry_after_s } => {
                 let h = format!("Retry-After: {retry_after_s}\r\n");
+                let out = r.get_mut();
                 let _ = write!(
                     out,
                     "HTTP/1.1 429 Too Many Requests\r\n{h}Content-Length: 2\r\nContent-Type: application/json\r\n\r\n{{}}"
-                );
+                )
+                .and_then(|()| out.flush());
                 continue;
             }
             Mode::Malformed => (200, "", "{\"choices\": [ not json".to_string()),
@@ -165,13 +230,26 @@ fn serve(conn: TcpStream, seen: &Seen, mode: &Mutex<Mode>) {
                 while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
                 return;
             }
+            Mode::Redirect {
+                status,
+                location: to,
+            } => {
+                location = format!("Location: {to}\r\n");
+                (status, location.as_str(), "{}".to_string())
+            }
         };
-        let reason = if status == 200 { "OK" } else { "Error" };
+        let out = r.get_mut();
+        let reason = match status {
+            200 => "OK",
+            300..=399 => "Redirect",
+            _ => "Error",
+        };
         if write!(
             out,
             "HTTP/1.1 {status} {reason}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
+        .and_then(|()| out.flush())
         .is_err()
         {
             return;

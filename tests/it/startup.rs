@@ -286,3 +286,69 @@ fn version_carries_the_git_description_and_help_documents_signals() {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
 }
+
+/// Under umask 000 every file keeps its own mode: the socket ends up 0660 and is never seen
+/// wider on the way, the log is 0640, the advice cache 0600, and no temp file is left next to
+/// them. The watcher polls the path from before the daemon starts until it is ready; a
+/// bind-then-chmod shows 0777 for microseconds, which it catches in most runs, not all
+/// (`ingest::listener::tests::the_file_is_born_with_the_owner_bits_only` checks the mechanism
+/// itself every time).
+#[test]
+fn umask_000_widens_nothing() {
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("q.sock");
+    let mode = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, sock) = (stop.clone(), sock.clone());
+        std::thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            // Until told to stop and the socket was seen at least once (on a busy machine this
+            // thread may not have run before the daemon was ready).
+            while !stop.load(Ordering::Relaxed) || seen.is_empty() {
+                if let Some(m) = mode(&sock) {
+                    seen.insert(m);
+                }
+                std::thread::yield_now();
+            }
+            seen
+        })
+    };
+    let mut d = spawn_daemon(Opts::new().socket(&sock).umask(0o000));
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    for m in &seen {
+        assert_eq!(m & !0o660, 0, "the socket was seen with mode {m:o}");
+    }
+    assert_eq!(mode(&sock), Some(0o660));
+    assert_eq!(mode(&d.log), Some(0o640));
+    assert!(d
+        .send_lines(&[event_line(
+            "connect ECONNREFUSED 127.0.0.1:5432",
+            json!({"name": "Error"})
+        )])
+        .is_empty());
+    d.wait_for_events(1, EVENTS_TIMEOUT);
+    d.stop();
+    assert_eq!(mode(&d.dir.path().join("advice-cache.json")), Some(0o600));
+    let names: Vec<String> = std::fs::read_dir(d.dir.path())
+        .unwrap()
+        .chain(std::fs::read_dir(sock_dir.path()).unwrap())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".tmp") && !n.starts_with('.')),
+        "{names:?}"
+    );
+}

@@ -44,6 +44,7 @@ pub struct Opts {
     args: Vec<OsString>,
     socket: Option<PathBuf>,
     fifo_log: bool,
+    umask: Option<u32>,
 }
 
 impl Opts {
@@ -72,6 +73,13 @@ impl Opts {
     /// Use this socket path instead of one in the daemon's own temp dir.
     pub fn socket(mut self, p: &Path) -> Self {
         self.socket = Some(p.to_path_buf());
+        self
+    }
+
+    /// Start the daemon under this umask (`sh -c 'umask 000; exec qerrorsd …'`: the PID is
+    /// still the daemon's).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
         self
     }
 
@@ -119,7 +127,16 @@ impl Daemon {
         let stderr = dir.path().join("daemon.stderr");
         let fifo = opts.fifo_log.then(|| open_fifo_reader(&log));
 
-        let mut cmd = Command::new(DAEMON);
+        let mut cmd = match opts.umask {
+            None => Command::new(DAEMON),
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+                    .arg(DAEMON);
+                c
+            }
+        };
         // Many daemons run at once: each gets a free control port unless the test picks one
         // (the address is in the start record).
         if !opts.args.iter().any(|a| a == "--control") {
