@@ -418,9 +418,12 @@ pub fn parse_response(body: &[u8]) -> Result<Advice, LlmError> {
         .trim();
     let a: Value =
         serde_json::from_str(content).map_err(|e| bad(&format!("content is not JSON: {e}")))?;
+    // The model's text is kept, cached and shown: no control characters, bidi or invisible
+    // formatting survive into it (a second channel for what `display` guards against).
+    let clean = |s: &str| crate::display::strip_controls(s).trim().to_string();
     let text = |key: &str, max: usize| -> Result<String, LlmError> {
-        match a.get(key).and_then(Value::as_str).map(str::trim) {
-            Some(s) if !s.is_empty() && s.chars().count() <= max => Ok(s.to_string()),
+        match a.get(key).and_then(Value::as_str).map(clean) {
+            Some(s) if !s.is_empty() && s.chars().count() <= max => Ok(s),
             _ => Err(bad(&format!(
                 "`{key}` must be a non-empty string of at most {max} chars"
             ))),
@@ -439,10 +442,8 @@ pub fn parse_response(body: &[u8]) -> Result<Advice, LlmError> {
         })?;
     let mut fix_steps = Vec::with_capacity(steps.len());
     for s in steps {
-        match s.as_str().map(str::trim) {
-            Some(s) if !s.is_empty() && s.chars().count() <= MAX_STEP => {
-                fix_steps.push(s.to_string())
-            }
+        match s.as_str().map(clean) {
+            Some(s) if !s.is_empty() && s.chars().count() <= MAX_STEP => fix_steps.push(s),
             _ => return Err(bad("`fix_steps` items must be non-empty strings")),
         }
     }
@@ -469,6 +470,29 @@ mod tests {
         json!({"choices":[{"message":{"role":"assistant","content":content}}]})
             .to_string()
             .into_bytes()
+    }
+
+    #[test]
+    fn control_characters_in_advice_are_stripped() {
+        let content = serde_json::json!({
+            "summary": "restart\u{1b}]0;pwned\u{7} it\u{202e}",
+            "likely_cause": "c\u{85}\u{2028}",
+            "fix_steps": ["a\u{1b}[8m", "\u{200b}"],
+            "confidence": 0.5,
+        })
+        .to_string();
+        let body = serde_json::json!({"choices": [{"message": {"content": content}}]}).to_string();
+        match parse_response(body.as_bytes()) {
+            // the second step is empty once stripped: the advice is refused, not shown blank
+            Err(LlmError::Invalid(m)) => assert!(m.contains("fix_steps"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let content = content.replace('\u{200b}', "b");
+        let body = serde_json::json!({"choices": [{"message": {"content": content}}]}).to_string();
+        let a = parse_response(body.as_bytes()).unwrap();
+        assert_eq!(a.summary, "restart]0;pwned it");
+        assert_eq!(a.likely_cause, "c");
+        assert_eq!(a.fix_steps, ["a[8m", "b"]);
     }
 
     #[test]
