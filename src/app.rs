@@ -91,13 +91,19 @@ pub async fn run_with(
     // The memory governor first: every bounded structure below listens to its level.
     let memory = Arc::new(crate::memory::MemoryStatus::default());
     let (pressure_tx, pressure_rx) = crate::memory::channel();
+    // Ingest wakes a backed-off governor when clients send a burst (memory/nudge.rs).
+    let (memory_nudge, nudge_rx) = crate::memory::nudge();
+    let bytes_read = {
+        let stats = stats.clone();
+        move || stats.bytes_in.load(Ordering::Relaxed)
+    };
     let _governor = crate::memory::governor::Governor::new(
         cfg.memory.clone(),
         pressure_tx,
         memory.clone(),
         outbox.clone(),
     )
-    .spawn()
+    .spawn(nudge_rx, bytes_read)
     .context("starting the memory governor")?;
     // The pipeline's collaborators live as long as the daemon; each config generation's
     // pipeline is built over the same ones.
@@ -212,6 +218,7 @@ pub async fn run_with(
         history: history.clone(),
         cancel: cancel.clone(),
         pressure: memory.level.clone(),
+        memory_nudge,
         inflight: inflight.clone(),
         pressure_timeout: cfg.memory.pressure_timeout,
     });
@@ -278,7 +285,7 @@ pub async fn run_with(
             _ = int.recv() => break,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reopening the log file and reloading the configuration");
-                control.reopen.store(true, Ordering::Release);
+                control.request_reopen();
                 notify::reloading();
                 current = reload(current, &source, &shared, &parts, &reloads).await;
                 notify::ready();
@@ -317,7 +324,7 @@ pub async fn run_with(
         a.shutdown(ANALYSIS_GRACE).await;
     }
     // Producers that are still alive can't keep the writer from finishing.
-    control.closing.store(true, Ordering::Release);
+    control.close();
     // A writer stuck retrying (disk full) gets a bounded time to finish; then it gives up on
     // what it holds, counting it as dropped in the stop record and in this process's log.
     let mut done_rx = done_rx;
@@ -329,7 +336,7 @@ pub async fn run_with(
                 queued_events = shared.ring.stats().events(),
                 "the log is still not writable {drain:?} into shutdown; abandoning queued events"
             );
-            control.abandon.store(true, Ordering::Release);
+            control.abandon();
             done_rx.await.context("the writer thread died")?
         }
     };

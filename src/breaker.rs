@@ -221,6 +221,12 @@ impl Breaker {
         &self.cfg
     }
 
+    /// While `Open`: when the cool-down ends (the first moment [`Breaker::try_acquire`] can
+    /// let a probe through). An owner with nothing else to do sleeps until then.
+    pub fn cool_down_ends(&self) -> Option<Instant> {
+        (self.state == State::Open).then(|| self.opened_at + self.cfg.cool_down)
+    }
+
     /// Whether a call may be made now. `Open` turns `HalfOpen` once the cool-down is over; a
     /// `true` while `HalfOpen` takes a probe slot, released by [`Breaker::record`].
     pub fn try_acquire(&mut self, now: Instant) -> (bool, Option<Transition>) {
@@ -515,9 +521,11 @@ mod tests {
                 to: State::Open
             })
         );
+        assert_eq!(b.cool_down_ends(), Some(t1 + Duration::from_secs(5)));
         assert!(!b.try_acquire(t1 + Duration::from_secs(4)).0);
         assert!(b.try_acquire(t1 + Duration::from_secs(5)).0);
         assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(b.cool_down_ends(), None, "only while open");
     }
 
     #[test]

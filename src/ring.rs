@@ -57,6 +57,8 @@ pub enum Woken<R> {
     Batch(Batch),
     /// A message on the other channel; `None`: that channel is closed.
     Other(Option<R>),
+    /// A wake-up on the control channel (the caller checks what was asked).
+    Control,
 }
 
 #[derive(Debug)]
@@ -247,16 +249,15 @@ impl RingReceiver {
         RingStats(self.state.clone())
     }
 
-    /// Waits up to `timeout` for a batch or, if `other` is given, a message on `other`
-    /// (the writer's second input), whichever comes first; batches win a tie.
+    /// Waits until `deadline` for a batch, a message on `other` (the writer's second input)
+    /// or a wake-up on `control`, whichever comes first; batches win a tie, then `other`.
     pub fn recv_or<R>(
         &self,
-        other: Option<&Receiver<R>>,
-        timeout: Duration,
+        other: &Receiver<R>,
+        control: &Receiver<()>,
+        deadline: Instant,
     ) -> Result<Woken<R>, RecvTimeoutError> {
-        let Some(other) = other else {
-            return self.recv_timeout(timeout).map(Woken::Batch);
-        };
+        let timeout = deadline.saturating_duration_since(Instant::now());
         crossbeam_channel::select_biased! {
             recv(self.rx) -> b => match b {
                 Ok(b) => {
@@ -266,6 +267,7 @@ impl RingReceiver {
                 Err(_) => Err(RecvTimeoutError::Disconnected),
             },
             recv(other) -> m => Ok(Woken::Other(m.ok())),
+            recv(control) -> _ => Ok(Woken::Control),
             default(timeout) => Err(RecvTimeoutError::Timeout),
         }
     }

@@ -13,7 +13,7 @@ use qerrors::event::level::Level;
 #[command(name = "qerrorsctl", version = qerrors::VERSION, about = "Talk to the qerrors daemon")]
 struct Cli {
     /// Daemon socket [default: $QERRORS_INGEST_SOCKET, else the first socket among
-    /// $XDG_RUNTIME_DIR/qerrors.sock, /tmp/qerrors-<uid>/qerrors.sock, /run/qerrors.sock].
+    /// $XDG_RUNTIME_DIR/qerrors.sock, /tmp/qerrors-$UID/qerrors.sock, /run/qerrors.sock].
     #[arg(
         long,
         global = true,

@@ -263,7 +263,9 @@ pub struct SinkConfig {
     /// Period for `fsync = "interval"`.
     #[serde(with = "crate::config::check::duration")]
     pub fsync_interval: Duration,
-    /// How often counts of dropped/rejected events are written as `dropped` records.
+    /// How often counts of dropped/rejected events are written as `dropped` records (only
+    /// while there are such counts; after a quiet stretch the first record may wait for the
+    /// writer's next path check, `reopen_check_interval`, when that is longer).
     #[serde(with = "crate::config::check::duration")]
     pub summary_interval: Duration,
     /// How often the writer checks that `path` still names the file it writes to; if the file

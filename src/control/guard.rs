@@ -75,7 +75,7 @@ impl axum::serve::Listener for Guarded {
 }
 
 /// A connection that holds its slot until it closes, and whose reads fail once it has sent
-/// nothing for the idle timeout or has lived [`MAX_AGE_IDLE_TIMEOUTS`] of them (hyper then
+/// nothing for the idle timeout or has lived six of them (hyper then
 /// closes it).
 pub struct GuardedIo {
     io: TcpStream,

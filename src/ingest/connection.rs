@@ -142,7 +142,9 @@ impl Conn {
                     Ok(Ok(None)) => Step::Wait,
                     Ok(Ok(Some(0))) => Step::Eof,
                     Ok(Ok(Some(n))) => {
-                        self.shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                        let n = n as u64;
+                        let total = self.shared.stats.bytes_in.fetch_add(n, Relaxed) + n;
+                        self.shared.memory_nudge.bytes_read(total);
                         Step::Data
                     }
                     // Reset or other error: what arrived before it still counts.

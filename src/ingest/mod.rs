@@ -41,6 +41,9 @@ pub struct Shared {
     pub cancel: CancellationToken,
     /// The memory pressure level, read once per socket read.
     pub pressure: crate::memory::PressureCell,
+    /// Told the running count of bytes read after each read: wakes a backed-off memory
+    /// governor when clients send a burst (one atomic load per read).
+    pub memory_nudge: crate::memory::Nudge,
     /// Bytes in flight per connection and peer, with their caps.
     pub inflight: Arc<inflight::InFlight>,
     /// `memory.pressure_timeout` (restart-only).

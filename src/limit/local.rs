@@ -9,6 +9,10 @@
 //! [`Shards::sweep`] rotates every shard so idle keys leave even without churn. Under memory
 //! pressure the capacity shrinks (a quarter at `High`, a sixteenth at `Critical`).
 //!
+//! Keys waiting for a Redis sync are listed per shard. The sync task sleeps while no key is
+//! listed; listing a key while it sleeps wakes it ([`Shards::sleep_if_unlisted`]): one atomic
+//! load per newly listed key, a wake-up only on the first one after the task went to sleep.
+//!
 //! Why not the `governor` crate: its keyed limiter (GCRA on a `DashMap`) has no size bound
 //! besides a manual `retain_recent`, cannot shrink on pressure, and a shared limit needs more
 //! per key than a GCRA cell (the Redis lease, unreported admissions, demand). The GCRA itself
@@ -16,8 +20,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
 
 /// Shards of the key map: enough that connection tasks on different workers rarely meet on one
 /// lock, few enough that a sweep is cheap.
@@ -179,12 +185,15 @@ impl Entry {
     }
 }
 
-/// Lists `key` for the next sync, once (the list is bounded per shard).
-fn list(dirty: &mut Vec<Key>, e: &mut Entry, key: Key) {
+/// Lists `key` for the next sync, once (the list is bounded per shard). Returns whether it
+/// was listed now.
+fn list(dirty: &mut Vec<Key>, e: &mut Entry, key: Key) -> bool {
     if !e.dirty && dirty.len() < MAX_DIRTY_PER_SHARD {
         e.dirty = true;
         dirty.push(key);
+        return true;
     }
+    false
 }
 
 struct Shard {
@@ -201,6 +210,10 @@ pub struct Shards {
     base_cap: usize,
     /// Entries dropped by rotations.
     pub evicted: std::sync::atomic::AtomicU64,
+    /// The sync task sleeps until a key is listed (see [`Shards::sleep_if_unlisted`]).
+    sync_asleep: AtomicBool,
+    /// Wakes the sync task: a key listed while it slept, or new rules.
+    wake: Notify,
 }
 
 impl Shards {
@@ -219,6 +232,51 @@ impl Shards {
             cap: AtomicUsize::new(base_cap),
             base_cap,
             evicted: Default::default(),
+            sync_asleep: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// For the sync task, before it sleeps with no sync planned: marks it asleep and returns
+    /// true when no key is listed; otherwise (a key is listed: there is work) it stays awake
+    /// and this returns false. Once it returns true, the next key listed by
+    /// [`Shards::with`] or [`Shards::update`] wakes [`Shards::woken`].
+    ///
+    /// No wake-up is lost: the flag is set before each shard is looked at under its lock, and
+    /// a listing happens under that lock too, so a key listed after its shard was looked at
+    /// sees the flag, and one listed before is seen here.
+    pub fn sleep_if_unlisted(&self) -> bool {
+        self.sync_asleep.store(true, Ordering::SeqCst);
+        let listed = (0..SHARDS).any(|i| !self.lock(i).dirty.is_empty());
+        if listed {
+            self.sync_asleep.store(false, Relaxed);
+        }
+        !listed
+    }
+
+    /// Completes when a key was listed while the sync task slept, or on [`Shards::wake`].
+    /// A wake-up that came before this is called is kept (one permit), not lost.
+    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// The sync task is awake (whatever woke it).
+    pub fn awake(&self) {
+        self.sync_asleep.store(false, Relaxed);
+    }
+
+    /// Wakes the sync task (new rules: it plans afresh).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// After a key was newly listed: wakes the sync task if it sleeps. One relaxed load when
+    /// it is awake; the first listing after it went to sleep wakes it, the others find the
+    /// flag cleared.
+    #[inline]
+    fn listed(&self) {
+        if self.sync_asleep.load(Relaxed) && self.sync_asleep.swap(false, Relaxed) {
+            self.wake.notify_one();
         }
     }
 
@@ -247,8 +305,9 @@ impl Shards {
             }
         };
         let (r, dirty) = f(e);
-        if dirty {
-            list(&mut s.dirty, e, key);
+        let listed = dirty && list(&mut s.dirty, e, key);
+        if listed {
+            self.listed();
         }
         r
     }
@@ -295,8 +354,8 @@ impl Shards {
         let mut s = self.lock((h >> 60) as usize % SHARDS);
         let s = &mut *s;
         if let Some(e) = s.cur.get_mut(&key).or(s.old.get_mut(&key)) {
-            if f(e) {
-                list(&mut s.dirty, e, key);
+            if f(e) && list(&mut s.dirty, e, key) {
+                self.listed();
             }
         }
     }
@@ -510,5 +569,111 @@ mod tests {
         let kept = m.collect(100, |k, _| (Some(k.value), false));
         assert_eq!(kept.len(), 2, "two kept listed");
         assert!(m.collect(100, |k, _| (Some(k), false)).is_empty());
+    }
+
+    /// Whether `woken` completes without waiting (a wake-up is pending).
+    fn pending_wake(m: &Shards) -> bool {
+        use std::future::Future;
+        let mut f = std::pin::pin!(m.woken());
+        let waker = std::task::Waker::noop();
+        f.as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+            .is_ready()
+    }
+
+    #[test]
+    fn the_first_key_listed_while_the_sync_task_sleeps_wakes_it() {
+        let m = Shards::new(1_000);
+        let list = |v: u128| m.with(Key { rule: 0, value: v }, |_| ((), true));
+        // Awake: listing wakes nobody.
+        list(1);
+        assert!(!pending_wake(&m));
+        assert!(!m.sleep_if_unlisted(), "a key is listed: stay awake");
+        m.collect(100, |_, _| (None::<()>, false));
+        assert!(m.sleep_if_unlisted(), "nothing listed: sleep");
+        assert!(!pending_wake(&m));
+        // Seen again, not newly listed: still nothing... until a key is listed.
+        m.with(Key { rule: 0, value: 1 }, |_| ((), false));
+        assert!(!pending_wake(&m));
+        list(2);
+        list(3);
+        assert!(pending_wake(&m), "woken by the first listing");
+        assert!(!pending_wake(&m), "once");
+        // A key listed by the task's own update (a failed sync's report) while asleep too.
+        m.collect(100, |_, _| (None::<()>, false));
+        assert!(m.sleep_if_unlisted());
+        m.update(Key { rule: 0, value: 2 }, |_| true);
+        assert!(pending_wake(&m));
+        // New rules wake it as well.
+        m.wake();
+        assert!(pending_wake(&m));
+    }
+
+    /// No lost wake-up: producers on several threads list keys one at a time and wait for
+    /// each to be collected by a sync loop that sleeps whenever nothing is listed. A listing
+    /// that failed to wake it would never be collected (the loop has no timer).
+    #[test]
+    fn no_listing_is_left_waiting_by_a_sleeping_sync_loop() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        const PRODUCERS: usize = 3;
+        const ROUNDS: u64 = 2_000;
+        let m = Arc::new(Shards::new(100_000));
+        let seen: Arc<Vec<AtomicU64>> =
+            Arc::new((0..PRODUCERS).map(|_| AtomicU64::new(0)).collect());
+        let done = Arc::new(AtomicBool::new(false));
+        let sync = {
+            let (m, seen, done) = (m.clone(), seen.clone(), done.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut sleeps = 0u64;
+                    while !done.load(Relaxed) {
+                        for k in m.collect(usize::MAX, |k, _| (Some(k), false)) {
+                            let p = (k.value >> 32) as usize;
+                            seen[p].fetch_max(k.value as u32 as u64, Relaxed);
+                        }
+                        if m.sleep_if_unlisted() {
+                            sleeps += 1;
+                            m.woken().await;
+                            m.awake();
+                        }
+                    }
+                    sleeps
+                })
+            })
+        };
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let (m, seen) = (m.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    for i in 1..=ROUNDS {
+                        let key = Key {
+                            rule: 0,
+                            value: ((p as u128) << 32) | u128::from(i),
+                        };
+                        m.with(key, |_| ((), true));
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        while seen[p].load(Relaxed) < i {
+                            assert!(
+                                std::time::Instant::now() < deadline,
+                                "producer {p}: key {i} listed but never collected"
+                            );
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        done.store(true, Relaxed);
+        m.wake();
+        let sleeps = sync.join().unwrap();
+        assert!(sleeps > 0, "the loop never slept: the test tested nothing");
     }
 }

@@ -5,7 +5,8 @@
 //! - [`local`]: the bounded, evicting key map and the per-key decisions (GCRA, window counts,
 //!   Redis leases). A decision is one sharded-mutex lookup: tens of nanoseconds.
 //! - [`redis`]: the background task that syncs shared limits with Redis (one Lua call per
-//!   `sync_interval`, clock passed in) behind a circuit breaker.
+//!   `sync_interval` while keys wait for it, asleep otherwise; clock passed in) behind a
+//!   circuit breaker.
 //!
 //! The ingest path never waits for Redis. For a shared rule, a daemon holds a *lease* of tokens
 //! granted atomically by Redis for the current window; the sync task reports what was used and
@@ -197,6 +198,29 @@ impl Limiter {
             self.daemons.load(Relaxed),
         )));
         self.keys.clear();
+        // The sync task plans afresh (sweeps are due only with rules).
+        self.keys.wake();
+    }
+
+    /// Any rule or the duplicate policy is configured (so keys are kept and swept).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Relaxed)
+    }
+
+    /// For the sync task: see [`Shards::sleep_if_unlisted`].
+    pub fn sleep_if_unlisted(&self) -> bool {
+        self.keys.sleep_if_unlisted()
+    }
+
+    /// For the sync task: completes when a key was listed while it slept, or the rules
+    /// changed.
+    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.keys.woken()
+    }
+
+    /// For the sync task: it is awake.
+    pub fn awake(&self) {
+        self.keys.awake();
     }
 
     /// Shrinks (or restores) the key map for a memory pressure level.

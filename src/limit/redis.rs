@@ -1,13 +1,14 @@
 //! The limiter's background task: memory pressure, idle sweeps and, when `limit.redis_url` is
 //! set, the sync of shared limits with Redis.
 //!
-//! Every `sync_interval` the task takes the keys that saw events, and makes **one** call: an
-//! `EVALSHA` of [`SCRIPT`] carrying, per key, the admissions made before a lease (added to the
-//! shared count unconditionally) and whether it wants more tokens (or gives its lease back). The
-//! script grants what was asked, but at most a fair share of what is left in the window —
-//! `(limit − count) / daemons` — and adds the grant to the count atomically, so leases never add
-//! up past the limit. The clock is
-//! passed in (window index in the key names, expiry as an argument): no `TIME` in Lua.
+//! Every `sync_interval`, while any key is listed for syncing, the task takes the keys that saw
+//! events, and makes **one** call: an `EVALSHA` of [`SCRIPT`] carrying, per key, the admissions
+//! made before a lease (added to the shared count unconditionally) and whether it wants more
+//! tokens (or gives its lease back). The script grants what was asked, but at most a fair share
+//! of what is left in the window — `(limit − count) / daemons` — and adds the grant to the
+//! count atomically, so leases never add up past the limit. The clock is passed in (window
+//! index in the key names, expiry as an argument): no `TIME` in Lua. With no key listed the
+//! task sleeps until an event lists one ([`run`]).
 //!
 //! Keys: `{prefix}:<rule>:<key hex>:<window index>`, a hash holding each daemon's count; the
 //! braces make every key of one call hash to one Redis Cluster slot. They expire two windows
@@ -103,6 +104,14 @@ pub fn spawn(
 }
 
 /// Runs until `cancel`: applies pressure changes, sweeps idle keys, syncs with Redis.
+///
+/// It sleeps until the next thing it has to do, never on a fixed tick: a sync
+/// `sync_interval` after the last one while keys are listed for syncing (they saw events, or
+/// hold a lease to give back) or there is no connection yet; the end of the breaker's
+/// cool-down while it is open; the next sweep while any rule is configured. With nothing
+/// listed it sleeps until an event lists a key ([`Limiter::woken`]: the first listing wakes
+/// it, and it syncs at once), the rules change, or the pressure level does. With no rule at
+/// all it only wakes for those.
 pub async fn run(
     limiter: Arc<Limiter>,
     settings: Settings,
@@ -124,34 +133,96 @@ pub async fn run(
             }
         }
     });
-    let mut tick = tokio::time::interval(settings.sync_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first sync at once: it connects, so an unreachable Redis is reported at start.
+    let mut next_sync = sync.as_ref().map(|_| Instant::now());
+    let mut last_sync: Option<Instant> = None;
     let mut last_sweep = Instant::now();
     let mut pressure_open = true;
     loop {
+        let sweep_at = limiter
+            .is_active()
+            .then(|| last_sweep + sweep_period(&limiter));
+        let wake_at = [next_sync, sweep_at].into_iter().flatten().min();
+        let sleep = async {
+            match wake_at {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            r = pressure.changed(), if pressure_open => match r {
-                Ok(()) => {
-                    let p = *pressure.borrow_and_update();
-                    limiter.set_pressure(p);
+            r = pressure.changed(), if pressure_open => {
+                match r {
+                    Ok(()) => {
+                        let p = *pressure.borrow_and_update();
+                        limiter.set_pressure(p);
+                    }
+                    Err(_) => pressure_open = false,
                 }
-                Err(_) => pressure_open = false,
-            },
-            _ = tick.tick() => {
-                let period = MIN_SWEEP_PERIOD
-                    .max(Duration::from_nanos(limiter.longest_window_ns().saturating_mul(2)));
-                if last_sweep.elapsed() >= period {
-                    limiter.sweep();
-                    last_sweep = Instant::now();
+                continue;
+            }
+            _ = limiter.woken() => {
+                limiter.awake();
+                // A key was listed while nothing was planned: sync now, or an interval after
+                // the last sync if that is later (at most one call per interval, also when a
+                // key with a spent lease is listed again right after each sync).
+                if sync.is_some() && next_sync.is_none() {
+                    let at = sync_after_wake(Instant::now(), last_sync, settings.sync_interval);
+                    next_sync = Some(at);
                 }
-                if let Some(s) = sync.as_mut() {
-                    s.step().await;
-                }
+            }
+            _ = sleep => {}
+        }
+        let now = Instant::now();
+        if sweep_at.is_some_and(|t| now >= t) {
+            limiter.sweep();
+            last_sweep = now;
+        }
+        if let Some(s) = sync.as_mut() {
+            if next_sync.is_some_and(|t| now >= t) {
+                last_sync = Some(now);
+                s.step().await;
+                // Paced from the start of this sync, like a tick (a sync that took longer than
+                // the interval is followed by the next at once).
+                next_sync = s.next_sync(now, settings.sync_interval);
             }
         }
     }
+}
+
+/// Idle keys are swept this often: [`MIN_SWEEP_PERIOD`], or two of the longest window.
+fn sweep_period(limiter: &Limiter) -> Duration {
+    MIN_SWEEP_PERIOD.max(Duration::from_nanos(
+        limiter.longest_window_ns().saturating_mul(2),
+    ))
+}
+
+/// When to sync after a key was listed at `now` while no sync was planned: at once, but not
+/// sooner than `interval` after the last sync.
+pub fn sync_after_wake(now: Instant, last_sync: Option<Instant>, interval: Duration) -> Instant {
+    last_sync.map_or(now, |t| (t + interval).max(now))
+}
+
+/// When to sync next, after a sync that started at `now`: at the end of the breaker's
+/// cool-down while it is open (`cool_down_ends`); an `interval` later while there is no
+/// connection (a first connect or a reconnect) or when `sleep_if_unlisted` finds keys listed;
+/// else `None`: nothing to sync until a key is listed (`sleep_if_unlisted` has armed that
+/// wake-up).
+pub fn next_sync(
+    now: Instant,
+    interval: Duration,
+    cool_down_ends: Option<Instant>,
+    connected: bool,
+    sleep_if_unlisted: impl FnOnce() -> bool,
+) -> Option<Instant> {
+    if let Some(t) = cool_down_ends {
+        return Some(t);
+    }
+    if !connected || !sleep_if_unlisted() {
+        return Some(now + interval);
+    }
+    None
 }
 
 /// Why a call failed, for the breaker and the log.
@@ -254,7 +325,18 @@ impl Syncer {
         })
     }
 
-    /// One sync interval.
+    /// When to sync next (see [`next_sync`]).
+    fn next_sync(&self, now: Instant, interval: Duration) -> Option<Instant> {
+        next_sync(
+            now,
+            interval,
+            self.breaker.cool_down_ends(),
+            self.conn.is_some(),
+            || self.limiter.sleep_if_unlisted(),
+        )
+    }
+
+    /// One sync.
     async fn step(&mut self) {
         let now = Instant::now();
         let (ok, tr) = self.breaker.try_acquire(now);
@@ -410,5 +492,47 @@ mod tests {
         assert_eq!(cur, "{qe}:per-fp:ab:77");
         assert_eq!(prev, "{qe}:per-fp:ab:76");
         assert!(!SCRIPT.contains("TIME"), "no server clock in the script");
+    }
+
+    #[test]
+    fn syncs_while_keys_are_listed_and_sleeps_when_none_are() {
+        let now = Instant::now();
+        let iv = Duration::from_millis(50);
+        let cool = now + Duration::from_secs(2);
+        let asked = std::cell::Cell::new(0);
+        let listed = |l: bool| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                !l
+            }
+        };
+        // Keys listed: the next interval.
+        assert_eq!(next_sync(now, iv, None, true, listed(true)), Some(now + iv));
+        // Nothing listed: no sync planned (the listing of a key wakes the task).
+        assert_eq!(next_sync(now, iv, None, true, listed(false)), None);
+        assert_eq!(asked.get(), 2);
+        // Not connected yet (or lost): keep trying each interval, whatever is listed, and
+        // without arming the wake-up.
+        assert_eq!(
+            next_sync(now, iv, None, false, listed(false)),
+            Some(now + iv)
+        );
+        // Breaker open: the probe at the end of the cool-down, not before.
+        assert_eq!(
+            next_sync(now, iv, Some(cool), true, listed(true)),
+            Some(cool)
+        );
+        assert_eq!(
+            next_sync(now, iv, Some(cool), false, listed(false)),
+            Some(cool)
+        );
+        assert_eq!(asked.get(), 2);
+        // Woken by a listing: at once after a quiet stretch, else one interval after the last
+        // sync (one call per interval at most).
+        assert_eq!(sync_after_wake(now, None, iv), now);
+        assert_eq!(sync_after_wake(now, Some(now - iv * 10), iv), now);
+        let just = now - Duration::from_millis(10);
+        assert_eq!(sync_after_wake(now, Some(just), iv), just + iv);
     }
 }

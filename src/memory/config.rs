@@ -39,7 +39,9 @@ pub struct MemoryConfig {
     pub critical_threshold: f64,
     /// A level is left only when usage falls this share of the budget below its threshold.
     pub hysteresis: f64,
-    /// How often RSS, the cgroup and PSI are sampled (at most 100ms).
+    /// How often RSS, the cgroup and PSI are sampled (at most 100ms). While RSS is flat and far
+    /// under the budget the governor backs off to once a second; a burst of client data wakes
+    /// it at once.
     #[serde(with = "crate::config::check::duration")]
     pub sample_interval: Duration,
     /// Bytes in flight (read but not yet queued for the writer) for all connections of one

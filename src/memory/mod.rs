@@ -5,11 +5,14 @@
 //! `tokio::sync::watch` channel and in a [`PressureCell`] (one atomic byte, for the hot path:
 //! connections read it once per socket read). Components take a [`PressureRx`] in their
 //! constructors, or are driven by [`listen`], and shrink when it rises (DESIGN.md, "Degradation
-//! order under pressure"; docs/memory.md).
+//! order under pressure"; docs/memory.md). The governor samples less often while memory is
+//! flat and far under budget; ingest wakes it early through a [`Nudge`] when clients send a
+//! burst.
 #![deny(unsafe_code)] // `trim` allows its one libc call
 
 pub mod config;
 pub mod governor;
+pub mod nudge;
 pub mod sample;
 pub mod trim;
 
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use config::{Memory, MemoryConfig};
+pub use nudge::{nudge, Nudge, NudgeRx};
 
 /// How close the daemon is to its memory budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -93,6 +97,9 @@ pub struct MemoryStatus {
     pub entered: [AtomicU64; 3],
     /// Samples taken.
     pub samples: AtomicU64,
+    /// The governor's current pause between samples, in ms (`sample_interval`, or longer
+    /// while it backs off).
+    pub interval_ms: AtomicU64,
 }
 
 impl MemoryStatus {
@@ -110,6 +117,7 @@ impl MemoryStatus {
             "cgroup_limit_bytes": opt(self.cgroup_limit_bytes.load(Relaxed)),
             "cgroup_usage_bytes": opt(self.cgroup_usage_bytes.load(Relaxed)),
             "psi_some_avg10": self.psi_some_avg10_centi.load(Relaxed) as f64 / 100.0,
+            "sample_interval_ms": self.interval_ms.load(Relaxed),
             "transitions": {
                 "normal": self.entered[0].load(Relaxed),
                 "high": self.entered[1].load(Relaxed),

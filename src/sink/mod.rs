@@ -3,9 +3,12 @@
 //! Each wake-up takes one batch, gathers whatever else is queued up to `sink.batch_bytes`, and
 //! issues one vectored write for all of it (records were encoded by the connection tasks). Then,
 //! in order: fsync when `fsync = "always"`, acks to the clients, release of the ring's space.
-//! With nothing queued the writer sleeps in the channel; a short tick drives housekeeping:
-//! reopen after SIGHUP, a check that the path still names the open file (reopen if it was
-//! deleted or replaced), periodic fsync, and `dropped` summary records.
+//! With nothing queued the writer sleeps in the channel until the next thing it has to do —
+//! housekeeping has deadlines, not a tick (`Schedule`): a check that the path still names the
+//! open file (reopen if it was deleted or replaced) every `sink.reopen_check_interval`, the
+//! interval fsync only while something written is not yet synced, summary records only while
+//! counts wait to be reported. A batch, a notice in the outbox, a SIGHUP reopen or shutdown
+//! ([`SinkControl`]) wakes it at once. Idle with the defaults it wakes once a second.
 //!
 //! Faults (see docs/durability.md): a write or (with `fsync = "always"`) an fsync that fails is
 //! cut back to the last whole line and retried with backoff, holding the batches — the ring
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::json;
 
 use crate::config::{self, FsyncPolicy};
@@ -30,9 +33,6 @@ use crate::protocol::RejectCode;
 use crate::ring::{Batch, RingReceiver, Woken};
 use crate::stats::Stats;
 use file::{LogFile, PathChange, TailRepair};
-
-/// Longest the writer sleeps before housekeeping (reopen requests, fsync, summaries).
-const TICK: Duration = Duration::from_millis(50);
 
 /// Most batches in one vectored write (well under the kernel's IOV_MAX of 1024).
 const MAX_GROUP: usize = 256;
@@ -54,19 +54,86 @@ const INVALID_CODES: [RejectCode; 6] = [
     RejectCode::ReadTimeout,
 ];
 
-/// Requests from the rest of the daemon, read by the writer between batches.
-#[derive(Debug, Default)]
+/// Requests from the rest of the daemon, read by the writer between batches. The request
+/// methods also wake the writer, which may be asleep for up to `sink.reopen_check_interval`.
+#[derive(Debug)]
 pub struct SinkControl {
-    /// SIGHUP: reopen the log file.
+    /// SIGHUP: reopen the log file ([`SinkControl::request_reopen`]).
     pub reopen: AtomicBool,
-    /// Shutdown: exit once the ring is empty, even if some producer is still alive.
+    /// Shutdown: exit once the ring is empty, even if some producer is still alive
+    /// ([`SinkControl::close`]).
     pub closing: AtomicBool,
-    /// Forced exit: stop retrying failed writes.
+    /// Forced exit: stop retrying failed writes ([`SinkControl::abandon`]).
     pub abandon: AtomicBool,
     /// Set by the writer while log writes fail and are being retried (disk full, I/O error);
     /// cleared when a write succeeds again. For readiness checks: a daemon in this state
     /// accepts nothing new once the ring is full.
     pub write_failing: AtomicBool,
+    /// One-slot wake-up channel: a request is flagged above, then the writer is woken.
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl Default for SinkControl {
+    fn default() -> Self {
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        Self {
+            reopen: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            write_failing: AtomicBool::new(false),
+            wake_tx,
+            wake_rx,
+        }
+    }
+}
+
+impl SinkControl {
+    /// SIGHUP: reopen the log file at the next record boundary.
+    pub fn request_reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Shutdown: finish once the ring is empty.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Forced exit: give up on writes that keep failing.
+    pub fn abandon(&self) {
+        self.abandon.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Full: a wake-up is already pending, which is as good.
+        let _ = self.wake_tx.try_send(());
+    }
+}
+
+/// The writer's housekeeping deadlines. With nothing queued the writer sleeps until the
+/// earliest of them ([`Schedule::next`]); each is only there while it has something to do.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// `sink.reopen_check_interval` after the last check of the log path: always due.
+    path_check: Instant,
+    /// The interval fsync: only under `fsync = "interval"` with unsynced writes.
+    fsync: Option<Instant>,
+    /// The next summary: only while counts wait to be reported (see
+    /// [`Writer::summary_pending`]).
+    summary: Option<Instant>,
+}
+
+impl Schedule {
+    /// The earliest deadline.
+    fn next(&self) -> Instant {
+        [self.fsync, self.summary]
+            .into_iter()
+            .flatten()
+            .fold(self.path_check, Instant::min)
+    }
 }
 
 /// What the final `stop` record and the caller learn.
@@ -104,6 +171,8 @@ pub struct Writer {
     last_path_check: Instant,
     /// Daemon records noted where none can be written (inside a write retry), written next.
     deferred: Vec<(&'static str, Vec<(&'static str, serde_json::Value)>)>,
+    /// `suppressions.total_all()` at the last summary.
+    reported_suppressed: u64,
 }
 
 impl Writer {
@@ -158,6 +227,7 @@ impl Writer {
             abandoned: 0,
             last_path_check: now,
             deferred,
+            reported_suppressed: 0,
         })
     }
 
@@ -172,15 +242,24 @@ impl Writer {
         };
         self.daemon("start", &fields);
         self.write_deferred();
-        // The outbox wakes the writer too, so advice and notices are written at once.
+        // The outbox wakes the writer too, so advice and notices are written at once; so do
+        // requests (reopen, shutdown) through `control`.
         let mut outbox_open = true;
+        let closed = crossbeam_channel::never();
+        let control = self.control.clone();
         loop {
-            let outbox = outbox_open.then(|| self.outbox.receiver());
-            match self.rx.recv_or(outbox, TICK) {
+            let outbox = if outbox_open {
+                self.outbox.receiver()
+            } else {
+                &closed
+            };
+            let deadline = self.schedule().next();
+            match self.rx.recv_or(outbox, &control.wake_rx, deadline) {
                 Ok(Woken::Batch(first)) => self.write_group(first),
                 Ok(Woken::Other(Some(record))) => self.put_record(record),
                 Ok(Woken::Other(None)) => outbox_open = false,
-                Err(RecvTimeoutError::Timeout) => {
+                // The ring is empty (batches win ties): leave if shutdown asked for it.
+                Ok(Woken::Control) | Err(RecvTimeoutError::Timeout) => {
                     if self.control.closing.load(Ordering::Acquire) {
                         break;
                     }
@@ -446,6 +525,28 @@ impl Writer {
         }
     }
 
+    /// When each housekeeping task is next due.
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            path_check: self.last_path_check + self.cfg.reopen_check_interval,
+            fsync: (self.dirty && self.cfg.fsync == FsyncPolicy::Interval)
+                .then(|| self.last_sync + self.cfg.fsync_interval),
+            summary: self
+                .summary_pending()
+                .then(|| self.last_summary + self.cfg.summary_interval),
+        }
+    }
+
+    /// Whether counts wait for a summary: rejects, overload drops or suppressions not yet
+    /// reported (a few atomic loads). With none there is nothing to report and no reason to
+    /// wake for a summary.
+    fn summary_pending(&self) -> bool {
+        let s = &self.stats;
+        s.dropped_overload.load(Relaxed) != self.reported_overload
+            || s.rejected_total() != self.reported_rejects.iter().sum::<u64>()
+            || self.suppressions.total_all() != self.reported_suppressed
+    }
+
     fn housekeeping(&mut self) {
         let now = Instant::now();
         if self.control.reopen.swap(false, Ordering::AcqRel) {
@@ -465,7 +566,12 @@ impl Writer {
         {
             self.sync();
         }
-        if now.duration_since(self.last_summary) >= self.cfg.summary_interval {
+        if !self.summary_pending() {
+            // Nothing sent since the last summary: an empty summary window closes here, so
+            // the next one spans `summary_interval` from the first pass that sees lines again
+            // (not the whole quiet stretch).
+            self.last_summary = now;
+        } else if now.duration_since(self.last_summary) >= self.cfg.summary_interval {
             self.summaries();
         }
     }
@@ -490,6 +596,9 @@ impl Writer {
     fn summaries(&mut self) {
         let window_s = self.last_summary.elapsed().as_secs_f64();
         self.last_summary = Instant::now();
+        // Before draining: counts merged after this are reported next time (a merge between
+        // the two is drained now and makes one empty summary later, never a missed one).
+        self.reported_suppressed = self.suppressions.total_all();
         let overload = self.stats.dropped_overload.load(Relaxed);
         let new_overload = overload - self.reported_overload;
         self.reported_overload = overload;
@@ -661,5 +770,38 @@ mod tests {
         assert_eq!(next_line_len(&datas, 11), 0);
         let open = Bytes::from_static(b"no newline");
         assert_eq!(next_line_len(&[&open], 3), 7);
+    }
+
+    #[test]
+    fn the_writer_sleeps_until_the_earliest_real_deadline() {
+        let t0 = Instant::now();
+        let s = |ms: u64| t0 + Duration::from_millis(ms);
+        // Idle: only the path check.
+        let idle = Schedule {
+            path_check: s(1000),
+            fsync: None,
+            summary: None,
+        };
+        assert_eq!(idle.next(), s(1000));
+        // Unsynced writes, counts to report: whichever comes first.
+        let busy = Schedule {
+            fsync: Some(s(300)),
+            summary: Some(s(600)),
+            ..idle
+        };
+        assert_eq!(busy.next(), s(300));
+        let summary_first = Schedule {
+            fsync: Some(s(900)),
+            summary: Some(s(200)),
+            ..idle
+        };
+        assert_eq!(summary_first.next(), s(200));
+        // Overdue deadlines (a long write): due now, never later than the path check.
+        let late = Schedule {
+            path_check: s(50),
+            fsync: Some(t0),
+            summary: None,
+        };
+        assert_eq!(late.next(), t0);
     }
 }

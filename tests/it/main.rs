@@ -23,6 +23,7 @@ mod hardening_hostile;
 mod hardening_random;
 mod hardening_reopen;
 mod hardening_support;
+mod idle;
 mod ingest;
 mod limit;
 mod limit_redis;
