@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         exe: Some("/usr/bin/node".into()),
         unit: Some("checkout.service".into()),
     }
-    .meta();
+    .meta(p.sanitizer());
     let rx = Received::now();
     let mut state = ConnState::default();
     let mut out = BytesMut::with_capacity(1 << 20);
@@ -119,8 +119,12 @@ fn bench(c: &mut Criterion) {
     let cfg = RawConfig::default()
         .validate(&Overrides::default())
         .expect("defaults are valid");
-    let san = qerrors::event::sanitize::Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)
-        .expect("sanitizer");
+    let san = qerrors::event::sanitize::Sanitizer::new(
+        &cfg.sanitize.keys,
+        &cfg.sanitize.patterns,
+        cfg.sanitize.emails,
+    )
+    .expect("sanitizer");
     g.bench_function("sanitize_line_is_clean", |b| {
         b.iter(|| san.line_is_clean(black_box(JS_EVENT)))
     });

@@ -174,6 +174,10 @@ pub struct SanitizeConfig {
     pub keys: Vec<String>,
     /// Extra regular expressions; every match is replaced by `[REDACTED]`.
     pub patterns: Vec<String>,
+    /// Redact the local part of email addresses (`[REDACTED]@example.com`). Off by default:
+    /// an address is often what an error is about, and it is personal data rather than a
+    /// credential.
+    pub emails: bool,
 }
 
 impl Default for SanitizeConfig {
@@ -184,6 +188,7 @@ impl Default for SanitizeConfig {
                 .map(|k| k.to_string())
                 .collect(),
             patterns: Vec::new(),
+            emails: false,
         }
     }
 }
@@ -522,7 +527,11 @@ impl RawConfig {
         };
 
         // Compile once here so a bad pattern fails validation, naming its index.
-        sanitize::Sanitizer::new(&self.sanitize.keys, &self.sanitize.patterns)?;
+        sanitize::Sanitizer::new(
+            &self.sanitize.keys,
+            &self.sanitize.patterns,
+            self.sanitize.emails,
+        )?;
 
         let r = self.ring;
         let ring = Ring {

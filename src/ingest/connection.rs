@@ -50,7 +50,7 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     let mut reply_task = tokio::spawn(reply_loop(wr, replies.clone(), done.clone()));
 
     let mut conn = Conn {
-        meta: peer.meta(),
+        meta: peer.meta(shared.pipeline.load().sanitizer()),
         shared: shared.clone(),
         replies: replies.clone(),
         framer: Framer::new(cfg.max_line_bytes.get()),

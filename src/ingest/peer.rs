@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use tokio::net::UnixStream;
 
+use crate::event::sanitize::Sanitizer;
 use crate::event::ConnMeta;
 use crate::json::put_str;
 
@@ -43,10 +44,22 @@ impl Peer {
         Ok(peer)
     }
 
-    /// The per-connection record fragments.
-    pub fn meta(&self) -> ConnMeta {
-        let json = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
-        let name = self.comm.as_deref().unwrap_or(UNKNOWN_SERVICE);
+    /// The per-connection record fragments. The command name, executable path and unit are
+    /// chosen by the client (`prctl(PR_SET_NAME)`, the name it runs under), so they are
+    /// redacted like event text; the comm is also the default `service`.
+    pub fn meta(&self, sanitizer: &Sanitizer) -> ConnMeta {
+        let redact = |v: &Option<String>| {
+            v.as_ref()
+                .map(|s| sanitizer.redact_text(s).unwrap_or_else(|| s.clone()))
+        };
+        let clean = Peer {
+            comm: redact(&self.comm),
+            exe: redact(&self.exe),
+            unit: redact(&self.unit),
+            ..self.clone()
+        };
+        let json = serde_json::to_vec(&clean).unwrap_or_else(|_| b"{}".to_vec());
+        let name = clean.comm.as_deref().unwrap_or(UNKNOWN_SERVICE);
         let mut service = BytesMut::new();
         put_str(&mut service, name);
         ConnMeta {
@@ -126,11 +139,39 @@ mod tests {
             exe: None,
             unit: None,
         };
-        let m = p.meta();
+        let m = p.meta(&sanitizer());
         let v: serde_json::Value = serde_json::from_slice(&m.peer_json).unwrap();
         assert_eq!(v["pid"], 7);
         assert_eq!(v["comm"], "no\"de");
         let s: String = serde_json::from_slice(&m.service_json).unwrap();
         assert_eq!(s, "no\"de");
+    }
+
+    fn sanitizer() -> Sanitizer {
+        let keys: Vec<String> = crate::event::sanitize::DEFAULT_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        Sanitizer::new(&keys, &[], false).unwrap()
+    }
+
+    #[test]
+    fn client_chosen_names_are_redacted() {
+        // 15 bytes, what fits in a comm.
+        let p = Peer {
+            pid: Some(7),
+            comm: Some("pwd=Q7hunter2xy".into()),
+            exe: Some("/tmp/token=Q7exe/app".into()),
+            unit: Some("4222222222222.scope".into()),
+            ..Peer::default()
+        };
+        let m = p.meta(&sanitizer());
+        let peer = String::from_utf8(m.peer_json.to_vec()).unwrap();
+        for secret in ["Q7hunter2xy", "Q7exe", "4222222222222"] {
+            assert!(!peer.contains(secret), "{peer}");
+        }
+        assert_eq!(&*m.service, "pwd=[REDACTED]");
+        let s: String = serde_json::from_slice(&m.service_json).unwrap();
+        assert_eq!(s, "pwd=[REDACTED]");
     }
 }

@@ -91,6 +91,9 @@ struct Clean<'a> {
     message: Cow<'a, str>,
     name: Option<Cow<'a, str>>,
     code: Option<Cow<'a, str>>,
+    /// The client's `service`: it reaches the log, `/metrics` labels, rate-limit keys and the
+    /// LLM prompt, so it is redacted like any text.
+    service: Option<Cow<'a, str>>,
     /// Escaped body of the JSON string, as the client sent it.
     stack: Option<Cow<'a, str>>,
     context: Option<Cow<'a, str>>,
@@ -121,7 +124,11 @@ impl Pipeline {
         suppressions: Arc<Suppressions>,
     ) -> Result<Self, SanitizeError> {
         Ok(Self {
-            sanitizer: Sanitizer::new(&cfg.sanitize.keys, &cfg.sanitize.patterns)?,
+            sanitizer: Sanitizer::new(
+                &cfg.sanitize.keys,
+                &cfg.sanitize.patterns,
+                cfg.sanitize.emails,
+            )?,
             host_field: record::host_field(&cfg.event.host),
             table,
             limiter,
@@ -143,7 +150,7 @@ impl Pipeline {
         let mut ev = parse::parse(line)?;
         let clean = self.sanitize(line, &mut ev);
         let fp = fingerprint_of(&ev, &clean, &mut state.stacks);
-        let service = ev.service.as_deref().unwrap_or(&meta.service);
+        let service = clean.service.as_deref().unwrap_or(&meta.service);
         if let Some(reason) = sample(&ev, state).or_else(|| self.admit(fp, service, meta, rx)) {
             state.suppressed.count(fp, reason);
             return Ok(Accepted::suppressed(&ev, fp, reason));
@@ -172,7 +179,7 @@ impl Pipeline {
                 received: &rx.rfc3339,
                 ts: ev.ts,
                 level: ev.level,
-                service: ev.service.as_deref(),
+                service: clean.service.as_deref(),
                 default_service_json: &meta.service_json,
                 name: clean.name.as_deref(),
                 code: clean.code.as_deref(),
@@ -209,15 +216,22 @@ impl Pipeline {
         stats.add(&std::mem::take(&mut state.tally), rx.unix_ns);
     }
 
+    /// The sanitizer, for what a connection reports about its peer (`peer.comm`, the default
+    /// service): client-controlled text too.
+    pub fn sanitizer(&self) -> &Sanitizer {
+        &self.sanitizer
+    }
+
     /// Redaction: one prefilter pass over the whole line decides whether any field needs a look.
     /// Takes the text fields out of `ev` (no copies); the rest of `ev` is read on.
     fn sanitize<'a>(&self, line: &str, ev: &mut RawEvent<'a>) -> Clean<'a> {
         let s = &self.sanitizer;
         let extra = (!ev.extra.is_empty()).then(|| record::extra_object(&ev.extra));
-        let (message, name, code, stack) = (
+        let (message, name, code, service, stack) = (
             std::mem::take(&mut ev.message),
             ev.name.take(),
             ev.code.take(),
+            ev.service.take(),
             ev.stack.take(),
         );
         let (context, tags) = (ev.context.take(), ev.tags.take());
@@ -226,6 +240,7 @@ impl Pipeline {
                 message,
                 name,
                 code,
+                service,
                 stack,
                 context: context.map(Cow::Borrowed),
                 tags: tags.map(Cow::Borrowed),
@@ -238,6 +253,7 @@ impl Pipeline {
             message: text(message),
             name: name.map(text),
             code: code.map(text),
+            service: service.map(text),
             stack: stack.map(|st| s.redact_escaped(&st).map_or(st, Cow::Owned)),
             context: context.map(raw),
             tags: tags.map(raw),

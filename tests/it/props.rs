@@ -210,7 +210,7 @@ proptest! {
     #[test]
     fn the_pipeline_turns_any_line_into_one_valid_record_or_a_rejection(line in line_text()) {
         let _cpu = crate::util::cpu_share();
-        let meta = Peer::default().meta();
+        let meta = Peer::default().meta(sanitizer());
         let mut state = ConnState::default();
         let mut out = BytesMut::new();
         match pipeline().process(&line, &meta, &Received::now(), &mut state, &mut out) {
@@ -235,7 +235,7 @@ fn sanitizer() -> &'static Sanitizer {
     static S: OnceLock<Sanitizer> = OnceLock::new();
     S.get_or_init(|| {
         let keys: Vec<String> = DEFAULT_KEYS.iter().map(|k| k.to_string()).collect();
-        Sanitizer::new(&keys, &[]).unwrap()
+        Sanitizer::new(&keys, &[], false).unwrap()
     })
 }
 
@@ -248,6 +248,12 @@ fn text() -> impl Strategy<Value = String> {
             "eyJhbGciOiJIUzI1NiJ9", ".", "eyJzdWIiOiIxIn0", "AKIAABCDEFGHIJKLMNOP", "ghp_",
             "xoxb-", "sk-", "sk_live_", "[REDACTED]", "=", ":", ": ", "\"", "'", "&", ";", ",",
             " ", "\n", "\\", "\\u0070", "hunter2",
+            // The shapes of issue 15 and what borders them.
+            "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----",
+            "-----END RSA PRIVATE KEY-----", "4111", "1111", "4111111111111111", "5555", "-",
+            "+", "0.", "AIzaSy", "glpat-", "npm_", "SG.", "?key=", "&sig=", "hooks.slack.com/",
+            "AccountKey=", "pass", "db_pass", "dbPass", "bypass", "password ", " is ",
+            "\u{200B}", "\u{200D}", "\u{FEFF}", "\u{1F600}", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
         ][..]).prop_map(str::to_string),
         2 => "[a-zA-Z0-9_.-]{1,12}",
         1 => ".{0,6}",
@@ -260,7 +266,8 @@ fn secret() -> impl Strategy<Value = String> {
     "[A-Za-z0-9]{16,28}".prop_map(|s| format!("Q7{s}"))
 }
 
-/// The documented shapes that must be redacted (docs/sanitizing.md), with the secret in them.
+/// The documented shapes that must be redacted (docs/sanitizing.md), with the secret in them
+/// (padded with `x` where a shape has a fixed length).
 fn planted(shape: usize, s: &str) -> String {
     match shape {
         0 => format!("password={s}"),
@@ -272,10 +279,85 @@ fn planted(shape: usize, s: &str) -> String {
         6 => format!("postgres://app:{s}@db:5432/x"),
         7 => format!("X-Api-Key: {s}"),
         8 => format!("clientSecret={s};"),
-        _ => format!("Server=db;Uid=sa;Pwd={s};"),
+        9 => format!("Server=db;Uid=sa;Pwd={s};"),
+        // Issue 15.
+        10 => format!("-----BEGIN RSA PRIVATE KEY-----\n{s}\n-----END RSA PRIVATE KEY-----"),
+        11 => format!("-----BEGIN PRIVATE KEY-----\n{s}\n-----END PRIVATE KEY-----"),
+        12 => format!("-----BEGIN EC PRIVATE KEY-----\n{s}\n-----END EC PRIVATE KEY-----"),
+        13 => format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{s}"),
+        14 => format!(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\n{s}\n-----END ENCRYPTED PRIVATE KEY-----"
+        ),
+        15 => format!("AKIAIOSFODNN7EXAMPLE {s:x<40}"),
+        16 => format!("AIza{s:x<35}"),
+        17 => format!("AccountName=a;AccountKey={s};EndpointSuffix=x"),
+        18 => format!("Endpoint=sb://a/;SharedAccessKey={s}="),
+        19 => format!("https://a.blob.core.windows.net/c?sv=1&sig={s}&sp=r"),
+        20 => format!("https://hooks.slack.com/services/T0/B0/{s}"),
+        21 => format!("glpat-{s:x<20}"),
+        22 => format!("npm_{s:x<36}"),
+        23 => format!("GET /geo?q=x&key={s}"),
+        24 => format!("the password is {s}"),
+        25 => format!("password {s}"),
+        26 => format!("db_pass={s}"),
+        27 => format!("SMTP-PASS: {s}"),
+        28 => format!("dbPass={s}"),
+        29 => format!("pass\u{200B}word={s}"),
+        30 => format!("api\u{200B}_key: {s}"),
+        _ => format!("SG.{s:x<16}.{s:x<16}"),
     }
 }
-const SHAPES: usize = 10;
+const SHAPES: usize = 32;
+
+/// A card number: 13–19 digits starting with 3–6 or 2221–2720, a valid Luhn digit, written
+/// contiguous or, when it has 16 digits, in groups of four with spaces or dashes.
+fn card() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![
+            (3u8..=6).prop_map(|d| vec![d]),
+            (2221u32..=2720).prop_map(|p| p.to_string().bytes().map(|b| b - b'0').collect()),
+        ],
+        prop::collection::vec(0u8..10, 18),
+        13usize..=19,
+        0usize..3,
+    )
+        .prop_map(|(mut digits, body, len, style)| {
+            digits.extend(body);
+            digits.truncate(len - 1);
+            // The check digit: Luhn over the digits with it appended.
+            let sum: u32 = digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, &d)| {
+                    let d = u32::from(d);
+                    if i % 2 == 0 {
+                        if d * 2 > 9 {
+                            d * 2 - 9
+                        } else {
+                            d * 2
+                        }
+                    } else {
+                        d
+                    }
+                })
+                .sum();
+            digits.push(((10 - sum % 10) % 10) as u8);
+            let plain: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+            match (style, plain.len()) {
+                (1, 16) | (2, 16) => {
+                    let sep = if style == 1 { " " } else { "-" };
+                    plain
+                        .as_bytes()
+                        .chunks(4)
+                        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(sep)
+                }
+                _ => plain,
+            }
+        })
+}
 
 /// Plain words around the planted pair.
 fn prose() -> impl Strategy<Value = String> {
@@ -311,6 +393,19 @@ proptest! {
         let out = sanitizer().redact_text(&t).unwrap_or_else(|| t.clone());
         prop_assert!(!out.contains(&secret), "{:?} -> {:?}", t, out);
         prop_assert!(out.contains(REDACTED));
+    }
+
+    #[test]
+    fn a_planted_card_number_never_survives(before in prose(), after in prose(), card in card()) {
+        let _cpu = crate::util::cpu_share();
+        let t = format!("{before} {card} {after}");
+        let out = sanitizer().redact_text(&t).unwrap_or_else(|| t.clone());
+        prop_assert!(!out.contains(&card), "{:?} -> {:?}", t, out);
+        prop_assert_eq!(sanitizer().redact_text(&out), None);
+        let digits: String = card.chars().filter(char::is_ascii_digit).collect();
+        let raw = serde_json::json!({"n": digits.parse::<u64>().unwrap_or(0), "s": card}).to_string();
+        let out = sanitizer().redact_json(&raw).unwrap_or_else(|| raw.clone());
+        prop_assert!(!out.contains(&digits) && !out.contains(&card), "{} -> {}", raw, out);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::json;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{Sanitizer, REDACTED};
+use super::{cards, Sanitizer, REDACTED};
 
 impl Sanitizer {
     /// Walks the JSON value `raw`, writing the redacted copy into `out` if given. Returns
@@ -69,6 +69,12 @@ impl JsonWriter<'_, '_> {
         }
     }
 
+    /// A JSON integer that is a card number (`"card": 4111111111111111`); it becomes the marker
+    /// string. Only when the raw JSON had a trigger (a card's digits are one).
+    fn is_card(&self, n: u64) -> bool {
+        self.builtin && cards::is_card_number(n)
+    }
+
     /// `"[REDACTED]"` in place of a value; `was_marker`: the value already was that string.
     fn push_redacted(&mut self, was_marker: bool) {
         self.changed |= !was_marker;
@@ -110,11 +116,19 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
         Ok(())
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.w.push_fmt(format_args!("{v}"));
+        if self.w.is_card(v.unsigned_abs()) {
+            self.w.push_redacted(false);
+        } else {
+            self.w.push_fmt(format_args!("{v}"));
+        }
         Ok(())
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.w.push_fmt(format_args!("{v}"));
+        if self.w.is_card(v) {
+            self.w.push_redacted(false);
+        } else {
+            self.w.push_fmt(format_args!("{v}"));
+        }
         Ok(())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
@@ -246,6 +260,18 @@ mod tests {
                 r#"{"pin_token":"[REDACTED]","secret":"[REDACTED]","apiKeys":"[REDACTED]","password":null,"has_token":true,"n":-1.5,"ok":[]}"#
             )
         );
+    }
+
+    #[test]
+    fn json_card_numbers_as_numbers_and_strings() {
+        let s = san();
+        assert_eq!(
+            s.redact_json(r#"{"card":4111111111111111,"neg":-5555555555554444,"order":48151623,"ts":1764345943123,"s":"4111 1111 1111 1111"}"#)
+                .as_deref(),
+            Some(r#"{"card":"[REDACTED]","neg":"[REDACTED]","order":48151623,"ts":1764345943123,"s":"[REDACTED]"}"#)
+        );
+        // A number that fails Luhn is a number.
+        assert_eq!(s.redact_json(r#"{"id":4111111111111112}"#), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Secret redaction for event text (`message`, `stack`) and the client's `context` JSON.
+//! Secret redaction for event text (`message`, `name`, `code`, `service`, `stack`, the peer's
+//! process name) and the client's `context`, `tags` and unmapped fields (JSON).
 //!
 //! A [`Sanitizer`] is built once from `sanitize.keys` / `sanitize.patterns` and shared read-only
 //! by every ingest worker. Three entry points, all returning `None` when nothing changed (the
@@ -13,16 +14,19 @@
 //! Almost no event carries a secret, so every call starts with a *prefilter*: one Aho-Corasick
 //! automaton over lowercase trigger literals — the key words (also joined with `_`, `-`, `.` when
 //! the configured word has parts, so `api_key` gives `apikey`, `api_key`, `api-key`, `api.key`),
-//! `bearer`, `basic`, `://`, `eyj`, `akia`, `ghp_`, `xox`, `sk-`, … — plus, for escaped input,
-//! the escaped spellings (`:\/\/`) and a `memmem` search for `\u`. Only on a hit do the regexes
-//! run (or the JSON get parsed), and only those of the rule families that were hit.
+//! `bearer`, `basic`, `://`, `eyj`, `akia`, `ghp_`, `xox`, `sk-`, `private key`, `key=`, a `pass`
+//! segment, … — plus, for escaped input, the escaped spellings (`:\/\/`) and a `memmem` search
+//! for `\u`; plus three scans that are not literal searches: a digit run that may be a card
+//! number (`cards`), a zero-width character (`invisible`), an `@` when emails are redacted.
+//! Only on a hit do the regexes run (or the JSON get parsed), and only those of the rule
+//! families that were hit.
 //!
 //! How the search is made ASCII-case-insensitive, and the alternatives that were measured, are
 //! recorded in the `prefilter` module. Limits, documented for users in `docs/sanitizing.md`: a
 //! key word is a trigger only contiguous or split where the configured word has a separator
-//! (`pass_word=` is not a pair for the key `password`; a JSON key like that is caught only when
-//! the object is inspected because of another trigger, as keys then get the full
-//! normalization), and case-insensitivity is ASCII-only.
+//! (`sec_ret=` is not a pair for the key `secret`; a JSON key like that is caught only when the
+//! object is inspected because of another trigger, as keys then get the full normalization;
+//! `pass_word=` is caught through its `pass` segment), and case-insensitivity is ASCII-only.
 //!
 //! The prefilter of escaped text is sound for the decoded text: an escape that could hide a
 //! trigger is itself a trigger (`\u`, or the escaped spelling of a trigger with `/`, `"`, `\`).
@@ -40,16 +44,25 @@
 //! rejected at start-up, and the slow path repeats until a pass changes nothing (a replacement
 //! can create a word boundary that exposes a new match).
 //!
+//! Zero-width characters are removed before the rules run (`invisible`), so the marker after
+//! a removal is no obstacle to idempotence either: the output has none left to remove.
+//!
 //! # Layout
 //! * this file: [`Sanitizer`], its construction from configuration and its entry points;
-//! * `rules`: the built-in rules: families, trigger literals, regexes, key normalization;
+//! * `rules`: the built-in rules around keys: families, regexes, key normalization;
+//! * `shapes`: secrets known by their form: trigger literals and regexes;
 //! * `prefilter`: the trigger search, the fast path of every entry point;
+//! * `cards`: payment card numbers (their prefilter scan, the exact rule, Luhn);
+//! * `invisible`: zero-width characters;
 //! * `text`: redaction of decoded text: the passes, the spans of each rule family, replacement;
 //! * `json_walk`: the walk over a raw JSON value (the `context`) with serde visitors.
 
+mod cards;
+mod invisible;
 mod json_walk;
 mod prefilter;
 mod rules;
+mod shapes;
 mod text;
 
 use std::fmt;
@@ -60,9 +73,10 @@ use regex::Regex;
 
 use prefilter::{escaped_spelling, Prefilter, Trigger};
 use rules::{
-    builtin_regex, key_fragment, normalize_key, AUTH_RE, KEY, KEY_SEPARATORS, KV_RE, SHAPES_RE,
-    SHAPE_TRIGGERS, URL_RE,
+    builtin_regex, is_pass_key, key_fragment, normalize_key, Boundary, AUTH_RE, KEY,
+    KEY_SEPARATORS, KV_RE, PROSE_RE, URL_RE,
 };
+use shapes::{EMAIL_RE, KEYED_RE, SHAPES_RE, SHAPE_TRIGGERS};
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
@@ -120,6 +134,10 @@ pub struct Sanitizer {
     auth_re: Regex,
     url_re: Regex,
     shapes_re: Regex,
+    keyed_re: Regex,
+    prose_re: Regex,
+    /// `Some` when `sanitize.emails` is on.
+    email_re: Option<Regex>,
     user: Vec<Regex>,
     key_count: usize,
 }
@@ -140,11 +158,15 @@ impl Sanitizer {
     /// whether a context is inspected at all) a key word is found by the prefilter, i.e.
     /// contiguous or split where the configured word has a separator; see the module docs.
     /// `patterns`: extra user regexes (config `sanitize.patterns`); every match is replaced by
-    /// [`REDACTED`].
+    /// [`REDACTED`]. `emails`: redact the local part of email addresses (`sanitize.emails`).
     ///
-    /// Errors name the config key and index: a blank, over-long or control-character key word,
-    /// a pattern that does not compile or that matches the marker itself.
-    pub fn new(keys: &[String], patterns: &[String]) -> Result<Sanitizer, SanitizeError> {
+    /// Errors name the config key and index: a blank, over-long, control- or zero-width
+    /// character key word, a pattern that does not compile or that matches the marker itself.
+    pub fn new(
+        keys: &[String],
+        patterns: &[String],
+        emails: bool,
+    ) -> Result<Sanitizer, SanitizeError> {
         let mut normalized: Vec<String> = Vec::with_capacity(keys.len());
         let mut triggers: Vec<Trigger> = SHAPE_TRIGGERS
             .iter()
@@ -167,6 +189,12 @@ impl Sanitizer {
                     reason: "contains a control character",
                 });
             }
+            if key.chars().any(invisible::is_invisible) {
+                return Err(SanitizeError::BadKey {
+                    index,
+                    reason: "contains a zero-width character",
+                });
+            }
             let norm = normalize_key(key);
             if norm.trim().is_empty() {
                 return Err(SanitizeError::BadKey {
@@ -184,7 +212,7 @@ impl Sanitizer {
                 triggers.push(Trigger {
                     literal: parts.join(sep),
                     family: KEY,
-                    boundary: false,
+                    boundary: Boundary::None,
                 });
             }
             if !normalized.contains(&norm) {
@@ -224,13 +252,16 @@ impl Sanitizer {
         }
 
         Ok(Sanitizer {
-            text_prefilter: Prefilter::new(triggers, false)?,
-            escaped_prefilter: Prefilter::new(escaped_triggers, true)?,
+            text_prefilter: Prefilter::new(triggers, false, emails)?,
+            escaped_prefilter: Prefilter::new(escaped_triggers, true, emails)?,
             key_re,
             kv_re: builtin_regex(KV_RE)?,
             auth_re: builtin_regex(AUTH_RE)?,
             url_re: builtin_regex(URL_RE)?,
             shapes_re: builtin_regex(SHAPES_RE)?,
+            keyed_re: builtin_regex(KEYED_RE)?,
+            prose_re: builtin_regex(PROSE_RE)?,
+            email_re: emails.then(|| builtin_regex(EMAIL_RE)).transpose()?,
             user,
             key_count: normalized.len(),
         })
@@ -302,9 +333,10 @@ impl Sanitizer {
         }
     }
 
-    /// Whether a decoded JSON key names a secret: the full normalization, so `Pass_Word` counts.
+    /// Whether a decoded JSON key names a secret: the full normalization, so `Pass_Word` counts;
+    /// or a `pass` key (`db_pass`, built in).
     fn is_sensitive_key(&self, key: &str) -> bool {
-        self.key_re.as_ref().is_some_and(|re| re.is_match(key))
+        self.key_re.as_ref().is_some_and(|re| re.is_match(key)) || is_pass_key(key)
     }
 }
 
@@ -315,7 +347,7 @@ mod tests {
     /// A sanitizer with the default keys and no user patterns.
     pub(super) fn san() -> Sanitizer {
         let keys: Vec<String> = DEFAULT_KEYS.iter().map(|k| k.to_string()).collect();
-        Sanitizer::new(&keys, &[]).unwrap()
+        Sanitizer::new(&keys, &[], false).unwrap()
     }
 
     /// `text` after [`san`]'s [`Sanitizer::redact_text`], or unchanged.
@@ -328,7 +360,7 @@ mod tests {
 
     #[test]
     fn custom_keys_replace_defaults() {
-        let s = Sanitizer::new(&["ssn".to_owned(), "pin_code".to_owned()], &[]).unwrap();
+        let s = Sanitizer::new(&["ssn".to_owned(), "pin_code".to_owned()], &[], false).unwrap();
         assert_eq!(
             s.redact_text("ssn=123-45-6789").as_deref(),
             Some("ssn=[REDACTED]")
@@ -339,7 +371,7 @@ mod tests {
         );
         assert_eq!(s.redact_text("password=x"), None);
         // Non-ASCII key words; a key word that is also a shape trigger keeps both rules.
-        let s = Sanitizer::new(&["contraseña".to_owned(), "basic".to_owned()], &[]).unwrap();
+        let s = Sanitizer::new(&["contraseña".to_owned(), "basic".to_owned()], &[], false).unwrap();
         assert_eq!(
             s.redact_text("Contraseña=x").as_deref(),
             Some("Contraseña=[REDACTED]")
@@ -353,18 +385,18 @@ mod tests {
             Some("Basic [REDACTED]")
         );
         // Shapes stay on without keys.
-        let s = Sanitizer::new(&[], &[]).unwrap();
+        let s = Sanitizer::new(&[], &[], false).unwrap();
         assert_eq!(s.redact_text("password=x"), None);
         assert_eq!(
             s.redact_text("Bearer abcdef").as_deref(),
             Some("Bearer [REDACTED]")
         );
         assert!(matches!(
-            Sanitizer::new(&["-_.".to_owned()], &[]),
+            Sanitizer::new(&["-_.".to_owned()], &[], false),
             Err(SanitizeError::BadKey { index: 0, .. })
         ));
         assert!(matches!(
-            Sanitizer::new(&["ok".to_owned(), "x".repeat(65)], &[]),
+            Sanitizer::new(&["ok".to_owned(), "x".repeat(65)], &[], false),
             Err(SanitizeError::BadKey { index: 1, .. })
         ));
     }
@@ -377,6 +409,7 @@ mod tests {
                 r"ACME-\d{6}".to_owned(),
                 r"\b\d{3}-\d{2}-\d{4}\b".to_owned(),
             ],
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -399,14 +432,15 @@ mod tests {
 
     #[test]
     fn bad_user_pattern_names_its_index() {
-        let err = Sanitizer::new(&[], &["ok".to_owned(), "(unclosed".to_owned()]).unwrap_err();
+        let err =
+            Sanitizer::new(&[], &["ok".to_owned(), "(unclosed".to_owned()], false).unwrap_err();
         assert!(matches!(err, SanitizeError::BadPattern { index: 1, .. }));
         assert!(
             err.to_string()
                 .starts_with("sanitize.patterns[1]: invalid regex:"),
             "{err}"
         );
-        let err = Sanitizer::new(&[], &["[A-Z]{5,}".to_owned()]).unwrap_err();
+        let err = Sanitizer::new(&[], &["[A-Z]{5,}".to_owned()], false).unwrap_err();
         assert!(
             err.to_string().starts_with("sanitize.patterns[0]:"),
             "{err}"
@@ -435,6 +469,19 @@ mod tests {
                 r"line\n[REDACTED]",
             ),
             (r"\u0041KIAIOSFODNN7EXAMPLE", r"[REDACTED]"),
+            // The new shapes in a stack: escapes around them, or in them.
+            (r"at pay\n4111 1111 1111 1111\n", r"at pay\n[REDACTED]\n"),
+            (r"card \u0034111111111111111", r"card [REDACTED]"),
+            (
+                r"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+                r"-----BEGIN RSA PRIVATE KEY-----[REDACTED]-----END RSA PRIVATE KEY-----",
+            ),
+            (
+                r"post https:\/\/hooks.slack.com\/services\/T0\/B0\/x",
+                r"post https://hooks.slack.com/[REDACTED]",
+            ),
+            (r"x\ndb_pass=y", r"x\ndb_pass=[REDACTED]"),
+            (r"pass\u200bword=y", r"password=[REDACTED]"),
         ];
         for (input, want) in cases {
             let out = s.redact_escaped(input);

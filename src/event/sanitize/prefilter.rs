@@ -12,12 +12,33 @@
 //!
 //! Lowercasing is one vectorised pass (~35 ns for 875 bytes) and makes the search fully
 //! ASCII-case-insensitive.
+//!
+//! The order of the literals matters twice ([`search_order`]):
+//! * for correctness: at one position leftmost-first reports only the first pattern that
+//!   matches there, so `password` must come before its prefix `pass` (whose rule, a whole
+//!   `pass` segment, would reject it);
+//! * for speed: Teddy puts literals whose first three bytes have the same low nibbles in one
+//!   of 16 buckets, a new group in bucket `15 - (id % 16)`, and a bucket's candidates are
+//!   every byte triple whose nibbles are in the union of its literals'. Which groups share a
+//!   bucket decides how many false candidates a text gives. The literal search alone (with
+//!   the lowercasing) on the three events of `benches/pipeline.rs`, 50 default literals,
+//!   minimum of 300 rounds in a scratch harness on the loaded 2-core box: alphabetical
+//!   664/729/339 ns (JS/pino/structlog), longest first 340/381/262, group leaders first with
+//!   punctuation-led groups last 297/343/158 — against 290/313/155 for the 40 literals before
+//!   the PEM, token-prefix, query-parameter and `pass` triggers were added.
+//!
+//! Three triggers are not literals, each a scan of its own after the automaton's: a digit run
+//! that may be a card number (`cards::candidate`, one byte in 13 looked at), a zero-width
+//! character (`invisible::find`, a `memchr2` for their lead bytes) and, with
+//! `sanitize.emails`, an `@` (`memchr`). The automaton stays under 64 literals with the
+//! default keys, the most its SIMD searcher takes (aho-corasick's Teddy; past that it falls
+//! back to a search several times slower).
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
-use memchr::memmem;
+use memchr::{memchr, memmem};
 
-use super::rules::{ESCAPE, KEY};
-use super::SanitizeError;
+use super::rules::{Boundary, CARD, EMAIL, ESCAPE, INVISIBLE, KEY};
+use super::{cards, invisible, SanitizeError};
 
 /// Bytes lowercased into the stack buffer per prefilter step: a typical event text (~1 KiB) is
 /// one step, and the buffer stays a cheap stack array.
@@ -44,41 +65,46 @@ pub(super) struct Trigger {
     /// Lowercase.
     pub(super) literal: String,
     /// Rule families ([`KEY`], [`AUTH`](super::rules::AUTH), [`URL`](super::rules::URL),
-    /// [`SHAPE`](super::rules::SHAPE)), a bit set.
-    pub(super) family: u8,
-    /// The family's regex needs a word boundary before the literal (`\bsk-`), so `task-` is no
-    /// hit; see [`boundary_before`].
-    pub(super) boundary: bool,
+    /// [`SHAPE`](super::rules::SHAPE), …), a bit set.
+    pub(super) family: u16,
+    /// What must surround the literal; see [`boundary_ok`].
+    pub(super) boundary: Boundary,
 }
 
 /// The trigger search: one case-sensitive Aho-Corasick automaton over lowercase literals, run on
 /// an ASCII-lowercased copy of the input made in a stack buffer (see the module docs for why).
 pub(super) struct Prefilter {
     ac: AhoCorasick,
-    /// Per automaton pattern: family and boundary flag.
-    triggers: Vec<(u8, bool)>,
+    /// Per automaton pattern: families, boundary and literal length.
+    triggers: Vec<(u16, Boundary, usize)>,
     /// Longest literal minus one: how far consecutive chunks overlap.
     overlap: usize,
     /// For escaped text: finds `\u`, which is a hit of family [`ESCAPE`].
     unicode_escape: Option<memmem::Finder<'static>>,
+    /// `sanitize.emails`: an `@` is a hit of family [`EMAIL`].
+    emails: bool,
 }
 
 impl Prefilter {
     pub(super) fn new(
         mut triggers: Vec<Trigger>,
         escaped: bool,
+        emails: bool,
     ) -> Result<Prefilter, SanitizeError> {
         // Identical literals (a key word may equal a shape trigger, e.g. a key `bearer`): keep
-        // one that hits all their families, and needs a boundary only if all of them do.
+        // one that hits all their families, with a boundary only if all of them need the same.
         triggers.sort_by(|a, b| a.literal.cmp(&b.literal));
         triggers.dedup_by(|dup, kept| {
             let same = dup.literal == kept.literal;
             if same {
                 kept.family |= dup.family;
-                kept.boundary &= dup.boundary;
+                if kept.boundary != dup.boundary {
+                    kept.boundary = Boundary::None;
+                }
             }
             same
         });
+        let triggers = search_order(triggers);
         let overlap = triggers.iter().map(|t| t.literal.len()).max().unwrap_or(1) - 1;
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
@@ -86,9 +112,13 @@ impl Prefilter {
             .map_err(|e| SanitizeError::KeysTooComplex(e.to_string()))?;
         Ok(Prefilter {
             ac,
-            triggers: triggers.iter().map(|t| (t.family, t.boundary)).collect(),
+            triggers: triggers
+                .iter()
+                .map(|t| (t.family, t.boundary, t.literal.len()))
+                .collect(),
             overlap,
             unicode_escape: escaped.then(|| memmem::Finder::new(b"\\u").into_owned()),
+            emails,
         })
     }
 
@@ -100,7 +130,7 @@ impl Prefilter {
     /// Calls `hit(families, position in s)` for every trigger occurrence (ASCII-case-insensitive;
     /// occurrences in the overlap of two chunks may be reported twice) until `hit` returns true.
     /// Returns whether it did.
-    pub(super) fn scan(&self, s: &str, mut hit: impl FnMut(u8, usize) -> bool) -> bool {
+    pub(super) fn scan(&self, s: &str, mut hit: impl FnMut(u16, usize) -> bool) -> bool {
         let bytes = s.as_bytes();
         if let Some(finder) = &self.unicode_escape {
             if let Some(at) = finder.find(bytes) {
@@ -110,18 +140,28 @@ impl Prefilter {
             }
         }
         // Zeroing the buffer is part of the cost; JSON keys and values are mostly short.
-        if bytes.len() <= SMALL_CHUNK {
-            self.scan_chunks::<SMALL_CHUNK>(bytes, &mut hit)
+        let mut all_bits = 0u8;
+        let found = if bytes.len() <= SMALL_CHUNK {
+            self.scan_chunks::<SMALL_CHUNK>(bytes, &mut all_bits, &mut hit)
         } else {
-            self.scan_chunks::<PREFILTER_CHUNK>(bytes, &mut hit)
-        }
+            self.scan_chunks::<PREFILTER_CHUNK>(bytes, &mut all_bits, &mut hit)
+        };
+        let mut other = |family: u16, at: Option<usize>| at.is_some_and(|at| hit(family, at));
+        found
+            || other(CARD, cards::candidate(bytes))
+            // Zero-width characters are not ASCII: most texts need no look (the OR of their
+            // bytes, taken while lowercasing, costs less than the `memchr2`).
+            || (all_bits >= 0x80 && other(INVISIBLE, invisible::find(bytes)))
+            || (self.emails && other(EMAIL, memchr(b'@', bytes)))
     }
 
     /// [`scan`](Self::scan) of the triggers, lowercasing `N` bytes at a time into the stack.
+    /// `all_bits` gets the OR of the bytes lowercased (complete only when this returns false).
     fn scan_chunks<const N: usize>(
         &self,
         bytes: &[u8],
-        hit: &mut impl FnMut(u8, usize) -> bool,
+        all_bits: &mut u8,
+        hit: &mut impl FnMut(u16, usize) -> bool,
     ) -> bool {
         let mut buf = [0u8; N];
         let mut start = 0;
@@ -132,20 +172,23 @@ impl Prefilter {
             // back to a slower Rabin-Karp search. No trigger contains a NUL byte.
             let search_len = window.len().max(MIN_SEARCH_LEN).min(N);
             let lower = &mut buf[..search_len];
-            for (d, s) in lower.iter_mut().zip(window) {
+            let mut bits = 0u8;
+            for (d, &s) in lower.iter_mut().zip(window) {
                 *d = s.to_ascii_lowercase();
+                bits |= s;
             }
+            *all_bits |= bits;
             lower[window.len()..].fill(0);
             let lower = &*lower;
             let mut from = 0;
             while let Some(m) = self.ac.find(Input::new(lower).range(from..)) {
-                let (family, boundary) = self
+                let (family, boundary, len) = self
                     .triggers
                     .get(m.pattern().as_usize())
                     .copied()
-                    .unwrap_or((KEY, false));
+                    .unwrap_or((KEY, Boundary::None, 0));
                 let at = start + m.start();
-                if (!boundary || boundary_before(bytes, at)) && hit(family, at) {
+                if boundary_ok(bytes, at, len, boundary) && hit(family, at) {
                     return true;
                 }
                 // Resume one byte further, not after the match: triggers may overlap.
@@ -161,15 +204,83 @@ impl Prefilter {
     }
 }
 
-/// Conservative `\b` check before `at` for a literal that starts with a word character: true
-/// unless the previous byte is an ASCII word character. In escaped text `\neyJ…` decodes to a
-/// newline before `eyJ`, so a word byte preceded by `\` also counts as a boundary.
-fn boundary_before(bytes: &[u8], at: usize) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    match at.checked_sub(1).and_then(|i| bytes.get(i)) {
-        None => true,
-        Some(&prev) if !word(prev) => true,
-        Some(_) => at >= 2 && bytes.get(at - 2) == Some(&b'\\'),
+/// Bytes of a literal that decide its bucket in the SIMD searcher (its "mask length", the
+/// shortest literal's length up to this; ours are at least 3 bytes long).
+const BUCKET_PREFIX: usize = 3;
+
+/// The order the literals are given to the automaton in (module docs): one literal of each
+/// bucket group first (the group's longest), those whose prefix has fewer non-letters first,
+/// then the rest of the groups longest first, then literals shorter than [`BUCKET_PREFIX`]
+/// longest first. A literal always comes before its proper prefixes: a prefix of 3 or more
+/// bytes is in its group and shorter, a shorter one is in the last part, after it.
+fn search_order(mut triggers: Vec<Trigger>) -> Vec<Trigger> {
+    triggers.sort_by(|a, b| {
+        b.literal
+            .len()
+            .cmp(&a.literal.len())
+            .then_with(|| a.literal.cmp(&b.literal))
+    });
+    let group = |t: &Trigger| -> Vec<u8> {
+        t.literal
+            .bytes()
+            .take(BUCKET_PREFIX)
+            .map(|b| b & 0x0f)
+            .collect()
+    };
+    let non_letters = |t: &Trigger| {
+        t.literal
+            .bytes()
+            .take(BUCKET_PREFIX)
+            .filter(|b| !b.is_ascii_alphabetic())
+            .count()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut leaders, mut members, mut short) = (Vec::new(), Vec::new(), Vec::new());
+    for t in triggers {
+        if t.literal.len() < BUCKET_PREFIX {
+            short.push(t);
+        } else if seen.insert(group(&t)) {
+            leaders.push(t);
+        } else {
+            members.push(t);
+        }
+    }
+    leaders.sort_by(|a, b| {
+        non_letters(a)
+            .cmp(&non_letters(b))
+            .then_with(|| a.literal.cmp(&b.literal))
+    });
+    leaders.extend(members);
+    leaders.extend(short);
+    leaders
+}
+
+/// Whether a literal of `len` bytes found at `at` counts, given its [`Boundary`]. Conservative:
+/// it may accept what the rule then rejects, never the other way round. In escaped text
+/// `\neyJ…` decodes to a newline before `eyJ`, so a word byte preceded by `\` also counts as
+/// a boundary before.
+fn boundary_ok(bytes: &[u8], at: usize, len: usize, boundary: Boundary) -> bool {
+    let escaped_before = || at >= 2 && bytes.get(at - 2) == Some(&b'\\');
+    let prev = at.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+    match boundary {
+        Boundary::None => true,
+        // `\b` before a literal that starts with a word character.
+        Boundary::Word => match prev {
+            Some(p) if p.is_ascii_alphanumeric() || p == b'_' => escaped_before(),
+            _ => true,
+        },
+        // A whole key segment: see `rules::is_pass_key`.
+        Boundary::Segment => {
+            let before = match prev {
+                Some(p) if p.is_ascii_alphanumeric() => {
+                    escaped_before()
+                        || (bytes.get(at) == Some(&b'P')
+                            && (p.is_ascii_lowercase() || p.is_ascii_digit()))
+                }
+                _ => true,
+            };
+            before && !bytes.get(at + len).is_some_and(u8::is_ascii_alphanumeric)
+        }
     }
 }
 
@@ -186,16 +297,87 @@ mod tests {
         assert_eq!(text("private.key=x"), "private.key=[REDACTED]");
         assert_eq!(text("PRIVATE-KEY: x"), "PRIVATE-KEY: [REDACTED]");
         // Split elsewhere, the key word is no trigger (documented limit) ...
-        assert_eq!(s.redact_text("pass_word=x"), None);
-        assert_eq!(s.redact_json(r#"{"Pass_Word":"x"}"#), None);
+        assert_eq!(s.redact_text("sec_ret=x"), None);
+        assert_eq!(s.redact_json(r#"{"Sec_Ret":"x"}"#), None);
         // ... but once a context is inspected, its keys get the full normalization.
-        assert!(s.is_sensitive_key("Pass_Word"));
+        assert!(s.is_sensitive_key("Sec_Ret"));
         assert!(s.is_sensitive_key("user password"));
         assert_eq!(
-            s.redact_json(r#"{"Pass_Word":"x","auth":"Bearer abc"}"#)
+            s.redact_json(r#"{"Sec_Ret":"x","auth":"Bearer abc"}"#)
                 .as_deref(),
-            Some(r#"{"Pass_Word":"[REDACTED]","auth":"Bearer [REDACTED]"}"#)
+            Some(r#"{"Sec_Ret":"[REDACTED]","auth":"Bearer [REDACTED]"}"#)
         );
+        // `pass_word` is found through its `pass` segment, then normalized like a JSON key.
+        assert_eq!(text("pass_word=x"), "pass_word=[REDACTED]");
+        assert_eq!(
+            s.redact_json(r#"{"Pass_Word":"x"}"#).as_deref(),
+            Some(r#"{"Pass_Word":"[REDACTED]"}"#)
+        );
+    }
+
+    #[test]
+    fn default_triggers_fit_the_simd_searcher() {
+        // aho-corasick's Teddy takes at most 64 literals (module docs); the default keys and
+        // the built-in triggers must leave room for a few configured ones.
+        let s = san();
+        for p in [&s.text_prefilter, &s.escaped_prefilter] {
+            assert!(p.ac.patterns_len() <= 52, "{}", p.ac.patterns_len());
+        }
+    }
+
+    #[test]
+    fn a_literal_comes_before_its_prefixes() {
+        let t = |literal: &str| Trigger {
+            literal: literal.to_owned(),
+            family: KEY,
+            boundary: Boundary::None,
+        };
+        let order: Vec<String> = search_order(
+            [
+                "pa", "pass", "p", "password", "passwd", "bearer", "bea", "be", "sk-", "xox",
+            ]
+            .map(t)
+            .into(),
+        )
+        .into_iter()
+        .map(|t| t.literal)
+        .collect();
+        let pos = |l: &str| order.iter().position(|o| o == l).unwrap();
+        for (long, prefix) in [
+            ("password", "pass"),
+            ("passwd", "pass"),
+            ("pass", "pa"),
+            ("pa", "p"),
+            ("bearer", "bea"),
+            ("bearer", "be"),
+        ] {
+            assert!(pos(long) < pos(prefix), "{order:?}");
+        }
+    }
+
+    #[test]
+    fn a_literal_wins_over_its_prefix() {
+        // `pass` (a segment rule) is a prefix of `password`, `passwd` and `passphrase` (key
+        // words): at one position only the longest is reported.
+        let s = san();
+        let mut families = Vec::new();
+        s.text_prefilter.scan("password=x", |f, at| {
+            families.push((f, at));
+            false
+        });
+        assert_eq!(families, [(KEY, 0)]);
+        for (input, hit) in [
+            ("db_pass=x", true),
+            ("dbPass=x", true),
+            ("SMTP-PASS: x", true),
+            ("pass", true),
+            ("bypass=x", false),
+            ("compass", false),
+            ("passport=x", false),
+            ("passed", false),
+        ] {
+            assert_eq!(s.text_prefilter.any(input), hit, "{input}");
+        }
     }
 
     #[test]

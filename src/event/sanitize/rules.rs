@@ -1,60 +1,61 @@
-//! The built-in rules: what a secret looks like. Rule families and their trigger literals (the
-//! prefilter's input), the regexes run on a hit, the checks that tell a `key=value` pair from a
-//! source location or an error name, and the normalization of configured key words.
+//! The built-in rules around keys: the rule families, the regexes run on a key-word hit (and
+//! the `Bearer`/`Basic` and URL user-info ones), the checks that tell a `key=value` pair from
+//! a source location or an error name, `password hunter2` in prose, `pass` segments, and the
+//! normalization of configured key words. Secrets known by their form are in `shapes`.
 
 use std::ops::Range;
 
 use regex::{Captures, Regex};
 
+use super::invisible::{is_invisible, INVISIBLE_CLASS};
 use super::SanitizeError;
 
 /// Separators removed when normalizing a key (`X-Api-Key` → `xapikey`).
 pub(super) const KEY_SEPARATORS: [char; 3] = ['-', '_', '.'];
 
 /// Rule families, as a bit set: a prefilter hit runs only the families that were hit.
-pub(super) const KEY: u8 = 1;
-pub(super) const AUTH: u8 = 2;
-pub(super) const URL: u8 = 4;
-pub(super) const SHAPE: u8 = 8;
+pub(super) const KEY: u16 = 1;
+pub(super) const AUTH: u16 = 2;
+pub(super) const URL: u16 = 4;
+pub(super) const SHAPE: u16 = 8;
 /// A `\u` escape in escaped text: it can hide any trigger, so it sends the text to the slow path.
-pub(super) const ESCAPE: u8 = 16;
+pub(super) const ESCAPE: u16 = 16;
+/// Secrets in a known place whose surroundings are kept: `shapes::KEYED_RE`.
+pub(super) const KEYED: u16 = 32;
+/// `pass` as a whole key segment (`db_pass`, `SMTP-PASS`, `dbPass`); see [`is_pass_key`].
+pub(super) const PASS: u16 = 64;
+/// A digit run that may be a card number (found by `cards::candidate`, not by a literal).
+pub(super) const CARD: u16 = 128;
+/// A zero-width character (found by `invisible::find`).
+pub(super) const INVISIBLE: u16 = 256;
+/// An `@`, when `sanitize.emails` is on.
+pub(super) const EMAIL: u16 = 512;
 
-/// Lowercase trigger literals of the non-key rules: (literal, family, whether the rule's regex
-/// needs a word boundary before it; see `boundary_before` in `prefilter`).
-pub(super) const SHAPE_TRIGGERS: &[(&str, u8, bool)] = &[
-    ("bearer", AUTH, true),
-    ("basic", AUTH, true),
-    ("://", URL, false),
-    ("eyj", SHAPE, true),
-    ("akia", SHAPE, true),
-    ("asia", SHAPE, true),
-    ("ghp_", SHAPE, true),
-    ("gho_", SHAPE, true),
-    ("ghu_", SHAPE, true),
-    ("ghs_", SHAPE, true),
-    ("ghr_", SHAPE, true),
-    ("github_pat_", SHAPE, true),
-    ("xox", SHAPE, true),
-    ("sk-", SHAPE, true),
-    ("k_live_", SHAPE, false),
-    ("k_test_", SHAPE, false),
-];
+/// What must surround a trigger literal for it to count (checked on the original bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Boundary {
+    /// Anywhere.
+    None,
+    /// At a word start: the rule's regex has `\b` before it (`\bsk-`), so `task-` is no hit.
+    Word,
+    /// A whole key segment: a non-alphanumeric byte (or a camel-case hump) before, and no
+    /// alphanumeric byte after, so `db_pass`, `dbPass` but not `bypass`, `passport`.
+    Segment,
+}
 
-/// Token shapes that are secrets without any key in front of them.
-pub(super) const SHAPES_RE: &str = concat!(
-    // JWT: header.payload.signature, base64url; the signature may be empty (alg=none).
-    r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
-    // AWS access key ids (long-term AKIA…, temporary ASIA…).
-    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    // GitHub classic and fine-grained tokens.
-    r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b",
-    r"|\bgithub_pat_[A-Za-z0-9_]{22,}",
-    // Slack tokens.
-    r"|\bxox[baprse]-[A-Za-z0-9-]{10,}",
-    // OpenAI/Anthropic-style `sk-…` keys and Stripe secret/restricted keys.
-    r"|\bsk-[A-Za-z0-9_-]{20,}",
-    r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
-);
+/// A password key word followed by a blank and a value, in prose: `password hunter2`, `the
+/// password is hunter2`, `pwd 'x y'`. Anchored at the start of the key token; the value in
+/// `v2` (`"…"`), `v3` (`'…'`) or `v4` (unquoted, up to whitespace or a quote). Applies only to
+/// keys that [`is_prose_key`] accepts, and an unquoted value only when
+/// [`looks_like_secret`]; see there for why.
+pub(super) const PROSE_RE: &str = r#"(?x)
+    ^ [\p{Alphabetic}\p{N}_.\-]+ [\ \t]+
+    (?: (?i: is | was ) [\ \t]+ )?
+    (?:
+        " (?P<v2> [^"\n]+ ) "
+      | ' (?P<v3> [^'\n]+ ) '
+      | (?P<v4> [^\s"'`]+ )
+    )"#;
 
 /// `Bearer <token68>` and `Basic <base64>`; group 1 is the scheme, group 2 the credential.
 pub(super) const AUTH_RE: &str = r"(?i)\b(bearer|basic)[ \t]+([A-Za-z0-9\-._~+/]+=*)";
@@ -181,21 +182,78 @@ pub(super) fn is_basic_credential(b64: &str) -> bool {
     false
 }
 
+/// Key words after which a value may follow a mere blank (`password hunter2`): the password
+/// words of the default list. Other key words are too common in prose with an ordinary word
+/// after them (`token expired`, `secret store unreachable`, `Unexpected token }`).
+const PROSE_KEYS: [&str; 4] = ["password", "passwd", "pwd", "passphrase"];
+
+/// Whether a key token ends with a password word (`password`, `db_password`, `userPwd`), so
+/// [`PROSE_RE`] applies to it.
+pub(super) fn is_prose_key(key: &str) -> bool {
+    let norm = normalize_key(key);
+    PROSE_KEYS.iter().any(|w| norm.ends_with(w))
+}
+
+/// Fewest characters of an unquoted prose value worth redacting (`pwd 1234` is a PIN).
+const MIN_PROSE_VALUE: usize = 4;
+
+/// The part of an unquoted prose value to redact, or `None` when it reads as an ordinary word:
+/// `password reset failed`, `password for bob`, `password is incorrect` are messages about a
+/// password, not a password. So a value must have a digit, a symbol, or a capital after its
+/// first letter (`hunter2`, `P@ss`, `hUnter`), at least 4 characters, and not open like a
+/// bracketed aside (`(hidden)`, `[REDACTED]`). A password that is a plain lowercase word
+/// (`password letmein`) is missed; `password=letmein` and `password: letmein` are not.
+/// Trailing sentence punctuation is not part of it.
+pub(super) fn prose_value(value: &str) -> Option<&str> {
+    let v = value.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}', '>']);
+    if v.chars().count() < MIN_PROSE_VALUE || v.starts_with(['(', '[', '{', '<']) {
+        return None;
+    }
+    let mut chars = v.chars();
+    let first_is_letter = chars.next().is_some_and(char::is_alphabetic);
+    let marked =
+        v.chars().any(|c| !c.is_alphabetic()) || chars.any(char::is_uppercase) || !first_is_letter;
+    marked.then_some(v)
+}
+
+/// Whether `pass` is the last segment of a key (`pass`, `db_pass`, `SMTP-PASS`, `smtp.pass`,
+/// `dbPass`): a password under a short name. Only as a whole segment, so `bypass`, `compass`,
+/// `passport`, `passes` and `pass_through` are not keys.
+pub(super) fn is_pass_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let Some(at) = bytes.len().checked_sub(4) else {
+        return false;
+    };
+    if !bytes
+        .get(at..)
+        .is_some_and(|tail| tail.eq_ignore_ascii_case(b"pass"))
+    {
+        return false;
+    }
+    match at.checked_sub(1).and_then(|i| bytes.get(i)) {
+        None => true,
+        Some(&p) if !p.is_ascii_alphanumeric() => true,
+        // camelCase: `dbPass`, `smtpPASS`.
+        Some(&p) => bytes.get(at) == Some(&b'P') && (p.is_ascii_lowercase() || p.is_ascii_digit()),
+    }
+}
+
 /// Lowercase, separators removed: `X-Api-Key` → `xapikey`.
 pub(super) fn normalize_key(key: &str) -> String {
     key.chars()
-        .filter(|c| !KEY_SEPARATORS.contains(c))
+        .filter(|c| !KEY_SEPARATORS.contains(c) && !is_invisible(*c))
         .flat_map(char::to_lowercase)
         .collect()
 }
 
-/// Regex for a normalized key word that allows separators between its characters, so it matches
-/// exactly the keys whose normalized form contains the word.
+/// Regex for a normalized key word that allows separators (and zero-width characters) between
+/// its characters, so it matches exactly the keys whose normalized form contains the word.
 pub(super) fn key_fragment(norm: &str) -> String {
-    let mut out = String::with_capacity(norm.len() * 8);
+    let between = format!("[-_.{INVISIBLE_CLASS}]*");
+    let mut out = String::with_capacity(norm.len() * (between.len() + 2));
     for (i, c) in norm.chars().enumerate() {
         if i > 0 {
-            out.push_str(r"[-_.]*");
+            out.push_str(&between);
         }
         out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
     }
@@ -209,7 +267,6 @@ pub(super) fn builtin_regex(pattern: &str) -> Result<Regex, SanitizeError> {
 #[cfg(test)]
 mod tests {
     use crate::event::sanitize::tests::{san, text, EVENT};
-    use crate::event::sanitize::REDACTED;
 
     #[test]
     fn key_value_shapes() {
@@ -326,43 +383,6 @@ mod tests {
     }
 
     #[test]
-    fn token_shapes() {
-        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
-        let cases = [
-            format!("verify {jwt} failed"),
-            "key AKIAIOSFODNN7EXAMPLE used".to_owned(),
-            "tmp ASIAIOSFODNN7EXAMPLE used".to_owned(),
-            format!("push ghp_{} denied", "a1B2".repeat(9)),
-            format!("pat github_pat_11ABCDEFG0{}", "x".repeat(40)),
-            "slack xoxb-1234567890-abcdefghij rejected".to_owned(),
-            format!("openai sk-proj-{} quota", "Ab3".repeat(10)),
-            format!("stripe sk_live_{} declined", "4eC39HqLyjWDarjtT1zdp7dc"),
-        ];
-        for input in &cases {
-            let out = text(input);
-            assert!(out.contains(REDACTED), "{input} -> {out}");
-            for secret in [
-                "eyJ",
-                "AKIA",
-                "ASIA",
-                "ghp_",
-                "github_pat_",
-                "xoxb",
-                "sk-proj",
-                "sk_live",
-            ] {
-                assert!(!out.contains(secret), "{input} -> {out}");
-            }
-        }
-        // Too short / not at a word start: not a token.
-        assert_eq!(
-            san().redact_text("task-runner-for-the-queue-workers-1 stopped"),
-            None
-        );
-        assert_eq!(san().redact_text("sk-short"), None);
-    }
-
-    #[test]
     fn no_false_positive_on_ordinary_error_text() {
         let s = san();
         for t in [
@@ -382,6 +402,18 @@ mod tests {
             "Asia/Tokyo is not a valid zone",
             "Authorization header missing",
             EVENT,
+            // Numbers that are not card numbers, words that contain `pass`, ids.
+            "order 48151623 for customer 4711 failed",
+            "order #2026112800042 not found",
+            "request 6f1c2a9e-3b7d-4c55-9a1e-0d2f8e7b6c41 timed out",
+            "at 2026-11-28T16:49:03.123456789Z (1764345943123)",
+            "ts=1764345943123456789 dur=12ms",
+            "call +49 151 12345678 or +1 (415) 555-0100",
+            "requires node >= 18.19.1, found v16.20.2 (openssl 3.0.13+quic)",
+            "ISBN 978-3-16-148410-0 and 9783161484100",
+            "compass heading 270, bypass cache, passport check, 3 tests passed",
+            "float 0.41111111111111116 rounded",
+            "the key was rotated; keyboard layout is de",
         ] {
             assert_eq!(s.redact_text(t), None, "{t}");
         }
@@ -390,6 +422,110 @@ mod tests {
         assert_eq!(
             text("InvalidTokenError: password=abc"),
             "InvalidTokenError: password=[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn password_in_prose() {
+        let cases = [
+            (
+                "login as bob password hunter2 failed",
+                "login as bob password [REDACTED] failed",
+            ),
+            ("the password is hunter2.", "the password is [REDACTED]."),
+            ("Password was P@ssw0rd!", "Password was [REDACTED]!"),
+            ("db_password 'correct horse'", "db_password '[REDACTED]'"),
+            ("pwd 1234", "pwd [REDACTED]"),
+            (
+                "passphrase \"two words\" rejected",
+                "passphrase \"[REDACTED]\" rejected",
+            ),
+            ("userPwd hUnter", "userPwd [REDACTED]"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(text(input), want, "input: {input}");
+            assert_eq!(text(want), want, "idempotent: {want}");
+        }
+        // Messages about a password, not a password.
+        for t in [
+            "password reset failed for bob",
+            "password must be at least 12 characters",
+            "Password is incorrect",
+            "the password was changed 3 days ago",
+            "invalid password for user bob",
+            "password (hidden) not shown",
+            "password [REDACTED] kept",
+            "password 12 chars",
+            "passwords differ",
+            "token expired at noon",
+            "SyntaxError: Unexpected token } in JSON",
+            "    at password (/app/auth.js:1:2)",
+            "at Object.password [as check] (/app/auth.js:1:2)",
+        ] {
+            assert_eq!(san().redact_text(t), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn pass_as_a_key_segment() {
+        for key in [
+            "pass",
+            "db_pass",
+            "DB_PASS",
+            "smtp-pass",
+            "smtp.pass",
+            "dbPass",
+            "SMTP_Pass",
+        ] {
+            assert_eq!(
+                text(&format!("{key}=Q7secret")),
+                format!("{key}=[REDACTED]"),
+                "{key}"
+            );
+            assert_eq!(
+                text(&format!("{key}: Q7secret")),
+                format!("{key}: [REDACTED]")
+            );
+            assert!(super::is_pass_key(key), "{key}");
+        }
+        for key in [
+            "bypass",
+            "compass",
+            "passport",
+            "passes",
+            "pass_through",
+            "Bypass",
+            "encompass",
+        ] {
+            assert_eq!(san().redact_text(&format!("{key}=visible")), None, "{key}");
+            assert!(!super::is_pass_key(key), "{key}");
+        }
+        for t in [
+            "PASS src/app.test.js",
+            "3 tests pass, 1 fails",
+            "bypass cache for /api",
+            "passport.authenticate failed",
+            "compass heading 270",
+        ] {
+            assert_eq!(san().redact_text(t), None, "{t}");
+        }
+        assert_eq!(
+            san()
+                .redact_json(r#"{"smtp":{"pass":"Q7s","host":"mx"},"bypass":"on"}"#)
+                .as_deref(),
+            Some(r#"{"smtp":{"pass":"[REDACTED]","host":"mx"},"bypass":"on"}"#)
+        );
+    }
+
+    #[test]
+    fn azure_connection_strings() {
+        assert_eq!(
+            text("DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=Eby8vdM02x+NoZ==;EndpointSuffix=core.windows.net"),
+            "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=[REDACTED];EndpointSuffix=core.windows.net"
+        );
+        assert_eq!(
+            text("Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=Q7k/abc+def=;"),
+            "Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=[REDACTED];SharedAccessKey=[REDACTED];"
         );
     }
 }

@@ -1,14 +1,18 @@
 //! Redaction of decoded text: one pass collects the spans to replace, family by family of the
 //! rules the prefilter hit (plus the user patterns), and replaces them with the marker; passes
-//! repeat until nothing changes.
+//! repeat until nothing changes. Zero-width characters are removed first (`invisible`).
 
 use std::ops::Range;
 
+use regex::Captures;
+
 use super::rules::{
-    is_basic_credential, is_error_name, is_source_location, kv_value_span, token_end, token_start,
-    AUTH, KEY, SHAPE, URL,
+    is_basic_credential, is_error_name, is_prose_key, is_source_location, kv_value_span,
+    prose_value, token_end, token_start, AUTH, CARD, EMAIL, INVISIBLE, KEY, KEYED, PASS, SHAPE,
+    URL,
 };
-use super::{Sanitizer, REDACTED};
+use super::shapes::is_systemd_unit;
+use super::{cards, invisible, Sanitizer, REDACTED};
 
 /// Upper bound on redaction passes over one text. A replacement can expose a new match (the
 /// marker ends in `]`, a word boundary: `ACME-1Bearer t` → `[REDACTED]Bearer t`), so the slow
@@ -33,16 +37,24 @@ impl Sanitizer {
 
     /// One pass of [`redact_text`](Self::redact_text).
     fn redact_pass(&self, s: &str, builtin: bool) -> Option<String> {
-        let mut families = 0u8;
-        let mut key_hits: Vec<usize> = Vec::new(); // allocates only on a key-word hit
+        let mut families = 0u16;
+        // Key-word and `pass` hits: position, families. Allocates only on such a hit.
+        let mut key_hits: Vec<(usize, u16)> = Vec::new();
         if builtin {
             self.text_prefilter.scan(s, |family, at| {
                 families |= family;
-                if family & KEY != 0 {
-                    key_hits.push(at);
+                if family & (KEY | PASS) != 0 {
+                    key_hits.push((at, family));
                 }
                 false
             });
+        }
+        if families & INVISIBLE != 0 {
+            if let Some(visible) = invisible::strip(s) {
+                // Removing them may join a key word or a token: this pass goes on with the
+                // visible text (which has none left to strip, so this recurses once).
+                return Some(self.redact_pass(&visible, true).unwrap_or(visible));
+            }
         }
         // One `is_match` per pattern rather than a `RegexSet`: a single regex keeps the regex
         // crate's literal optimisations (`\b\d{3}-\d{2}-\d{4}\b` on 875 bytes: ~85 ns alone,
@@ -52,7 +64,7 @@ impl Sanitizer {
             return None;
         }
         let mut spans = Vec::new();
-        if families & KEY != 0 {
+        if families & (KEY | PASS) != 0 {
             self.kv_spans(s, key_hits, &mut spans);
         }
         if families & AUTH != 0 {
@@ -85,6 +97,25 @@ impl Sanitizer {
                 push_span(s, &mut spans, m.range());
             }
         }
+        if families & KEYED != 0 {
+            for caps in self.keyed_re.captures_iter(s) {
+                if let Some(secret) = first_group(&caps) {
+                    push_span(s, &mut spans, secret);
+                }
+            }
+        }
+        if families & CARD != 0 {
+            cards::spans(s, &mut spans);
+        }
+        if let (true, Some(re)) = (families & EMAIL != 0, &self.email_re) {
+            for caps in re.captures_iter(s) {
+                if let (Some(address), Some(local)) = (caps.get(0), caps.get(1)) {
+                    if !is_systemd_unit(address.as_str()) {
+                        push_span(s, &mut spans, local.range());
+                    }
+                }
+            }
+        }
         if user_hit {
             for re in &self.user {
                 for m in re.find_iter(s) {
@@ -95,13 +126,14 @@ impl Sanitizer {
         apply_spans(s, spans)
     }
 
-    /// Values of `key=value` pairs whose key token contains one of the key-word hits.
-    fn kv_spans(&self, s: &str, mut key_hits: Vec<usize>, spans: &mut Vec<Range<usize>>) {
+    /// Values of `key=value` pairs whose key token contains one of the key-word hits (or is
+    /// a `pass` key), and of `password hunter2` in prose.
+    fn kv_spans(&self, s: &str, mut key_hits: Vec<(usize, u16)>, spans: &mut Vec<Range<usize>>) {
         key_hits.sort_unstable();
         // End of the last token examined: later hits inside it are the same token. This keeps a
         // huge token with many hits (`passwordpasswordpassword…`) linear.
         let mut covered = 0;
-        for at in key_hits {
+        for (at, family) in key_hits {
             if at < covered {
                 continue;
             }
@@ -111,23 +143,51 @@ impl Sanitizer {
             let (Some(key), Some(rest)) = (s.get(start..end), s.get(start..)) else {
                 continue;
             };
+            // A `pass` hit is a key only as a `pass` segment, or when the whole token, fully
+            // normalized, holds a key word (`pass_word`, which the trigger search cannot see):
+            // what `is_sensitive_key` says of JSON keys. A token with a key-word hit in it
+            // passes that test too, so skipping the rest of a rejected token loses nothing.
+            if family & KEY == 0 && !self.is_sensitive_key(key) {
+                continue;
+            }
             let after_key = rest.get(key.len()..).unwrap_or_default();
             if is_error_name(key) || is_source_location(key, after_key) {
                 continue;
             }
-            let Some(caps) = self.kv_re.captures(rest) else {
-                continue;
+            let span = match self.kv_re.captures(rest) {
+                Some(caps) => {
+                    if let Some(m) = caps.get(0) {
+                        covered = covered.max(start + m.end());
+                    }
+                    kv_value_span(rest, &caps)
+                }
+                None if is_prose_key(key) => self.prose_value_span(rest),
+                None => None,
             };
-            if let Some(m) = caps.get(0) {
-                covered = covered.max(start + m.end());
-            }
-            if let Some(span) = kv_value_span(rest, &caps) {
+            if let Some(span) = span {
                 // Key words inside a redacted value need no look of their own.
                 covered = covered.max(start + span.end);
                 push_span(s, spans, start + span.start..start + span.end);
             }
         }
     }
+
+    /// The value of `password hunter2` / `the password is hunter2` at the start of `rest` (the
+    /// key token), see [`rules::prose_value`](super::rules::prose_value).
+    fn prose_value_span(&self, rest: &str) -> Option<Range<usize>> {
+        let caps = self.prose_re.captures(rest)?;
+        if let Some(quoted) = caps.name("v2").or_else(|| caps.name("v3")) {
+            return Some(quoted.range());
+        }
+        let v = caps.name("v4")?;
+        let kept = prose_value(v.as_str())?;
+        Some(v.start()..v.start() + kept.len())
+    }
+}
+
+/// The range of the first capture group that took part in a match.
+fn first_group(caps: &Captures<'_>) -> Option<Range<usize>> {
+    caps.iter().skip(1).flatten().next().map(|m| m.range())
 }
 
 /// Records a span to replace, unless it is empty, already the marker (idempotence) or not on
@@ -201,6 +261,14 @@ mod tests {
             r#"{\"password\":\"x\",\"Cookie\":\"a=b; c=d\"}"#,
             "authorization: Bearer ",
             "xoxb-1234567890-abcdefghij ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "card 4111 1111 1111 1111 and 4111-1111-1111-1111 and 5555555555554444",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEp\n-----END RSA PRIVATE KEY-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\ncut",
+            "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "?key=AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe&sig=abc",
+            "https://hooks.slack.com/services/T0/B0/XyZ glpat-xXo5_b2Yk-9qzW3nE8rT",
+            "the password is hunter2; db_pass=x; pass\u{200B}word=y",
+            "AccountKey=abc==;SharedAccessKey=def=",
         ];
         for input in corpus {
             let once = text(input);
@@ -222,6 +290,14 @@ mod tests {
             "AKIAIOSFODNN7",
             "dXNlcjpwYXNz",
             "abc.def",
+            "4111",
+            "5555555555554444",
+            "MIIEp",
+            "wJalr",
+            "AIza",
+            "XyZ",
+            "glpat",
+            "abc==",
         ] {
             for input in corpus {
                 assert!(!text(input).contains(secret), "{input}");
@@ -237,6 +313,7 @@ mod tests {
                 .map(|k| k.to_string())
                 .collect::<Vec<_>>(),
             &[r"ACME-\d+".to_owned()],
+            false,
         )
         .unwrap();
         let parts = [
@@ -278,6 +355,29 @@ mod tests {
             "\\n",
             "\\\"",
             "42",
+            "4111",
+            "1111",
+            "-",
+            "5555555555554444",
+            "+",
+            "0.",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----END RSA PRIVATE KEY-----",
+            "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+            "?key=",
+            "&sig=",
+            "hooks.slack.com/",
+            "pass",
+            "db_pass",
+            "Pass",
+            " is ",
+            "hunter2",
+            "\u{200B}",
+            "\u{200D}",
+            "\\u200b",
+            "\u{1F468}",
+            "glpat-",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         ];
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..3000 {
