@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::skip::require;
+use crate::skip::{require, require_tool};
 use crate::util::{self, CTL, DAEMON, EVENTS_TIMEOUT};
 
 const USER: &str = "qerrors-it-user";
@@ -111,15 +111,6 @@ impl Drop for UserDaemon {
     }
 }
 
-pub fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client() {
     const TEST: &str = "first_hour::a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client";
@@ -129,22 +120,10 @@ fn a_user_daemon_without_xdg_runtime_dir_is_found_by_every_client() {
         root,
         "root (to create and act as an unprivileged user)",
         "run the suite as root, as CI does: sudo -E cargo test",
-    ) || !require(
-        TEST,
-        runs("node", &["--version"]),
-        "node",
-        "apt-get install nodejs",
-    ) || !require(
-        TEST,
-        runs("python3", &["--version"]),
-        "python3",
-        "apt-get install python3",
-    ) || !require(
-        TEST,
-        runs("setpriv", &["--version"]),
-        "setpriv",
-        "apt-get install util-linux",
-    ) {
+    ) || !require_tool(TEST, "node", "apt-get install nodejs")
+        || !require_tool(TEST, "python3", "apt-get install python3")
+        || !require_tool(TEST, "setpriv", "apt-get install util-linux")
+    {
         return;
     }
     let user = test_user();

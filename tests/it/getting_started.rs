@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::first_hour::{runs, test_user};
-use crate::skip::require;
+use crate::first_hour::test_user;
+use crate::skip::require_tool;
 use crate::util::{self, DAEMON};
 
 const DOC: &str = include_str!("../../docs/getting-started.md");
@@ -105,22 +105,10 @@ impl Drop for Background {
 #[test]
 fn the_getting_started_page_works_as_written() {
     const TEST: &str = "getting_started::the_getting_started_page_works_as_written";
-    if !require(
-        TEST,
-        runs("node", &["--version"]),
-        "node",
-        "apt-get install nodejs",
-    ) || !require(
-        TEST,
-        runs("python3", &["--version"]),
-        "python3",
-        "apt-get install python3",
-    ) || !require(
-        TEST,
-        runs("curl", &["--version"]),
-        "curl",
-        "apt-get install curl",
-    ) {
+    if !require_tool(TEST, "node", "apt-get install nodejs")
+        || !require_tool(TEST, "python3", "apt-get install python3")
+        || !require_tool(TEST, "curl", "apt-get install curl")
+    {
         return;
     }
     let blocks = sh_blocks(DOC);

@@ -4,16 +4,15 @@
 
 use std::process::Command;
 
-use crate::skip::require;
+use crate::skip::require_tool;
 use crate::util::{spawn_daemon, Opts, EVENTS_TIMEOUT};
 
 #[test]
 fn separators_and_cr_from_clients_do_not_split_records() {
     const TEST: &str = "line_safety::separators_and_cr_from_clients_do_not_split_records";
-    let have = |p: &str| crate::first_hour::runs(p, &["--version"]);
-    if !require(TEST, have("python3"), "python3", "apt-get install python3")
-        || !require(TEST, have("node"), "node", "apt-get install nodejs")
-        || !require(TEST, have("jq"), "jq", "apt-get install jq")
+    if !require_tool(TEST, "python3", "apt-get install python3")
+        || !require_tool(TEST, "node", "apt-get install nodejs")
+        || !require_tool(TEST, "jq", "apt-get install jq")
     {
         return;
     }

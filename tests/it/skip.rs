@@ -72,6 +72,18 @@ pub fn require(test: &str, ok: bool, missing: &str, how: &str) -> bool {
     ok
 }
 
+/// [`require`] for a program on the PATH: whether `tool --version` runs; `install` says how to
+/// get it.
+pub fn require_tool(test: &str, tool: &str, install: &str) -> bool {
+    let runs = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(test, runs, tool, install)
+}
+
 /// A notice that must be seen, written to the real stderr past the harness's capture.
 pub fn notice(msg: &str) {
     let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {msg} !!!!!!!!\n");
