@@ -167,6 +167,14 @@ inside runuser -u qtest-other -- /usr/bin/qerrorsctl --socket /run/qerrors.sock 
     >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || fail "a user outside group qerrors could write to the socket (rc $rc)"
 say "group member sends (peer comm and unit filled), non-member refused"
+# The control socket comes from the socket unit too: root sees the member's event there, the
+# member sees it as their own.
+inside /usr/bin/qerrorsctl status >/dev/null || fail "qerrorsctl status (control socket) failed as root"
+inside /usr/bin/qerrorsctl recent --json | grep -q '"boot test from a unit"' ||
+    fail "root does not see the event through the control socket"
+inside runuser -u qtest-member -- /usr/bin/qerrorsctl recent --json | grep -q '"boot test from a unit"' ||
+    fail "a member does not see their own event through the control socket"
+say "control socket from the socket unit: status and recent work"
 
 # --- reload, logrotate -------------------------------------------------------------------------
 inside systemctl reload qerrors.service || fail "systemctl reload failed"

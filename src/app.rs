@@ -87,7 +87,26 @@ pub async fn run_with(
         control.clone(),
     )
     .with_context(|| format!("opening log file {}", cfg.sink.path.display()))?;
-    let socket = Socket::open(&cfg.ingest).context("opening the ingest socket")?;
+    let sockets = Socket::open_with_control(&cfg.ingest, &cfg.control_access)
+        .context("opening the ingest socket")?;
+    let socket = sockets.ingest;
+    let admins = control::access::Admins::new(cfg.control_access.admin_group.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    // A control socket that cannot be bound does not keep the daemon from taking events.
+    let mut control_socket_unavailable = None;
+    let control_socket = match sockets.control {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(
+                "control socket not started: {e}; qerrorsctl falls back to TCP (with the token)"
+            );
+            control_socket_unavailable = Some((
+                cfg.control_access.socket.display().to_string(),
+                e.to_string(),
+            ));
+            None
+        }
+    };
     // The memory governor first: every bounded structure below listens to its level.
     let memory = Arc::new(crate::memory::MemoryStatus::default());
     let (pressure_tx, pressure_rx) = crate::memory::channel();
@@ -162,6 +181,17 @@ pub async fn run_with(
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
+    let control_socket_display = control_socket.as_ref().map(|s| s.display.clone());
+    // TCP serves content only to whoever presents this token.
+    let token = match &control_listener {
+        Some(_) => {
+            let access = cfg.control_access.clone();
+            tokio::task::spawn_blocking(move || control::access::load_or_create_token(&access))
+                .await
+                .unwrap_or(None)
+        }
+        None => None,
+    };
 
     let start = json!({
         "version": crate::VERSION,
@@ -170,6 +200,7 @@ pub async fn run_with(
         "socket": socket.display,
         "overflow": format!("{:?}", cfg.ring.overflow).to_lowercase(),
         "control": control_addr,
+        "control_socket": control_socket_display,
         "memory_budget": memory.budget_bytes.load(Ordering::Relaxed),
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -184,6 +215,12 @@ pub async fn run_with(
         outbox.notice(
             "control server not started",
             vec![("listen", json!(listen)), ("error", json!(error))],
+        );
+    }
+    if let Some((path, error)) = control_socket_unavailable {
+        outbox.notice(
+            "control socket not started",
+            vec![("path", json!(path)), ("error", json!(error))],
         );
     }
 
@@ -235,31 +272,55 @@ pub async fn run_with(
     )
     .context("starting the limiter thread")?;
     let control_rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
+    let state = ControlState {
+        stats: stats.clone(),
+        ring: ring_stats,
+        history,
+        fingerprints,
+        started: std::time::Instant::now(),
+        shutting_down: cancel.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
+        analysis: parts.analysis.clone(),
+        memory: memory.clone(),
+        inflight,
+        suppressions,
+        limiter,
+        breakers,
+        outbox,
+        reloads: reloads.clone(),
+        hosts: control::guard::Hosts::new(cfg.control, &cfg.control_guard.allowed_hosts),
+        control_rejected: control_rejected.clone(),
+        access: control::access::Access::new(token, cfg.control_access.others),
+        metrics_services: cfg.control_access.metrics_services,
+        reload: Some(reload_tx),
+    };
     let control_task = control_listener.map(|listener| {
-        let hosts = control::guard::Hosts::new(cfg.control, &cfg.control_guard.allowed_hosts);
         let listener =
             control::guard::Guarded::new(listener, &cfg.control_guard, control_rejected.clone());
-        let state = ControlState {
-            stats: stats.clone(),
-            ring: ring_stats,
-            history,
-            fingerprints,
-            started: std::time::Instant::now(),
-            shutting_down: cancel.clone(),
-            slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_IN_FLIGHT)),
-            analysis: parts.analysis.clone(),
-            memory: memory.clone(),
-            inflight,
-            suppressions,
-            limiter,
-            breakers,
-            outbox,
-            reloads: reloads.clone(),
-            hosts,
-            control_rejected,
-        };
-        tokio::spawn(control::serve(listener, state, control_stop.clone()))
+        tokio::spawn(control::serve(
+            listener,
+            state.clone(),
+            control_stop.clone(),
+        ))
     });
+    let control_socket_task = match control_socket {
+        Some(s) => {
+            let listener = tokio::net::UnixListener::from_std(s.listener.try_clone()?)
+                .context("registering the control socket with the runtime")?;
+            let listener = control::access::GuardedUnix::new(
+                listener,
+                &cfg.control_guard,
+                control_rejected,
+                admins,
+            );
+            Some((
+                tokio::spawn(control::serve(listener, state, control_stop.clone())),
+                s,
+            ))
+        }
+        None => None,
+    };
     let socket = Arc::new(socket);
     let accept = tokio::spawn(ingest::accept_loop(
         listener,
@@ -273,6 +334,7 @@ pub async fn run_with(
         socket = %socket.display,
         log = %log_path.display(),
         control = control_addr.as_deref().unwrap_or("off"),
+        control_socket = control_socket_display.as_deref().unwrap_or("off"),
         "qerrorsd ready"
     );
     notify::ready();
@@ -289,6 +351,16 @@ pub async fn run_with(
                 notify::reloading();
                 current = reload(current, &source, &shared, &parts, &reloads).await;
                 notify::ready();
+            }
+            Some(answer) = reload_rx.recv() => {
+                tracing::info!("reload requested on the control plane: reopening the log file and reloading the configuration");
+                control.request_reopen();
+                notify::reloading();
+                current = reload(current, &source, &shared, &parts, &reloads).await;
+                notify::ready();
+                if let Some(outcome) = reloads.last() {
+                    let _ = answer.send(outcome);
+                }
             }
         }
     }
@@ -344,6 +416,10 @@ pub async fn run_with(
     control_stop.cancel();
     if let Some(t) = control_task {
         let _ = t.await;
+    }
+    if let Some((t, s)) = control_socket_task {
+        let _ = t.await;
+        s.remove_file();
     }
     tracing::info!(
         written = report.written,

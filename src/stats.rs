@@ -43,6 +43,8 @@ pub struct Stats {
     pub replies_dropped: AtomicU64,
     pub connections_total: AtomicU64,
     pub connections_active: AtomicU64,
+    /// Connections closed on arrival: their uid held `ingest.max_connections_per_uid`.
+    pub connections_refused_per_uid: AtomicU64,
     /// Log file write errors (each retried).
     pub write_errors: AtomicU64,
     /// When the last write error happened (Unix ms; 0 = never), for `/ready`.

@@ -21,14 +21,25 @@ struct Cli {
         value_name = "PATH"
     )]
     socket: Option<PathBuf>,
-    /// Control server address [default: $QERRORS_CONTROL_LISTEN, else 127.0.0.1:9464].
+    /// Control plane: a control socket path, or a TCP ADDR:PORT [default:
+    /// $QERRORS_CONTROL_LISTEN, else the control socket next to the daemon socket
+    /// (<dir>/<name>-control.sock), else 127.0.0.1:9464].
     #[arg(
         long,
         global = true,
         env = "QERRORS_CONTROL_LISTEN",
-        value_name = "ADDR"
+        value_name = "PATH|ADDR"
     )]
     control: Option<String>,
+    /// Token for TCP content endpoints [default: <dir>/<name>-control.token next to the daemon
+    /// socket, when readable].
+    #[arg(
+        long,
+        global = true,
+        env = "QERRORS_CONTROL_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -71,7 +82,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Ask the daemon to reload its configuration and reopen its log (SIGHUP).
+    /// Ask the daemon to reload its configuration and reopen its log; exit 1 with the reason
+    /// when the new configuration is rejected.
     Reload,
     /// Validate a configuration file the way the daemon does; exit 2 naming the key if invalid.
     CheckConfig {
@@ -87,11 +99,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The legacy names (QERRORS_SOCKET, QERRORS_CONTROL) still count when the new ones are unset.
     let socket = config::paths::client_socket(cli.socket);
-    let control = cli
+    let token_file = cli.token_file.as_deref();
+    let control = match cli
         .control
         .or_else(|| config::paths::env::get(config::paths::env::CONTROL))
-        .unwrap_or_else(|| client::DEFAULT_CONTROL.to_string());
-    let control = control.as_str();
+    {
+        Some(c) => {
+            let default_token = config::token_file_for(&socket);
+            client::Control::parse(&c, Some(token_file.unwrap_or(&default_token)))
+        }
+        None => client::Control::discover(&socket, token_file),
+    };
+    let control = &control;
     match cli.cmd {
         Cmd::Tail(args) => ctl::tail::cli(args),
         Cmd::Status => ctl::status::run(control),

@@ -59,6 +59,25 @@ pub const RESTART_ONLY: &[RestartOnly] = &[
         changed: |o, n| o.control_guard != n.control_guard,
         keep: |o, c| c.control_guard = o.control_guard.clone(),
     },
+    RestartOnly {
+        name: "control (socket, socket_mode, socket_group, admin_group, others, token_file, \
+               metrics_services)",
+        covers: &[
+            "control.socket",
+            "control.socket_mode",
+            "control.socket_group",
+            "control.admin_group",
+            "control.others",
+            "control.token_file",
+            "control.metrics_services",
+        ],
+        changed: |o, n| o.control_access != n.control_access,
+        keep: |o, c| c.control_access = o.control_access.clone(),
+    },
+    field!(
+        "ingest.max_connections_per_uid",
+        ingest.max_connections_per_uid
+    ),
     field!("analysis", analysis),
     field!("memory", memory),
     RestartOnly {

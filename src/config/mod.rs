@@ -94,6 +94,9 @@ pub struct IngestConfig {
     pub socket_group: String,
     /// Maximum concurrent client connections; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one uid may hold at once; a connection beyond it is answered
+    /// `too_many_connections` and closed (counted), so one user cannot take every slot.
+    pub max_connections_per_uid: usize,
     /// Longest accepted line (one event). Longer lines are rejected with `line_too_long` and
     /// skipped up to the next newline; the connection stays usable.
     #[serde(
@@ -133,6 +136,7 @@ impl Default for IngestConfig {
             socket_mode: "0660".into(),
             socket_group: String::new(),
             max_connections: 1024,
+            max_connections_per_uid: 256,
             max_line_bytes: ByteSize::kib(256),
             read_buffer_bytes: ByteSize::kib(64),
             idle_timeout: Duration::from_secs(300),
@@ -318,6 +322,37 @@ pub struct ControlConfig {
     /// included); no connection lives longer than 6 times this.
     #[serde(with = "crate::config::check::duration")]
     pub idle_timeout: Duration,
+    /// The control socket (`qerrorsctl`'s way in, authorized per request by the peer's uid).
+    /// Empty: next to the ingest socket, `<dir>/<name>-control.sock` (`/run/qerrors.sock` →
+    /// `/run/qerrors-control.sock`).
+    pub socket: String,
+    /// Permission bits of the control socket file.
+    pub socket_mode: String,
+    /// Group of the control socket file; empty: `ingest.socket_group`.
+    pub socket_group: String,
+    /// Members of this group (besides root and the daemon's own user) see every event through
+    /// the control socket; empty: nobody else.
+    pub admin_group: String,
+    /// What a connecting user who is no admin sees: `own` (events whose `peer.uid` is theirs)
+    /// or `none`.
+    pub others: Others,
+    /// File holding the token that TCP requests for content (and the dashboard) must present.
+    /// Empty: next to the control socket, `<dir>/<name>-control.token`. Created (0640, group
+    /// `admin_group`) with a random token when missing.
+    pub token_file: String,
+    /// `/metrics` carries `service` labels (client-written text) only when this is on.
+    pub metrics_services: bool,
+}
+
+/// What non-admin users see through the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Others {
+    /// Their own events (`peer.uid` equal to theirs).
+    #[default]
+    Own,
+    /// No events; counters and health only.
+    None,
 }
 
 impl Default for ControlConfig {
@@ -328,8 +363,46 @@ impl Default for ControlConfig {
             allowed_hosts: Vec::new(),
             max_connections: 64,
             idle_timeout: Duration::from_secs(10),
+            socket: String::new(),
+            socket_mode: "0660".into(),
+            socket_group: String::new(),
+            admin_group: String::new(),
+            others: Others::Own,
+            token_file: String::new(),
+            metrics_services: false,
         }
     }
+}
+
+/// Who may use the control plane, and how (validated `[control]` access keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlAccess {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub socket_group: Option<String>,
+    pub admin_group: Option<String>,
+    pub others: Others,
+    pub token_file: PathBuf,
+    pub metrics_services: bool,
+}
+
+/// `<dir>/<name>-control.sock` next to the ingest socket `<dir>/<name>.sock`.
+pub fn control_socket_for(ingest: &Path) -> PathBuf {
+    sibling(ingest, "-control.sock")
+}
+
+/// `<dir>/<name>-control.token` next to the control socket's ingest socket.
+pub fn token_file_for(ingest: &Path) -> PathBuf {
+    sibling(ingest, "-control.token")
+}
+
+fn sibling(ingest: &Path, suffix: &str) -> PathBuf {
+    let name = ingest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "qerrors.sock".into());
+    let stem = name.strip_suffix(".sock").unwrap_or(&name);
+    ingest.with_file_name(format!("{stem}{suffix}"))
 }
 
 /// The control server's limits and the names it answers to.
@@ -352,6 +425,8 @@ pub struct Config {
     pub control: Option<std::net::SocketAddr>,
     /// How the control server guards itself (`[control]` besides `listen`).
     pub control_guard: ControlGuard,
+    /// The control socket and who sees what.
+    pub control_access: ControlAccess,
     pub limit: crate::limit::rules::Settings,
     pub analysis: crate::analysis::config::Analysis,
     pub memory: crate::memory::Memory,
@@ -363,6 +438,8 @@ pub struct Ingest {
     pub socket_mode: u32,
     pub socket_group: Option<String>,
     pub max_connections: NonZeroUsize,
+    /// Connections one uid may hold at once (root's included).
+    pub max_connections_per_uid: NonZeroUsize,
     pub max_line_bytes: NonZeroUsize,
     pub read_buffer_bytes: NonZeroUsize,
     pub idle_timeout: Duration,
@@ -503,6 +580,10 @@ impl RawConfig {
             socket_mode: parse_mode("ingest.socket_mode", &i.socket_mode)?,
             socket_group: (!i.socket_group.is_empty()).then_some(i.socket_group),
             max_connections: nonzero("ingest.max_connections", i.max_connections)?,
+            max_connections_per_uid: nonzero(
+                "ingest.max_connections_per_uid",
+                i.max_connections_per_uid,
+            )?,
             max_line_bytes: nonzero("ingest.max_line_bytes", max_line)?,
             read_buffer_bytes: nonzero("ingest.read_buffer_bytes", read_buf)?,
             idle_timeout: positive("ingest.idle_timeout", i.idle_timeout)?,
@@ -574,7 +655,10 @@ impl RawConfig {
             ));
         }
 
-        let listen = overrides.control.clone().unwrap_or(self.control.listen);
+        let listen = overrides
+            .control
+            .clone()
+            .unwrap_or_else(|| self.control.listen.clone());
         let control = if listen.trim().is_empty() {
             None
         } else {
@@ -610,6 +694,30 @@ impl RawConfig {
             idle_timeout: positive("control.idle_timeout", self.control.idle_timeout)?,
         };
 
+        let c = &self.control;
+        let control_access = ControlAccess {
+            socket: if c.socket.trim().is_empty() {
+                control_socket_for(&ingest.socket)
+            } else {
+                PathBuf::from(c.socket.trim())
+            },
+            socket_mode: parse_mode("control.socket_mode", &c.socket_mode)?,
+            socket_group: Some(c.socket_group.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .or_else(|| ingest.socket_group.clone()),
+            admin_group: Some(c.admin_group.trim().to_string()).filter(|g| !g.is_empty()),
+            others: c.others,
+            token_file: if c.token_file.trim().is_empty() {
+                token_file_for(&ingest.socket)
+            } else {
+                PathBuf::from(c.token_file.trim())
+            },
+            metrics_services: c.metrics_services,
+        };
+        if control_access.socket == ingest.socket {
+            return Err(invalid("control.socket", "must differ from ingest.socket"));
+        }
+
         let analysis = self.analysis.validate(&sink.path)?;
         let memory = self.memory.validate()?;
 
@@ -621,6 +729,7 @@ impl RawConfig {
             sink,
             control,
             control_guard,
+            control_access,
             limit: self.limit.validate()?,
             analysis,
             memory,
@@ -774,7 +883,16 @@ mod tests {
         )
         .unwrap();
         let new = raw.validate(&Overrides::default()).unwrap();
-        assert_eq!(restart_required(&old, &new), ["ingest.socket", "sink"]);
+        // The control socket and token sit next to the ingest socket: they move with it.
+        assert_eq!(
+            restart_required(&old, &new),
+            [
+                "ingest.socket",
+                "sink",
+                "control (socket, socket_mode, socket_group, admin_group, others, token_file, \
+                 metrics_services)"
+            ]
+        );
         let applied = merge_live(&old, new);
         assert_eq!(applied.ring.overflow, OverflowPolicy::DropNewest);
         assert_eq!(applied.ingest.read_timeout, Duration::from_secs(7));

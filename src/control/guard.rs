@@ -25,7 +25,7 @@ use crate::config::ControlGuard;
 /// A connection lives at most this many idle timeouts, however slowly it keeps sending.
 const MAX_AGE_IDLE_TIMEOUTS: u32 = 6;
 /// After a failed `accept` (out of file descriptors): wait this long before the next one.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The TCP listener, accepting at most `max_connections` connections at a time; a connection
 /// beyond that is closed as it arrives (and counted), which gives its descriptor back at once.
@@ -77,16 +77,16 @@ impl axum::serve::Listener for Guarded {
 /// A connection that holds its slot until it closes, and whose reads fail once it has sent
 /// nothing for the idle timeout or has lived six of them (hyper then
 /// closes it).
-pub struct GuardedIo {
-    io: TcpStream,
+pub struct GuardedIo<S = TcpStream> {
+    io: S,
     _slot: OwnedSemaphorePermit,
     idle_timeout: Duration,
     deadline: Pin<Box<Sleep>>,
     end: Instant,
 }
 
-impl GuardedIo {
-    fn new(io: TcpStream, slot: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+impl<S> GuardedIo<S> {
+    pub(super) fn new(io: S, slot: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
         let now = Instant::now();
         let end = now + idle_timeout * MAX_AGE_IDLE_TIMEOUTS;
         Self {
@@ -99,7 +99,7 @@ impl GuardedIo {
     }
 }
 
-impl AsyncRead for GuardedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -126,7 +126,7 @@ impl AsyncRead for GuardedIo {
     }
 }
 
-impl AsyncWrite for GuardedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::control::access::Viewer;
 
 /// Default bounds: enough for a screenful of context at any rate, small next to the ring.
 pub const DEFAULT_MAX_EVENTS: usize = 1000;
@@ -34,11 +37,23 @@ struct Inner {
 }
 
 /// Filters of `/recent`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Filter {
     /// Minimum level (`warn` keeps warn, error and fatal).
     pub min_level: Option<crate::event::level::Level>,
     pub service: Option<String>,
+    /// Whose events the asker may see.
+    pub viewer: Viewer,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self {
+            min_level: None,
+            service: None,
+            viewer: Viewer::All,
+        }
+    }
 }
 
 impl History {
@@ -99,28 +114,97 @@ impl History {
     }
 
     /// The newest `n` event records that pass `filter`, oldest first.
-    pub fn recent(&self, n: usize, filter: &Filter) -> Vec<serde_json::Value> {
-        let batches: Vec<Bytes> = self.lock().batches.iter().map(|(b, _)| b.clone()).collect();
+    pub fn recent(&self, n: usize, filter: &Filter) -> Vec<Value> {
         let mut out = Vec::new();
-        'outer: for batch in batches.iter().rev() {
+        self.each_newest_first(|v| {
+            if passes(&v, filter) {
+                out.push(v);
+            }
+            out.len() < n
+        });
+        out.reverse();
+        out
+    }
+
+    /// Calls `f` with each event record, newest first, while it returns `true`.
+    fn each_newest_first(&self, mut f: impl FnMut(Value) -> bool) {
+        let batches: Vec<Bytes> = self.lock().batches.iter().map(|(b, _)| b.clone()).collect();
+        for batch in batches.iter().rev() {
             for line in batch.split(|b| *b == b'\n').rev() {
-                if out.len() >= n {
-                    break 'outer;
-                }
                 if line.is_empty() {
                     continue;
                 }
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+                let Ok(v) = serde_json::from_slice::<Value>(line) else {
                     continue;
                 };
-                if v["kind"] != "event" || !passes(&v, filter) {
+                if v["kind"] != "event" {
                     continue;
                 }
-                out.push(v);
+                if !f(v) {
+                    return;
+                }
             }
         }
-        out.reverse();
-        out
+    }
+
+    /// `/fingerprints` for a viewer who may not see every event: the fingerprints of the
+    /// events it may see in the history, counted over the history (most frequent first, at
+    /// most `n`), each with its newest event's fields.
+    pub fn own_fingerprints(&self, n: usize, viewer: Viewer) -> Vec<Value> {
+        let mut rows: Vec<(String, u64, Value, Value)> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        self.each_newest_first(|v| {
+            if !viewer.may_see(&v) {
+                return true;
+            }
+            let Some(fp) = v["fingerprint"].as_str().map(str::to_string) else {
+                return true;
+            };
+            let ts = v["received"].clone();
+            match index.get(&fp) {
+                Some(&i) => {
+                    let row: &mut (String, u64, Value, Value) = &mut rows[i];
+                    row.1 += 1;
+                    row.3 = ts; // first seen: older as we go
+                }
+                None => {
+                    index.insert(fp.clone(), rows.len());
+                    rows.push((fp, 1, v, ts));
+                }
+            }
+            true
+        });
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        rows.truncate(n);
+        rows.into_iter()
+            .map(|(fp, count, v, first)| {
+                json!({
+                    "fingerprint": fp,
+                    "count": count,
+                    "first_seen": first,
+                    "last_seen": v["received"],
+                    "class": v["class"],
+                    "severity": v["severity"],
+                    "level": v["level"],
+                    "service": v["service"],
+                    "services": [v["service"]],
+                    "services_more": false,
+                    "name": v["name"],
+                    "message": v["message"],
+                    "scope": "your events in the recent history",
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the history holds an event with fingerprint `fp` that `viewer` may see.
+    pub fn has_fingerprint(&self, fp: &str, viewer: Viewer) -> bool {
+        let mut found = false;
+        self.each_newest_first(|v| {
+            found = v["fingerprint"] == fp && viewer.may_see(&v);
+            !found
+        });
+        found
     }
 
     /// `(events, bytes)` held.
@@ -130,7 +214,10 @@ impl History {
     }
 }
 
-fn passes(v: &serde_json::Value, f: &Filter) -> bool {
+fn passes(v: &Value, f: &Filter) -> bool {
+    if !f.viewer.may_see(v) {
+        return false;
+    }
     if let Some(min) = f.min_level {
         let level = v["level"]
             .as_str()
@@ -177,6 +264,7 @@ mod tests {
             &Filter {
                 min_level: Some(Level::Warn),
                 service: Some("b".into()),
+                viewer: Viewer::All,
             },
         );
         let levels: Vec<&str> = warn_up
@@ -204,6 +292,58 @@ mod tests {
             h.push(batch(&[("error", "a"), ("info", "a")]), 2);
         }
         assert_eq!(h.size().0, 128);
+    }
+
+    #[test]
+    fn a_uid_viewer_sees_its_own_events_and_fingerprints_only() {
+        let h = History::new(100, 1 << 20);
+        let ev = |uid: u32, fp: &str, msg: &str, t: &str| {
+            format!(
+                "{{\"kind\":\"event\",\"received\":\"{t}\",\"level\":\"error\",\"service\":\"s\",\
+                 \"message\":\"{msg}\",\"fingerprint\":\"{fp}\",\"peer\":{{\"uid\":{uid}}}}}\n"
+            )
+        };
+        let batch = [
+            ev(1000, "aa", "mine 1", "t1"),
+            ev(1001, "bb", "theirs", "t2"),
+            ev(1000, "aa", "mine 2", "t3"),
+            ev(1000, "cc", "mine 3", "t4"),
+            ev(1001, "cc", "theirs too", "t5"),
+        ]
+        .concat();
+        h.push(Bytes::from(batch), 5);
+        let mine = Filter {
+            viewer: Viewer::Uid(1000),
+            ..Filter::default()
+        };
+        let msgs: Vec<String> = h
+            .recent(10, &mine)
+            .iter()
+            .map(|v| v["message"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(msgs, ["mine 1", "mine 2", "mine 3"]);
+        let fps = h.own_fingerprints(10, Viewer::Uid(1000));
+        assert_eq!(fps.len(), 2, "{fps:?}");
+        assert_eq!(fps[0]["fingerprint"], "aa");
+        assert_eq!(fps[0]["count"], 2);
+        assert_eq!(fps[0]["first_seen"], "t1");
+        assert_eq!(fps[0]["last_seen"], "t3");
+        assert_eq!(fps[0]["message"], "mine 2", "the newest of one's own");
+        assert_eq!(fps[1]["count"], 1, "cc counts only this uid's event");
+        assert_eq!(fps[1]["message"], "mine 3");
+        assert!(h.has_fingerprint("aa", Viewer::Uid(1000)));
+        assert!(!h.has_fingerprint("bb", Viewer::Uid(1000)));
+        assert!(h.has_fingerprint("bb", Viewer::All));
+        assert!(!h.has_fingerprint("aa", Viewer::Nothing));
+        assert!(h
+            .recent(
+                10,
+                &Filter {
+                    viewer: Viewer::Nothing,
+                    ..Filter::default()
+                }
+            )
+            .is_empty());
     }
 
     #[test]

@@ -20,12 +20,18 @@ use crate::stats::Histogram;
 /// Metric names start with this.
 const PREFIX: &str = "qerrors";
 
-/// Renders every metric.
-pub fn encode(st: &ControlState, rss_bytes: u64) -> Result<String, std::fmt::Error> {
+/// Renders every metric; `events_by_service` (client-written label values) only when
+/// `services` (`control.metrics_services`).
+pub fn encode(
+    st: &ControlState,
+    rss_bytes: u64,
+    services: bool,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(Snapshot {
         st: st.clone(),
         rss_bytes,
+        services,
     }));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
@@ -35,6 +41,7 @@ pub fn encode(st: &ControlState, rss_bytes: u64) -> Result<String, std::fmt::Err
 struct Snapshot {
     st: ControlState,
     rss_bytes: u64,
+    services: bool,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -248,14 +255,16 @@ impl Collector for Snapshot {
             "severity",
             labelled(Severity::ALL, Severity::as_str, &s.by_severity),
         )?;
-        counter_by(
-            e,
-            "events_by_service",
-            "Accepted events by service (top 20).",
-            "service",
-            s.top_services(20),
-        )?;
-        let counters: [(&str, &str, u64); 10] = [
+        if self.services {
+            counter_by(
+                e,
+                "events_by_service",
+                "Accepted events by service (top 20).",
+                "service",
+                s.top_services(20),
+            )?;
+        }
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "bytes_in",
                 "Bytes read from client sockets.",
@@ -287,6 +296,12 @@ impl Collector for Snapshot {
                 "connections",
                 "Client connections accepted.",
                 s.connections_total.load(Relaxed),
+            ),
+            (
+                "connections_refused_per_uid",
+                "Client connections closed on arrival: their uid held \
+                 ingest.max_connections_per_uid.",
+                s.connections_refused_per_uid.load(Relaxed),
             ),
             (
                 "ring_pushed",

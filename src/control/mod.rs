@@ -14,6 +14,7 @@
 //! Bounded: at most [`MAX_IN_FLIGHT`] requests at once, a [`REQUEST_TIMEOUT`] per request, GET
 //! only, no request bodies. Work that walks big structures runs on the blocking pool.
 
+pub mod access;
 pub mod guard;
 pub mod history;
 pub mod metrics;
@@ -24,16 +25,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::access::{Access, Viewer};
 use crate::control::history::{Filter, History};
 use crate::event::classify::{Class, Severity};
 use crate::event::level::Level;
@@ -86,7 +88,16 @@ pub struct ControlState {
     pub hosts: guard::Hosts,
     /// Connections closed on arrival because the server was at `control.max_connections`.
     pub control_rejected: Arc<std::sync::atomic::AtomicU64>,
+    /// Who sees what ([`access`]).
+    pub access: Access,
+    /// `/metrics` carries `service` labels.
+    pub metrics_services: bool,
+    /// Asks the daemon to reload its configuration; answered with the outcome.
+    pub reload: Option<ReloadRequests>,
 }
+
+/// `POST /reload` → the daemon's main loop, which answers with the outcome.
+pub type ReloadRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<reloads::Outcome>>;
 
 pub fn router(state: ControlState) -> Router {
     Router::new()
@@ -98,7 +109,12 @@ pub fn router(state: ControlState) -> Router {
         .route("/recent", get(recent))
         .route("/fingerprints", get(fingerprints))
         .route("/advice/{fingerprint}", get(advice))
+        .route("/reload", post(reload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.hosts.clone(),
             guard::check_host,
@@ -112,9 +128,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serves until `stop` is cancelled.
-pub async fn serve(listener: guard::Guarded, state: ControlState, stop: CancellationToken) {
-    let app = router(state);
+/// Serves until `stop` is cancelled (the TCP listener or the control socket).
+pub async fn serve<L>(listener: L, state: ControlState, stop: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    access::Who: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let app = router(state).into_make_service_with_connect_info::<access::Who>();
     let res = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
@@ -145,7 +166,9 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn metrics_text(State(st): State<ControlState>) -> Response {
     let rss = rss_bytes().await;
-    match metrics::encode(&st, rss) {
+    // Service names are client-written text: in labels only with the opt-in
+    // (control.metrics_services), for whoever scrapes.
+    match metrics::encode(&st, rss, st.metrics_services) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -230,7 +253,8 @@ fn named<const N: usize, T: Copy>(
 }
 
 /// The `/stats` document (its shape is documented in README and used by the dashboard).
-pub fn stats_json(st: &ControlState, rss: u64) -> Value {
+/// `top_services` (client-written names) only for a viewer who sees every event.
+pub fn stats_json(st: &ControlState, rss: u64, viewer: Viewer) -> Value {
     let s = &st.stats;
     let mut memory = st.memory.to_json();
     memory["rss_bytes"] = rss.into();
@@ -278,6 +302,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
         "connections": {
             "active": s.connections_active.load(Relaxed),
             "total": s.connections_total.load(Relaxed),
+            "refused_per_uid": s.connections_refused_per_uid.load(Relaxed),
             "in_flight": st.inflight.to_json(),
         },
         "memory": memory,
@@ -286,9 +311,18 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "service_sets": service_sets,
             "service_sets_max": service_sets_max,
         },
-        "top_services": s.top_services(10).into_iter()
-            .map(|(service, count)| json!({"service": service, "count": count}))
-            .collect::<Vec<_>>(),
+        "top_services": if viewer == Viewer::All {
+            s.top_services(10).into_iter()
+                .map(|(service, count)| json!({"service": service, "count": count}))
+                .collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        },
+        "viewer": match viewer {
+            Viewer::All => json!("all"),
+            Viewer::Uid(uid) => json!({"uid": uid}),
+            Viewer::Nothing => json!("none"),
+        },
         "latency_us": {
             "p50": s.write_latency.quantile(0.50),
             "p90": s.write_latency.quantile(0.90),
@@ -310,9 +344,49 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
     })
 }
 
-async fn stats(State(st): State<ControlState>) -> Json<Value> {
+async fn stats(
+    State(st): State<ControlState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Json<Value> {
     let rss = rss_bytes().await;
-    Json(stats_json(&st, rss))
+    Json(stats_json(&st, rss, viewer))
+}
+
+/// 403 for a viewer who may see no event at all.
+fn no_events(viewer: Viewer) -> Option<Response> {
+    (viewer == Viewer::Nothing).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            "events are shown to root, the daemon's user and control.admin_group only \
+             (control.others = \"none\")\n",
+        )
+            .into_response()
+    })
+}
+
+/// `POST /reload`: reloads the configuration and answers with the outcome: 200 applied (with
+/// the keys that need a restart), 422 rejected (with the reason; the running one stays).
+async fn reload(State(st): State<ControlState>) -> Response {
+    let Some(tx) = &st.reload else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "reload is not available\n").into_response();
+    };
+    let (answer, outcome) = tokio::sync::oneshot::channel();
+    if tx.send(answer).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match outcome.await {
+        Ok(reloads::Outcome::Applied { restart_required }) => Json(json!({
+            "outcome": "applied",
+            "restart_required": restart_required,
+        }))
+        .into_response(),
+        Ok(reloads::Outcome::Rejected { error }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"outcome": "rejected", "error": error})),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,7 +396,14 @@ struct RecentQuery {
     service: Option<String>,
 }
 
-async fn recent(State(st): State<ControlState>, Query(q): Query<RecentQuery>) -> Response {
+async fn recent(
+    State(st): State<ControlState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<RecentQuery>,
+) -> Response {
+    if let Some(r) = no_events(viewer) {
+        return r;
+    }
     let min_level = match q.level.as_deref().map(|l| Level::normalize(l).ok_or(l)) {
         Some(Err(l)) => {
             return (StatusCode::BAD_REQUEST, format!("unknown level `{l}`\n")).into_response()
@@ -333,6 +414,7 @@ async fn recent(State(st): State<ControlState>, Query(q): Query<RecentQuery>) ->
     let filter = Filter {
         min_level,
         service: q.service,
+        viewer,
     };
     let n = q.n.unwrap_or(50).min(MAX_ROWS);
     let history = st.history.clone();
@@ -347,8 +429,35 @@ struct TopQuery {
     top: Option<usize>,
 }
 
-async fn fingerprints(State(st): State<ControlState>, Query(q): Query<TopQuery>) -> Response {
+async fn fingerprints(
+    State(st): State<ControlState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<TopQuery>,
+) -> Response {
+    if let Some(r) = no_events(viewer) {
+        return r;
+    }
     let n = q.top.unwrap_or(10).min(MAX_ROWS);
+    if viewer != Viewer::All {
+        // Counts across users would tell one user about another's errors: a user sees the
+        // fingerprints of their own events in the history, counted over it.
+        let history = st.history.clone();
+        let rows = tokio::task::spawn_blocking(move || history.own_fingerprints(n, viewer)).await;
+        return match rows {
+            Ok(mut rows) => {
+                for r in &mut rows {
+                    let fp = r["fingerprint"].as_str().unwrap_or_default().to_string();
+                    r["advice"] = st.analysis.as_ref().map_or(Value::Null, |a| {
+                        u128::from_str_radix(&fp, 16).map_or(Value::Null, |v| {
+                            a.advice_json(crate::event::fingerprint::Fingerprint(v))
+                        })
+                    });
+                }
+                Json(rows).into_response()
+            }
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        };
+    }
     let table = st.fingerprints.clone();
     let rows = match tokio::task::spawn_blocking(move || table.top(n)).await {
         Ok(rows) => rows,
@@ -382,11 +491,29 @@ async fn fingerprints(State(st): State<ControlState>, Query(q): Query<TopQuery>)
 /// yet, expired, or nothing matched), 400 for a malformed fingerprint.
 async fn advice(
     State(st): State<ControlState>,
+    Extension(viewer): Extension<Viewer>,
     axum::extract::Path(fp): axum::extract::Path<String>,
 ) -> Response {
+    if let Some(r) = no_events(viewer) {
+        return r;
+    }
     let fp = fp.trim().to_ascii_lowercase();
     if fp.len() != 32 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
         return (StatusCode::BAD_REQUEST, "a fingerprint is 32 hex digits\n").into_response();
+    }
+    if viewer != Viewer::All {
+        // Advice quotes the event it was made for: only for fingerprints of one's own events.
+        let (history, want) = (st.history.clone(), fp.clone());
+        let own = tokio::task::spawn_blocking(move || history.has_fingerprint(&want, viewer))
+            .await
+            .unwrap_or(false);
+        if !own {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no advice for {fp} among your events in the recent history\n"),
+            )
+                .into_response();
+        }
     }
     let Some(a) = &st.analysis else {
         return (

@@ -40,6 +40,15 @@ impl Reloads {
         last.at_unix_ms = at_unix_ms;
     }
 
+    /// The last outcome, if there was a reload.
+    pub fn last(&self) -> Option<Outcome> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .outcome
+            .clone()
+    }
+
     /// `{"generation": N, "outcome": "applied"|"rejected"|null, ...}`.
     pub fn to_json(&self) -> Value {
         let last = self

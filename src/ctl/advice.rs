@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use super::{client, fail};
 
 /// `qerrorsctl advice FP`: exit 0 with the advice, 1 when there is none, 2 when unreachable.
-pub fn run(ctl: &str, fp: &str, json: bool) -> ExitCode {
+pub fn run(ctl: &client::Control, fp: &str, json: bool) -> ExitCode {
     let mut fp = fp.trim().to_ascii_lowercase();
     if fp.len() < 32 {
         // A prefix, as `top` prints: resolve it against the tracked fingerprints.
-        let rows = match client::control_json(ctl, "/fingerprints?top=1000") {
+        let rows = match ctl.json("/fingerprints?top=1000") {
             Ok(serde_json::Value::Array(rows)) => rows,
             Ok(other) => return fail(&format!("unexpected reply: {other}")),
             Err(e) => return fail(&e.to_string()),
@@ -35,7 +35,7 @@ pub fn run(ctl: &str, fp: &str, json: bool) -> ExitCode {
             }
         }
     }
-    let (status, body) = match client::control_get(ctl, &format!("/advice/{fp}")) {
+    let (status, body) = match ctl.get(&format!("/advice/{fp}")) {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
     };

@@ -109,10 +109,174 @@ where
 /// Default control-plane address (`control.listen`).
 pub const DEFAULT_CONTROL: &str = "127.0.0.1:9464";
 
+/// Longest wait for one control-plane request.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where `qerrorsctl` reaches the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// The control socket: the daemon identifies the caller by its uid.
+    Unix(PathBuf),
+    /// The TCP listener; content needs the token.
+    Tcp { addr: String, token: Option<String> },
+}
+
+impl Control {
+    /// `--control`'s value: a path (it has a `/`) is the control socket, anything else a TCP
+    /// `address:port`, with the token read from `token_file` when it can be.
+    pub fn parse(s: &str, token_file: Option<&Path>) -> Control {
+        if s.contains('/') {
+            Control::Unix(PathBuf::from(s))
+        } else {
+            Control::Tcp {
+                addr: s.to_string(),
+                token: token_file.and_then(read_token),
+            }
+        }
+    }
+
+    /// With nothing given: the control socket next to the ingest socket `ingest` (the same
+    /// daemon `send` talks to), else TCP on the default address.
+    pub fn discover(ingest: &Path, token_file: Option<&Path>) -> Control {
+        let sock = crate::config::control_socket_for(ingest);
+        if std::fs::metadata(&sock).is_ok_and(|m| m.file_type().is_socket()) {
+            return Control::Unix(sock);
+        }
+        let default_token = crate::config::token_file_for(ingest);
+        Control::Tcp {
+            addr: DEFAULT_CONTROL.to_string(),
+            token: read_token(token_file.unwrap_or(&default_token)),
+        }
+    }
+
+    /// For messages: the socket path or the address.
+    pub fn describe(&self) -> String {
+        match self {
+            Control::Unix(p) => p.display().to_string(),
+            Control::Tcp { addr, .. } => addr.clone(),
+        }
+    }
+
+    /// `GET PATH`: `(status, body)`; non-2xx statuses are returned, not errors, so callers
+    /// can show `/ready`'s reason.
+    pub fn get(&self, path: &str) -> Result<(u16, String), ControlError> {
+        self.request("GET", path)
+    }
+
+    /// `POST PATH` with no body.
+    pub fn post(&self, path: &str) -> Result<(u16, String), ControlError> {
+        self.request("POST", path)
+    }
+
+    /// [`get`](Self::get) that wants 200 and JSON.
+    pub fn json(&self, path: &str) -> Result<serde_json::Value, ControlError> {
+        let (status, body) = self.get(path)?;
+        if status != 200 {
+            return Err(ControlError::Status {
+                addr: self.describe(),
+                path: path.to_string(),
+                status,
+                body,
+            });
+        }
+        serde_json::from_str(&body).map_err(|e| ControlError::Unreachable {
+            addr: self.describe(),
+            msg: format!("not JSON: {e}"),
+        })
+    }
+
+    fn request(&self, method: &str, path: &str) -> Result<(u16, String), ControlError> {
+        let unreachable = |msg: String| ControlError::Unreachable {
+            addr: self.describe(),
+            msg,
+        };
+        match self {
+            Control::Unix(sock) => unix_request(sock, method, path).map_err(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied => ControlError::Denied(sock.clone()),
+                _ => unreachable(e.to_string()),
+            }),
+            Control::Tcp { addr, token } => {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(CONTROL_TIMEOUT))
+                    .build()
+                    .new_agent();
+                let url = format!("http://{addr}{path}");
+                let auth = token.as_ref().map(|t| format!("Bearer {t}"));
+                let resp = if method == "POST" {
+                    let mut r = agent.post(&url);
+                    if let Some(a) = &auth {
+                        r = r.header("Authorization", a);
+                    }
+                    r.send_empty()
+                } else {
+                    let mut r = agent.get(&url);
+                    if let Some(a) = &auth {
+                        r = r.header("Authorization", a);
+                    }
+                    r.call()
+                };
+                let mut resp = resp.map_err(|e| unreachable(e.to_string()))?;
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body_mut()
+                    .read_to_string()
+                    .map_err(|e| unreachable(e.to_string()))?;
+                Ok((status, body))
+            }
+        }
+    }
+}
+
+/// The token in `path`, if it can be read (else `None`: TCP then serves no content).
+fn read_token(path: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(path).ok()?;
+    Some(t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// One HTTP/1.1 request over the control socket (hyper's client on a one-thread runtime).
+fn unix_request(sock: &Path, method: &str, path: &str) -> io::Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let other = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
+    rt.block_on(async {
+        let work = async {
+            let stream = tokio::net::UnixStream::connect(sock).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| other(&e))?;
+            tokio::spawn(conn);
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, "localhost")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .map_err(|e| other(&e))?;
+            let resp = sender.send_request(req).await.map_err(|e| other(&e))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| other(&e))?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(CONTROL_TIMEOUT, work)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in time"))?
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("qerrorsd's control server is not reachable at {addr} ({msg}); is the daemon running? (--control / QERRORS_CONTROL_LISTEN)")]
+    #[error("qerrorsd's control plane is not reachable at {addr} ({msg}); is the daemon running? (--control / QERRORS_CONTROL_LISTEN)")]
     Unreachable { addr: String, msg: String },
+    #[error("permission denied on the control socket {0}: your user needs to be in its group (control.socket_group)")]
+    Denied(PathBuf),
     #[error("{addr}{path}: HTTP {status}: {body}")]
     Status {
         addr: String,
@@ -122,46 +286,13 @@ pub enum ControlError {
     },
 }
 
-/// `GET http://ADDR/PATH` on the control plane: `(status, body)`; non-2xx statuses are returned,
-/// not errors, so callers can show `/ready`'s reason.
-pub fn control_get(addr: &str, path: &str) -> Result<(u16, String), ControlError> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
-    let url = format!("http://{addr}{path}");
-    let mut resp = agent
-        .get(&url)
-        .call()
-        .map_err(|e| ControlError::Unreachable {
-            addr: addr.to_string(),
-            msg: e.to_string(),
-        })?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| ControlError::Unreachable {
-            addr: addr.to_string(),
-            msg: e.to_string(),
-        })?;
-    Ok((status, body))
+/// `GET PATH` on the control plane named by `ctl` (a control socket path or a TCP address;
+/// see [`Control::parse`]): `(status, body)`.
+pub fn control_get(ctl: &str, path: &str) -> Result<(u16, String), ControlError> {
+    Control::parse(ctl, None).get(path)
 }
 
 /// [`control_get`] that wants 200 and JSON.
-pub fn control_json(addr: &str, path: &str) -> Result<serde_json::Value, ControlError> {
-    let (status, body) = control_get(addr, path)?;
-    if status != 200 {
-        return Err(ControlError::Status {
-            addr: addr.to_string(),
-            path: path.to_string(),
-            status,
-            body,
-        });
-    }
-    serde_json::from_str(&body).map_err(|e| ControlError::Unreachable {
-        addr: addr.to_string(),
-        msg: format!("not JSON: {e}"),
-    })
+pub fn control_json(ctl: &str, path: &str) -> Result<serde_json::Value, ControlError> {
+    Control::parse(ctl, None).json(path)
 }

@@ -10,7 +10,7 @@ use crate::event::level::Level;
 
 /// The last `n` events, at least `level` and of `service` when given.
 pub fn run(
-    ctl: &str,
+    ctl: &client::Control,
     n: usize,
     level: Option<Level>,
     service: Option<String>,
@@ -23,7 +23,7 @@ pub fn run(
     if let Some(s) = service {
         q.push_str(&format!("&service={}", urlencode(&s)));
     }
-    let rows = match client::control_json(ctl, &q) {
+    let rows = match ctl.json(&q) {
         Ok(serde_json::Value::Array(rows)) => rows,
         Ok(other) => return fail(&format!("unexpected reply: {other}")),
         Err(e) => return fail(&e.to_string()),

@@ -1,68 +1,45 @@
-//! `qerrorsctl reload`: asks the daemon to reload its configuration and reopen its log, then
-//! waits for the outcome in `/stats` (`reload.generation` moves) and reports it: exit 0 when the
-//! new configuration is in force, 1 with the daemon's reason when it was rejected, 2 when the
-//! daemon could not be asked or did not answer.
+//! `qerrorsctl reload`: asks the daemon to reload its configuration and reopen its log
+//! (`POST /reload` on the control socket, or on TCP with the token) and reports the outcome the
+//! daemon answers with: exit 0 when the new configuration is in force, 1 with the daemon's
+//! reason when it was rejected (or the caller may not reload), 2 when the daemon could not be
+//! asked.
 //!
-//! The signal goes to the pid the control server reports only after checking that it is a
-//! qerrorsd (`/proc/<pid>/exe`) and not a pid ≤ 1: whoever answers on the control port does not
-//! decide which process gets signalled.
+//! No signal is sent: whoever answers on the control port cannot make `qerrorsctl` signal a
+//! process of its choosing (SIGHUP stays for `systemctl reload` and `kill -HUP`).
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{client, fail};
 
-/// How long the daemon may take to load and apply a configuration.
-const OUTCOME_TIMEOUT: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(50);
-
-pub fn run(ctl: &str) -> ExitCode {
-    let stats = match client::control_json(ctl, "/stats") {
-        Ok(v) => v,
+pub fn run(ctl: &client::Control) -> ExitCode {
+    let (status, body) = match ctl.post("/reload") {
+        Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
     };
-    let pid = match verified_pid(&stats["pid"]) {
-        Ok(pid) => pid,
-        Err(e) => return fail(&e),
-    };
-    let before = stats["reload"]["generation"].as_u64();
-    if let Err(e) = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    ) {
-        return fail(&format!(
-            "cannot signal pid {pid}: {e} (run as the daemon's user or root)"
-        ));
-    }
-    let Some(before) = before else {
-        println!("sent SIGHUP to qerrorsd (pid {pid}); this daemon does not report reload outcomes, see its log");
-        return ExitCode::SUCCESS;
-    };
-    let deadline = Instant::now() + OUTCOME_TIMEOUT;
-    loop {
-        std::thread::sleep(POLL);
-        let reload = match client::control_json(ctl, "/stats") {
-            Ok(v) => v["reload"].clone(),
-            Err(e) => return fail(&format!("sent SIGHUP to pid {pid}, then: {e}")),
-        };
-        if reload["generation"].as_u64().is_some_and(|g| g > before) {
-            return report(pid, &reload);
+    let shown = crate::display::visible(body.trim_end());
+    match status {
+        200 | 422 => match serde_json::from_str::<Value>(&body) {
+            Ok(v) => report(&v),
+            Err(_) => fail(&format!("unexpected answer to reload: {shown}")),
+        },
+        401 | 403 => {
+            eprintln!("qerrorsctl: reload refused by {}: {shown}", ctl.describe());
+            ExitCode::from(1)
         }
-        if Instant::now() >= deadline {
-            return fail(&format!(
-                "sent SIGHUP to pid {pid} but no reload outcome within {}s; see the daemon's log",
-                OUTCOME_TIMEOUT.as_secs()
-            ));
-        }
+        404 | 405 => fail(&format!(
+            "{} does not take reload requests (HTTP {status}): not a qerrorsd of this version",
+            ctl.describe()
+        )),
+        _ => fail(&format!("reload failed: HTTP {status}: {shown}")),
     }
 }
 
-fn report(pid: i32, reload: &Value) -> ExitCode {
+fn report(reload: &Value) -> ExitCode {
     match reload["outcome"].as_str() {
         Some("applied") => {
-            println!("configuration reloaded (qerrorsd pid {pid}); log file reopened");
+            println!("configuration reloaded; log file reopened");
             let restart: Vec<&str> = reload["restart_required"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -78,56 +55,10 @@ fn report(pid: i32, reload: &Value) -> ExitCode {
         Some("rejected") => {
             eprintln!(
                 "qerrorsctl: configuration rejected, the running one stays: {}",
-                reload["error"].as_str().unwrap_or("(no reason given)")
+                crate::display::visible(reload["error"].as_str().unwrap_or("(no reason given)"))
             );
             ExitCode::from(1)
         }
         _ => fail(&format!("unexpected reload outcome: {reload}")),
-    }
-}
-
-/// The reported pid, if it is a running qerrorsd other than init or a process group.
-fn verified_pid(reported: &Value) -> Result<i32, String> {
-    let pid = reported
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .ok_or_else(|| format!("the control server reported no usable pid ({reported})"))?;
-    if pid <= 1 {
-        return Err(format!(
-            "refusing to signal pid {pid}: the control server is not a qerrorsd"
-        ));
-    }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| {
-        format!("cannot verify pid {pid} is qerrorsd ({e}); run as the daemon's user or root")
-    })?;
-    let name = exe
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // After a package upgrade the running binary shows as "qerrorsd (deleted)".
-    if name.trim_end_matches(" (deleted)") != "qerrorsd" {
-        return Err(format!(
-            "refusing to signal pid {pid}: it is {}, not qerrorsd",
-            exe.display()
-        ));
-    }
-    Ok(pid)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_init_groups_and_processes_that_are_not_qerrorsd() {
-        for bad in [-1, 0, 1] {
-            let err = verified_pid(&Value::from(bad)).unwrap_err();
-            assert!(err.contains("refusing"), "{bad}: {err}");
-        }
-        let err = verified_pid(&Value::from("12")).unwrap_err();
-        assert!(err.contains("no usable pid"), "{err}");
-        // this test process is not qerrorsd
-        let err = verified_pid(&Value::from(std::process::id())).unwrap_err();
-        assert!(err.contains("not qerrorsd"), "{err}");
     }
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use super::{client, fail};
 
 /// Prints `/stats`; exit 2 when the control server is unreachable.
-pub fn run(ctl: &str) -> ExitCode {
-    match client::control_json(ctl, "/stats") {
+pub fn run(ctl: &client::Control) -> ExitCode {
+    match ctl.json("/stats") {
         Ok(v) => {
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             println!("{}", crate::display::json_visible(&text));

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use super::{client, fail};
 
 /// Exit 0 ready, 1 up but not ready, 2 down (control server unreachable).
-pub fn run(ctl: &str) -> ExitCode {
-    let stats = match client::control_json(ctl, "/stats") {
+pub fn run(ctl: &client::Control) -> ExitCode {
+    let stats = match ctl.json("/stats") {
         Ok(v) => v,
         Err(e) => return fail(&e.to_string()),
     };
-    let (ready_status, ready_body) = match client::control_get(ctl, "/ready") {
+    let (ready_status, ready_body) = match ctl.get("/ready") {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
     };

@@ -25,8 +25,8 @@ const SERVICE_WIDTH: usize = 16;
 const GAP: &str = "  ";
 
 /// The `n` most frequent fingerprints.
-pub fn run(ctl: &str, n: usize, json: bool) -> ExitCode {
-    let rows = match client::control_json(ctl, &format!("/fingerprints?top={n}")) {
+pub fn run(ctl: &client::Control, n: usize, json: bool) -> ExitCode {
+    let rows = match ctl.json(&format!("/fingerprints?top={n}")) {
         Ok(Value::Array(rows)) => rows,
         Ok(other) => return fail(&format!("unexpected reply: {other}")),
         Err(e) => return fail(&e.to_string()),

@@ -42,9 +42,17 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     stats.connections_active.fetch_add(1, Relaxed);
 
     let peer = Peer::lookup(&stream).await.unwrap_or_default();
-    let load = shared.inflight.register(peer.uid, peer.pid);
-    let (rd, wr) = stream.into_split();
     let cfg = shared.cfg.load_full();
+    let cap = cfg.max_connections_per_uid.get();
+    let load = match shared.inflight.try_register(peer.uid, peer.pid, cap) {
+        Ok(load) => load,
+        Err(held) => {
+            refuse(stream, &shared, peer.uid, held).await;
+            stats.connections_active.fetch_sub(1, Relaxed);
+            return;
+        }
+    };
+    let (rd, wr) = stream.into_split();
     let replies = Arc::new(Replies::new(cfg.reply_buffer_bytes, shared.stats.clone()));
     let done = CancellationToken::new();
     let mut reply_task = tokio::spawn(reply_loop(wr, replies.clone(), done.clone()));
@@ -73,6 +81,37 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     stats.connections_active.fetch_sub(1, Relaxed);
 }
 
+/// A connection of a uid that already holds `ingest.max_connections_per_uid`: one
+/// `too_many_connections` reply (if the socket takes it at once) and close, counted and logged
+/// (at most every 10 s). Nothing it sent is read, so the client knows none of it was taken.
+async fn refuse(stream: UnixStream, shared: &Shared, uid: u32, held: usize) {
+    let n = shared
+        .stats
+        .connections_refused_per_uid
+        .fetch_add(1, Relaxed)
+        + 1;
+    let reply = format!(
+        "{{\"ok\":false,\"error\":\"too_many_connections\",\"detail\":\"uid {uid} holds \
+         {held} connections (ingest.max_connections_per_uid)\",\"line\":0}}\n"
+    );
+    let _ = stream.try_write(reply.as_bytes());
+    static LAST_LOG_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now_ms = crate::event::record::unix_nanos(std::time::SystemTime::now()) / 1_000_000;
+    let last = LAST_LOG_MS.load(Relaxed);
+    if now_ms.saturating_sub(last) >= 10_000
+        && LAST_LOG_MS
+            .compare_exchange(last, now_ms, Relaxed, Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            uid,
+            held,
+            refused_total = n,
+            "connection refused: uid at ingest.max_connections_per_uid (logged at most every 10 s)"
+        );
+    }
+}
+
 struct Conn {
     meta: ConnMeta,
     shared: Arc<Shared>,
@@ -88,7 +127,8 @@ struct Conn {
 }
 
 enum Step {
-    Data,
+    /// Data arrived; `true` when it was more than whitespace.
+    Data(bool),
     /// Over the in-flight cap: wait for room (at the top of the loop).
     Wait,
     Eof,
@@ -142,19 +182,25 @@ impl Conn {
                     Ok(Ok(None)) => Step::Wait,
                     Ok(Ok(Some(0))) => Step::Eof,
                     Ok(Ok(Some(n))) => {
+                        // Blank lines keep nothing alive: a read of whitespace only does not
+                        // put off the idle timeout.
+                        let fresh = &self.buf[self.buf.len().saturating_sub(n)..];
+                        let substantive = fresh.iter().any(|b| !b.is_ascii_whitespace());
                         let n = n as u64;
                         let total = self.shared.stats.bytes_in.fetch_add(n, Relaxed) + n;
                         self.shared.memory_nudge.bytes_read(total);
-                        Step::Data
+                        Step::Data(substantive)
                     }
                     // Reset or other error: what arrived before it still counts.
                     Ok(Err(_)) => Step::Eof,
                 },
             };
             match step {
-                Step::Data => {
+                Step::Data(substantive) => {
                     let now = Instant::now();
-                    last_data = now;
+                    if substantive {
+                        last_data = now;
+                    }
                     self.process(false).await;
                     partial_since = if self.framer.has_partial(&self.buf) {
                         partial_since.or(Some(now))

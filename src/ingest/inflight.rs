@@ -66,6 +66,40 @@ impl InFlight {
 
     /// Opens the account of a new connection of peer `uid` (process `pid`, if known).
     pub fn register(self: &Arc<Self>, uid: u32, pid: Option<i32>) -> ConnLoad {
+        match self.try_register(uid, pid, usize::MAX) {
+            Ok(c) => c,
+            Err(_) => unreachable!("no connection cap"),
+        }
+    }
+
+    /// [`register`](Self::register), unless `uid` already holds `max_conns` connections:
+    /// then `Err(connections it holds)` and nothing is opened.
+    pub fn try_register(
+        self: &Arc<Self>,
+        uid: u32,
+        pid: Option<i32>,
+        max_conns: usize,
+    ) -> Result<ConnLoad, usize> {
+        let peer = {
+            let mut peers = self.lock();
+            let peer = peers.entry(uid).or_insert_with(|| {
+                Arc::new(PeerLoad {
+                    uid,
+                    bytes: AtomicUsize::new(0),
+                    conns: AtomicUsize::new(0),
+                })
+            });
+            // Counted under the lock, so two connections cannot both take the last slot.
+            let held = peer.conns.load(Relaxed);
+            if held >= max_conns {
+                if held == 0 {
+                    peers.remove(&uid);
+                }
+                return Err(held);
+            }
+            peer.conns.fetch_add(1, Relaxed);
+            peer.clone()
+        };
         let id = self.next_conn.fetch_add(1, Relaxed);
         let bytes = Arc::new(AtomicUsize::new(0));
         self.lock_conns().insert(
@@ -76,25 +110,13 @@ impl InFlight {
                 bytes: bytes.clone(),
             },
         );
-        let peer = self
-            .lock()
-            .entry(uid)
-            .or_insert_with(|| {
-                Arc::new(PeerLoad {
-                    uid,
-                    bytes: AtomicUsize::new(0),
-                    conns: AtomicUsize::new(0),
-                })
-            })
-            .clone();
-        peer.conns.fetch_add(1, Relaxed);
-        ConnLoad {
+        Ok(ConnLoad {
             account: self.clone(),
             peer,
             held: 0,
             id,
             bytes,
-        }
+        })
     }
 
     /// The `n` connections with the most bytes in flight (more than 0): `(uid, pid, bytes)`.
@@ -232,6 +254,24 @@ mod tests {
         assert!(
             acc.lock_conns().is_empty(),
             "closed connections are forgotten"
+        );
+    }
+
+    #[test]
+    fn a_uid_at_its_connection_cap_is_refused_and_others_are_not() {
+        let acc = Arc::new(InFlight::new(1000, 300));
+        let a1 = acc.try_register(7, None, 2).unwrap();
+        let _a2 = acc.try_register(7, None, 2).unwrap();
+        assert_eq!(acc.try_register(7, None, 2).err(), Some(2));
+        let _b = acc
+            .try_register(8, None, 2)
+            .expect("another uid has its own slots");
+        drop(a1);
+        let _a3 = acc.try_register(7, None, 2).expect("a slot came back");
+        assert_eq!(acc.try_register(9, None, 0).err(), Some(0));
+        assert!(
+            !acc.top(10).iter().any(|p| p.0 == 9),
+            "a refused uid leaves no entry"
         );
     }
 }

@@ -48,26 +48,44 @@ pub struct Socket {
     pub display: String,
 }
 
+/// The ingest socket and the control socket (whose failure does not stop the daemon).
+#[derive(Debug)]
+pub struct Sockets {
+    pub ingest: Socket,
+    pub control: Result<Socket, BindError>,
+}
+
 impl Socket {
     /// Takes the systemd-activated socket if there is one, else binds `cfg.socket`.
     pub fn open(cfg: &config::Ingest) -> Result<Socket, BindError> {
         let mut fds = listenfd::ListenFd::from_env();
-        if fds.len() > 0 {
-            if let Some(l) = fds.take_unix_listener(0).map_err(BindError::Activation)? {
-                l.set_nonblocking(true).map_err(BindError::Activation)?;
-                let display = l
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                    .unwrap_or_else(|| "systemd socket".into());
-                return Ok(Socket {
-                    listener: l,
-                    path: None,
-                    display,
-                });
-            }
+        match activated(&mut fds, 0)? {
+            Some(s) => Ok(s),
+            None => bind(cfg),
         }
-        bind(cfg)
+    }
+
+    /// Both sockets: systemd's (the ingest socket first, the control socket second, in the
+    /// order of the socket unit's `ListenStream=` lines) or our own.
+    pub fn open_with_control(
+        cfg: &config::Ingest,
+        control: &config::ControlAccess,
+    ) -> Result<Sockets, BindError> {
+        let mut fds = listenfd::ListenFd::from_env();
+        let ingest = match activated(&mut fds, 0)? {
+            Some(s) => s,
+            None => bind(cfg)?,
+        };
+        let control = match activated(&mut fds, 1) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => bind_path(
+                &control.socket,
+                control.socket_mode,
+                control.socket_group.as_deref(),
+            ),
+            Err(e) => Err(e),
+        };
+        Ok(Sockets { ingest, control })
     }
 
     /// Removes the socket file if we created it.
@@ -76,6 +94,30 @@ impl Socket {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// The `index`th socket systemd passed, if it passed one.
+fn activated(fds: &mut listenfd::ListenFd, index: usize) -> Result<Option<Socket>, BindError> {
+    if fds.len() <= index {
+        return Ok(None);
+    }
+    let Some(l) = fds
+        .take_unix_listener(index)
+        .map_err(BindError::Activation)?
+    else {
+        return Ok(None);
+    };
+    l.set_nonblocking(true).map_err(BindError::Activation)?;
+    let display = l
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| "systemd socket".into());
+    Ok(Some(Socket {
+        listener: l,
+        path: None,
+        display,
+    }))
 }
 
 fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> BindError + 'a {
@@ -87,7 +129,11 @@ fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> B
 }
 
 fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
-    let path = cfg.socket.as_path();
+    bind_path(&cfg.socket, cfg.socket_mode, cfg.socket_group.as_deref())
+}
+
+/// Binds a socket at `path` with `mode` and `group` (see the module docs).
+fn bind_path(path: &Path, mode: u32, group: Option<&str>) -> Result<Socket, BindError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
             Ok(_) => return Err(BindError::InUse(path.to_path_buf())),
@@ -110,7 +156,7 @@ fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
             std::fs::create_dir_all(dir).map_err(io_err(dir, "creating directory"))?;
         }
     }
-    let listener = bind_owner_only(path, cfg.socket_mode).map_err(io_err(path, "binding"))?;
+    let listener = bind_owner_only(path, mode).map_err(io_err(path, "binding"))?;
     // From here on the file is ours: remove it again if a later step fails.
     let socket = Socket {
         listener,
@@ -120,16 +166,16 @@ fn bind(cfg: &config::Ingest) -> Result<Socket, BindError> {
     // Group first, mode second: until the chmod only the owner can connect, so the file's
     // group before the chown (the daemon's) never matters.
     let finish = || -> Result<(), BindError> {
-        if let Some(group) = &cfg.socket_group {
+        if let Some(group) = group {
             let gid = nix::unistd::Group::from_name(group)
                 .ok()
                 .flatten()
-                .ok_or_else(|| BindError::NoSuchGroup(group.clone()))?
+                .ok_or_else(|| BindError::NoSuchGroup(group.to_string()))?
                 .gid;
             nix::unistd::chown(path, None, Some(gid))
                 .map_err(|e| io_err(path, "setting group")(io::Error::from(e)))?;
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(io_err(path, "setting mode"))?;
         Ok(())
     };

@@ -55,7 +55,8 @@ fn metric_values(text: &str) -> HashMap<String, f64> {
 
 #[test]
 fn metrics_stats_recent_and_fingerprints_reflect_what_was_sent() {
-    let mut d = spawn_daemon(Opts::new());
+    // Service labels are opt-in (client-written text); it/control_socket checks the default.
+    let mut d = spawn_daemon(Opts::new().env("CONTROL_METRICS_SERVICES", true));
     let addr = control_addr(&d);
     assert_eq!(
         control_get(&addr, "/health").unwrap(),

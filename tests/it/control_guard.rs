@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use crate::util::{self, spawn_daemon, Opts, DAEMON};
 
-/// One HTTP/1.1 request with `host`; the status code and the whole response.
-fn get(addr: &str, path: &str, host: &str) -> (u16, String) {
+/// One HTTP/1.1 request with `host` (and the control token, when given); the status code and
+/// the whole response.
+fn get(addr: &str, path: &str, host: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -33,7 +35,8 @@ fn get(addr: &str, path: &str, host: &str) -> (u16, String) {
 #[test]
 fn foreign_host_names_get_421_and_every_response_has_security_headers() {
     let mut d = spawn_daemon(Opts::new().env("CONTROL_ALLOWED_HOSTS", "[\"qerrors.internal\"]"));
-    let addr = util::control_addr(&d);
+    let addr = util::control_tcp(&d);
+    let token = util::control_token(&d);
     let port = addr.rsplit(':').next().unwrap();
     for host in [
         "attacker.example".to_string(),
@@ -41,7 +44,7 @@ fn foreign_host_names_get_421_and_every_response_has_security_headers() {
         format!("localhost.attacker.example:{port}"),
     ] {
         for path in ["/recent", "/stats", "/", "/metrics"] {
-            let (code, _) = get(&addr, path, &host);
+            let (code, _) = get(&addr, path, &host, Some(&token));
             assert_eq!(code, 421, "{path} with Host {host}");
         }
     }
@@ -50,7 +53,7 @@ fn foreign_host_names_get_421_and_every_response_has_security_headers() {
         format!("127.0.0.1:{port}"),
         "qerrors.internal".to_string(),
     ] {
-        let (code, resp) = get(&addr, "/recent", &host);
+        let (code, resp) = get(&addr, "/recent", &host, Some(&token));
         assert_eq!(code, 200, "Host {host}: {resp}");
         let lower = resp.to_ascii_lowercase();
         for h in [
@@ -66,7 +69,8 @@ fn foreign_host_names_get_421_and_every_response_has_security_headers() {
 }
 
 /// 500 half-sent requests at a file-descriptor limit of 256: the daemon keeps taking (and
-/// acking) events, and once the idle deadline has passed the control server answers again.
+/// acking) events, the control socket keeps answering, and once the idle deadline has passed
+/// the TCP control server answers again.
 #[test]
 fn half_sent_requests_cannot_exhaust_descriptors() {
     let mut d = spawn_daemon(
@@ -74,7 +78,8 @@ fn half_sent_requests_cannot_exhaust_descriptors() {
             .env("CONTROL_MAX_CONNECTIONS", 16)
             .env("CONTROL_IDLE_TIMEOUT", "4s"),
     );
-    let addr = util::control_addr(&d);
+    let addr = util::control_tcp(&d);
+    let sock = util::control_addr(&d);
     let out = Command::new("prlimit")
         .arg(format!("--pid={}", d.pid()))
         .arg("--nofile=256:256")
@@ -109,6 +114,9 @@ fn half_sent_requests_cannot_exhaust_descriptors() {
         20,
         "{replies:?}"
     );
+    // So is the control socket (its own connection slots).
+    let during = qerrors::ctl::client::control_json(&sock, "/stats").unwrap();
+    assert!(during["events"]["written"].as_u64().is_some(), "{during}");
     // The half-sent requests are closed after the idle timeout; the server answers again.
     util::wait_until("/health answers", Duration::from_secs(30), || {
         let mut s = TcpStream::connect(&addr).ok()?;
@@ -119,7 +127,7 @@ fn half_sent_requests_cannot_exhaust_descriptors() {
         s.read_to_string(&mut out).ok()?;
         out.starts_with("HTTP/1.1 200").then_some(())
     });
-    let stats = qerrors::ctl::client::control_json(&addr, "/stats").unwrap();
+    let stats = qerrors::ctl::client::control_json(&sock, "/stats").unwrap();
     let rejected = stats["control"]["connections_rejected"].as_u64().unwrap();
     assert!(rejected >= 400, "{stats}");
     let (_, metrics) = qerrors::ctl::client::control_get(&addr, "/metrics").unwrap();

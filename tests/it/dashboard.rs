@@ -228,6 +228,11 @@ fn proxy_one(mut conn: TcpStream, page: &str, daemon: &str, forward_stats: impl 
     }
     let req = String::from_utf8_lossy(&req);
     let path = req.split(' ').nth(1).unwrap_or("").to_string();
+    // The page's token goes on to the daemon, as a browser's would.
+    let auth = req
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+        .map_or(String::new(), |l| format!("{l}\r\n"));
     let resp = if path == "/" {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
@@ -243,7 +248,7 @@ fn proxy_one(mut conn: TcpStream, page: &str, daemon: &str, forward_stats: impl 
         };
         let _ = write!(
             up,
-            "GET {path} HTTP/1.1\r\nHost: {daemon}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {daemon}\r\n{auth}Connection: close\r\n\r\n"
         );
         let mut resp = Vec::new();
         let _ = up.read_to_end(&mut resp);
@@ -260,13 +265,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A bare HTTP/1.1 GET (the control server is loopback-only and speaks plain HTTP).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+/// A bare HTTP/1.1 GET with the control token (the control server is loopback-only and
+/// speaks plain HTTP).
+fn http_get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut resp = String::new();
@@ -283,6 +290,7 @@ fn dashboard_renders_live_data() {
     };
     let addr = format!("127.0.0.1:{}", free_port());
     let d = spawn_daemon(Opts::new().arg("--control").arg(&addr));
+    let token = crate::util::control_token(&d);
     let mut lines = vec!["{not json".to_string()];
     let mix = [
         (
@@ -353,7 +361,7 @@ fn dashboard_renders_live_data() {
     );
     d.wait_for_events(18, EVENTS_TIMEOUT);
     let stats = wait_until("/stats shows 18 written", EVENTS_TIMEOUT, || {
-        let (code, body) = http_get(&addr, "/stats")?;
+        let (code, body) = http_get(&addr, "/stats", &token)?;
         let v: Value = serde_json::from_str(&body).ok()?;
         (code == 200 && v["events"]["written"] == 18).then_some(v)
     });
@@ -365,7 +373,7 @@ fn dashboard_renders_live_data() {
 
     // The built-in rules advise on the TypeError; wait until /fingerprints carries it.
     let rows = wait_until("/fingerprints shows advice", EVENTS_TIMEOUT, || {
-        let (code, body) = http_get(&addr, "/fingerprints?top=10")?;
+        let (code, body) = http_get(&addr, "/fingerprints?top=10", &token)?;
         let v: Value = serde_json::from_str(&body).ok()?;
         let rows = v.as_array()?.clone();
         (code == 200
@@ -387,7 +395,7 @@ fn dashboard_renders_live_data() {
     assert_eq!(row("TypeError")["services"], json!(["checkout"]));
 
     let proxy = spawn_proxy(&addr, usize::MAX);
-    let dom = dump_dom(chromium, &format!("http://{}/", proxy.addr));
+    let dom = dump_dom(chromium, &format!("http://{}/#token={token}", proxy.addr));
     assert!(proxy.stats_forwarded.load(Relaxed) >= 2, "polled live");
     assert_eq!(text_of(&dom, "status"), "live", "status pill");
     assert_eq!(text_of(&dom, "total-written"), "18");
@@ -521,6 +529,7 @@ fn dashboard_shows_a_rate_from_the_first_poll() {
     };
     let addr = format!("127.0.0.1:{}", free_port());
     let d = spawn_daemon(Opts::new().arg("--control").arg(&addr));
+    let token = crate::util::control_token(&d);
     let lines: Vec<String> = (0..5)
         .map(|i| event_line(&format!("e{i}"), json!({"level": "error"})))
         .collect();
@@ -528,7 +537,7 @@ fn dashboard_shows_a_rate_from_the_first_poll() {
     d.wait_for_events(5, EVENTS_TIMEOUT);
     // Only the first /stats reaches the daemon: the page cannot diff two samples.
     let proxy = spawn_proxy(&addr, 1);
-    let dom = dump_dom(chromium, &format!("http://{}/", proxy.addr));
+    let dom = dump_dom(chromium, &format!("http://{}/#token={token}", proxy.addr));
     assert_eq!(proxy.stats_forwarded.load(Relaxed), 1);
     assert!(
         proxy.stats_asked.load(Relaxed) >= 2,
@@ -602,6 +611,7 @@ fn dashboard_shows_hostile_text_inert() {
     };
     let addr = format!("127.0.0.1:{}", free_port());
     let d = spawn_daemon(Opts::new().arg("--control").arg(&addr));
+    let token = crate::util::control_token(&d);
     let hostile = crate::display::HOSTILE;
     let line = serde_json::json!({
         "level": "error", "name": format!("E{hostile}"), "message": hostile,
@@ -610,9 +620,43 @@ fn dashboard_shows_hostile_text_inert() {
     .to_string();
     assert!(d.send_lines(&[line.as_str()]).is_empty());
     d.wait_for_events(1, EVENTS_TIMEOUT);
-    let dom = dump_dom(chromium, &format!("http://{addr}/"));
+    let dom = dump_dom(chromium, &format!("http://{addr}/#token={token}"));
     assert_eq!(crate::display::raw_unsafe(&dom), Vec::<char>::new());
     // the event is on the page, with its escapes visible
     assert!(dom.contains("x1b]0;pwned"), "{dom}");
     assert!(dom.contains("\\u202eexe.txt"), "{dom}");
+}
+
+/// Over TCP the page shows no event without the token: it asks for it (and says when one is
+/// refused), and the daemon answers its requests 401.
+#[test]
+fn dashboard_without_the_token_shows_no_events() {
+    let Some(chromium) = chromium() else {
+        return skip_note("dashboard_without_the_token_shows_no_events");
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = spawn_daemon(Opts::new().arg("--control").arg(&addr));
+    let line = event_line("secret-ish customer message", json!({"level": "error"}));
+    assert!(d.send_lines(&[line.as_str()]).is_empty());
+    d.wait_for_events(1, EVENTS_TIMEOUT);
+    assert_eq!(
+        http_get(&addr, "/recent", "wrong-token").map(|r| r.0),
+        Some(401)
+    );
+    for url in [
+        format!("http://{addr}/"),
+        format!("http://{addr}/#token=not-the-token"),
+    ] {
+        let dom = dump_dom(chromium, &url);
+        let form = &dom[dom.find("id=\"auth\"").unwrap()..];
+        assert!(
+            !form[..form.find('>').unwrap()].contains("hidden"),
+            "{url}: the token form is shown: {form}"
+        );
+        assert_eq!(text_of(&dom, "total-written"), "–", "{url}: no data");
+        assert!(!dom.contains("secret-ish"), "{url}: no event on the page");
+        if url.contains("not-the-token") {
+            assert_eq!(text_of(&dom, "auth-error"), "that token was refused");
+        }
+    }
 }

@@ -39,7 +39,7 @@ fn ctl(addr: &str, log: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn hostile_text_is_inert_in_every_command_and_in_metrics() {
-    let mut d = spawn_daemon(Opts::new());
+    let mut d = spawn_daemon(Opts::new().env("CONTROL_METRICS_SERVICES", true));
     let addr = util::control_addr(&d);
     let line = json!({
         "message": HOSTILE, "name": format!("E{HOSTILE}"), "code": HOSTILE,

@@ -10,6 +10,7 @@ mod analysis;
 mod bad_input;
 mod control;
 mod control_guard;
+mod control_socket;
 mod ctl;
 mod dashboard;
 mod display;

@@ -159,7 +159,7 @@ fn a_flood_of_distinct_fingerprints_stays_within_the_budget_and_every_event_is_a
             .records()
             .iter()
             .find(|r| r["kind"] == "daemon" && r["msg"] == "start")
-            .and_then(|r| r["control"].as_str().map(String::from))
+            .and_then(|r| r["control_socket"].as_str().map(String::from))
     });
     // "After the flood" = once its backlog is written: the ring is empty.
     wait_until("backlog written", Duration::from_secs(60), || {
@@ -394,6 +394,10 @@ fn a_peer_over_its_in_flight_cap_waits_and_nothing_is_lost() {
             .env("SINK_FSYNC", "never")
             .env("SINK_ROTATE_BYTES", 0),
     );
+    // The control socket (the start record is in the stalled FIFO too).
+    let sock = qerrors::config::control_socket_for(&d.socket)
+        .to_string_lossy()
+        .into_owned();
     const CONNS: usize = 6;
     const PER: usize = 500;
     let clients: Vec<_> = (0..CONNS)
@@ -416,7 +420,7 @@ fn a_peer_over_its_in_flight_cap_waits_and_nothing_is_lost() {
         "a connection waiting for in-flight room",
         Duration::from_secs(60),
         || {
-            let s = control_json(&addr, "/stats").ok()?;
+            let s = control_json(&sock, "/stats").ok()?;
             let f = s["connections"]["in_flight"].clone();
             (f["waits"].as_u64()? > 0 && f["bytes"].as_u64()? > 0).then_some(f)
         },

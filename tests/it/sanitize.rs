@@ -247,7 +247,8 @@ fn every_shape_in_every_field_stays_out_of_log_control_plane_and_prompt() {
         Opts::new()
             .env("ANALYSIS_LLM_BASE_URL", server.base_url())
             .env("ANALYSIS_LLM_MODEL", MODEL)
-            .env("ANALYSIS_CACHE_FILE", "off"),
+            .env("ANALYSIS_CACHE_FILE", "off")
+            .env("CONTROL_METRICS_SERVICES", true),
     );
     let addr = control_addr(&d);
     let shapes = planted_shapes();

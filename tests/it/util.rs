@@ -702,16 +702,39 @@ pub fn cpu_exclusive() -> CpuExclusive {
     CpuExclusive
 }
 
-/// The control server's address, from the daemon's `start` record.
-pub fn control_addr(d: &Daemon) -> String {
-    let start = wait_until("start record", Duration::from_secs(60), || {
+fn start_record(d: &Daemon) -> Value {
+    wait_until("start record", Duration::from_secs(60), || {
         d.records("daemon")
             .into_iter()
             .find(|r| r["msg"] == "start")
-    });
-    start["control"]
+    })
+}
+
+/// The control socket, from the daemon's `start` record: what `control_get`/`control_json`
+/// and `qerrorsctl --control` take. The tests run as root, who sees everything there.
+pub fn control_addr(d: &Daemon) -> String {
+    start_record(d)["control_socket"]
+        .as_str()
+        .expect("control socket")
+        .to_string()
+}
+
+/// The TCP control server's address, from the daemon's `start` record.
+pub fn control_tcp(d: &Daemon) -> String {
+    start_record(d)["control"]
         .as_str()
         .expect("control address")
+        .to_string()
+}
+
+/// The control token the daemon created next to its socket.
+pub fn control_token(d: &Daemon) -> String {
+    // Made before the start record is written.
+    start_record(d);
+    let path = qerrors::config::token_file_for(&d.socket);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
         .to_string()
 }
 
