@@ -23,7 +23,7 @@ struct Cli {
     socket: Option<PathBuf>,
     /// Control plane: a control socket path, or a TCP ADDR:PORT [default:
     /// $QERRORS_CONTROL_LISTEN, else the control socket next to the daemon socket
-    /// (<dir>/<name>-control.sock), else 127.0.0.1:9464].
+    /// (DIR/NAME-control.sock), else 127.0.0.1:9464].
     #[arg(
         long,
         global = true,
@@ -31,7 +31,7 @@ struct Cli {
         value_name = "PATH|ADDR"
     )]
     control: Option<String>,
-    /// Token for TCP content endpoints [default: <dir>/<name>-control.token next to the daemon
+    /// Token for TCP content endpoints [default: DIR/NAME-control.token next to the daemon
     /// socket, when readable].
     #[arg(
         long,
