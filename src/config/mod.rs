@@ -136,7 +136,7 @@ impl Default for IngestConfig {
             socket_mode: "0660".into(),
             socket_group: String::new(),
             max_connections: 1024,
-            max_connections_per_uid: 256,
+            max_connections_per_uid: 512,
             max_line_bytes: ByteSize::kib(256),
             read_buffer_bytes: ByteSize::kib(64),
             idle_timeout: Duration::from_secs(300),

@@ -46,7 +46,13 @@ fn wait_closed(s: &mut UnixStream) -> Vec<serde_json::Value> {
 fn silent_connections_cost_one_fd_each_and_are_closed() {
     let _cpu = crate::util::cpu_share();
     let n = connections_allowed("silent_connections…", 1000);
-    let mut d = spawn_daemon(Opts::new().env("INGEST_IDLE_TIMEOUT", "3s"));
+    // All of them, and the good client, from this test's uid: the per-uid cap
+    // (it/control_socket) is not the subject here, so it is the whole `max_connections`.
+    let mut d = spawn_daemon(
+        Opts::new()
+            .env("INGEST_IDLE_TIMEOUT", "3s")
+            .env("INGEST_MAX_CONNECTIONS_PER_UID", 1024),
+    );
     let pid = d.pid();
     let base = baseline_fds(&d.socket, pid);
     let mut silent: Vec<UnixStream> = (0..n).map(|_| d.connect()).collect();

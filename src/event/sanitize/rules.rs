@@ -205,6 +205,10 @@ const MIN_PROSE_VALUE: usize = 4;
 /// (`password letmein`) is missed; `password=letmein` and `password: letmein` are not.
 /// Trailing sentence punctuation is not part of it.
 pub(super) fn prose_value(value: &str) -> Option<&str> {
+    // `pwd SMTP-PASS: x`: a label of the next pair, not a value (its own key finds the secret).
+    if value.ends_with(':') {
+        return None;
+    }
     let v = value.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}', '>']);
     if v.chars().count() < MIN_PROSE_VALUE || v.starts_with(['(', '[', '{', '<']) {
         return None;
@@ -441,6 +445,15 @@ mod tests {
                 "passphrase \"[REDACTED]\" rejected",
             ),
             ("userPwd hUnter", "userPwd [REDACTED]"),
+            // A label after the key word is the next pair's key (found by proptest).
+            (
+                "pwd SMTP-PASS: Q7a0aAAAaAaaAA0A00 ",
+                "pwd SMTP-PASS: [REDACTED] ",
+            ),
+            (
+                "password db_password: Hunter2x",
+                "password db_password: [REDACTED]",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(text(input), want, "input: {input}");
