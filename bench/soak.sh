@@ -67,7 +67,7 @@ while alive "$LGPID"; do
 	R=$(rss_kib "$DPID")
 	# the idle sample before the load starts is printed, not counted
 	((T > 0)) && SAMPLES+=("$R")
-	STATS=$(curl -s --max-time 2 "http://127.0.0.1:$PORT/stats" 2>/dev/null || true)
+	STATS=$(curl -s --max-time 2 --unix-socket "$DIR/q-control.sock" http://localhost/stats 2>/dev/null || true)
 	RING=$(grep -o '"ring":{[^}]*}' <<<"$STATS" | grep -o '"bytes":[0-9]*' | cut -d: -f2 || true)
 	printf '%8d %10.1f %9s %13s %12s %12s %9.1f\n' "$T" "$(echo "$R / 1024" | bc -l)" \
 		"$(stat_field pressure '"[a-z]*"')" "$(stat_field tracked)" "$(stat_field accepted)" \

@@ -174,4 +174,6 @@ sleep "$open_after"
 # Screenshot while traffic still flows (the "now" end of the charts is live).
 wait_s=$((duration - open_after - 15))
 [ "$wait_s" -ge 5 ] || wait_s=5
-python3 "$work/shot.py" "$chromium" "http://127.0.0.1:$port/" "$out" "$wait_s" 1280 "$work/profile"
+# The page takes the control token from the fragment (no server sees it).
+python3 "$work/shot.py" "$chromium" "http://127.0.0.1:$port/#token=$(cat "$work/q-control.token")" \
+    "$out" "$wait_s" 1280 "$work/profile"

@@ -272,6 +272,7 @@ pub async fn run_with(
     )
     .context("starting the limiter thread")?;
     let control_rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let token_ok = token.is_some();
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     let state = ControlState {
         stats: stats.clone(),
@@ -321,6 +322,15 @@ pub async fn run_with(
         }
         None => None,
     };
+    // Where the dashboard's token is, when TCP serves content.
+    let token_path = match &control_addr {
+        Some(_) if token_ok => std::path::absolute(&cfg.control_access.token_file)
+            .unwrap_or_else(|_| cfg.control_access.token_file.clone())
+            .display()
+            .to_string(),
+        Some(_) => "none (TCP serves /metrics, /health, /ready only)".to_string(),
+        None => "off".to_string(),
+    };
     let socket = Arc::new(socket);
     let accept = tokio::spawn(ingest::accept_loop(
         listener,
@@ -335,6 +345,7 @@ pub async fn run_with(
         log = %log_path.display(),
         control = control_addr.as_deref().unwrap_or("off"),
         control_socket = control_socket_display.as_deref().unwrap_or("off"),
+        token = %token_path,
         "qerrorsd ready"
     );
     notify::ready();

@@ -273,6 +273,11 @@ fn users_see_their_own_events_admins_see_all_and_tcp_needs_the_token() {
         "no client text in /metrics by default: {metrics}"
     );
     let token_file = qerrors::config::token_file_for(&d.socket);
+    let stderr = d.stderr_text();
+    assert!(
+        stderr.contains(&format!("token={}", token_file.display())),
+        "the ready line names the token file: {stderr}"
+    );
     let meta = std::fs::metadata(&token_file).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o640);
     let admins = nix::unistd::Group::from_name(ADMINS).unwrap().unwrap();
