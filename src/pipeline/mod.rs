@@ -147,7 +147,7 @@ impl Pipeline {
         state: &mut ConnState,
         out: &mut BytesMut,
     ) -> Result<Accepted, ParseError> {
-        let mut ev = parse::parse(line)?;
+        let mut ev = parse::parse_with(line, &|k| self.sanitizer.is_sensitive_key(k))?;
         let clean = self.sanitize(line, &mut ev);
         let fp = fingerprint_of(&ev, &clean, &mut state.stacks);
         let service = clean.service.as_deref().unwrap_or(&meta.service);
@@ -235,7 +235,9 @@ impl Pipeline {
             ev.stack.take(),
         );
         let (context, tags) = (ev.context.take(), ev.tags.take());
-        if s.line_is_clean(line) {
+        // A field assembled from several parts of the line (a rendered template) may hold what
+        // no part of the line does: it is checked on its own.
+        if !ev.rebuilt && s.line_is_clean(line) {
             return Clean {
                 message,
                 name,

@@ -13,6 +13,8 @@
 mod candidates;
 mod fields;
 pub mod formats;
+mod generic;
+pub mod otlp;
 mod visitor;
 
 use std::borrow::Cow;
@@ -143,10 +145,27 @@ pub struct RawEvent<'a> {
     pub ack: bool,
     /// Top-level fields that filled no record field, as JSON text (raw when unchanged).
     pub extra: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// A field was assembled from several parts of the line (a rendered Serilog template, a
+    /// Monolog stack): text that is in no single place of the line, so the whole-line
+    /// redaction shortcut does not hold for it.
+    pub rebuilt: bool,
+    /// No logger's keys gave a message: the generic recognizer found the fields by their names
+    /// and shapes (docs/formats.md, "Shapes nobody named"). Counted per peer as an unmapped
+    /// shape.
+    pub generic: bool,
 }
 
 /// Parses and validates one line (already known to be UTF-8, without its newline).
 pub fn parse(line: &str) -> Result<RawEvent<'_>, ParseError> {
+    parse_with(line, &|_| false)
+}
+
+/// [`parse`], with the sanitizer's judgement of which property names hold secrets (a Serilog
+/// template hole naming one is rendered as `[REDACTED]`).
+pub fn parse_with<'a>(
+    line: &'a str,
+    secret_key: &dyn Fn(&str) -> bool,
+) -> Result<RawEvent<'a>, ParseError> {
     let bytes = line.as_bytes();
     let first = bytes.iter().position(|b| !b.is_ascii_whitespace());
     if first.map(|i| bytes[i]) != Some(b'{') {
@@ -175,7 +194,7 @@ pub fn parse(line: &str) -> Result<RawEvent<'_>, ParseError> {
     if let Some(e) = error {
         return Err(e);
     }
-    event.resolve()
+    event.resolve(secret_key)
 }
 
 fn json_error(e: &serde_json::Error) -> ParseError {
