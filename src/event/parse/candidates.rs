@@ -250,7 +250,11 @@ const MAX_RENDERED: usize = 64 * 1024;
 /// alignment are not applied); `{{` and `}}` are braces. A hole without a property stays as
 /// written; one whose name is a secret key is `[REDACTED]`; strings are inserted decoded, other
 /// values as their JSON.
-fn render_template(tpl: &str, extra: &[ExtraField<'_>], secret_key: &dyn Fn(&str) -> bool) -> String {
+fn render_template(
+    tpl: &str,
+    extra: &[ExtraField<'_>],
+    secret_key: &dyn Fn(&str) -> bool,
+) -> String {
     let mut out = String::with_capacity(tpl.len() + 32);
     let mut rest = tpl;
     while let Some(i) = rest.find(['{', '}']) {
@@ -261,7 +265,9 @@ fn render_template(tpl: &str, extra: &[ExtraField<'_>], secret_key: &dyn Fn(&str
             rest = &tail[2..];
             continue;
         }
-        let hole = tail.strip_prefix('{').and_then(|t| t.find('}').map(|e| &t[..e]));
+        let hole = tail
+            .strip_prefix('{')
+            .and_then(|t| t.find('}').map(|e| &t[..e]));
         let Some(hole) = hole else {
             out.push_str(&tail[..1]);
             rest = &tail[1..];

@@ -132,8 +132,9 @@ pub(super) mod rank {
     pub const MEL_LEVEL: u8 = 5;
     pub const ECS_LEVEL: u8 = 6;
     pub const MONOLOG_LEVEL: u8 = 7;
-    pub const OTEL_TEXT: u8 = 8;
-    pub const OTEL_NUMBER: u8 = 9;
+    /// OpenTelemetry: the number is the data model's level; the text is free-form.
+    pub const OTEL_NUMBER: u8 = 8;
+    pub const OTEL_TEXT: u8 = 9;
 
     /// `err.type` 1, `err.name` 2, `error.type` 3, `error.name` 4, `exception.type` 5, …
     pub const NESTED_NAME: u8 = 1;
@@ -656,6 +657,10 @@ pub(super) fn frames_text(json: &str) -> Option<String> {
     let elems: Vec<&serde_json::value::RawValue> = serde_json::from_str(json).ok()?;
     let mut text = String::new();
     for raw in elems.iter().take(MAX_FRAMES) {
+        // A struct would also read from an array (`["a"]`): frames are objects only.
+        if !matches!(raw.get().as_bytes().first(), Some(b'{' | b'"')) {
+            return None;
+        }
         let line = match serde_json::from_str::<Elem<'_>>(raw.get()).ok()? {
             Elem::Line(l) => {
                 text.push_str(&l);

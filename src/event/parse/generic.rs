@@ -87,7 +87,15 @@ const SERVICE: &[&str] = &[
     "component",
     "program",
 ];
-const TIME: &[&str] = &["time", "timestamp", "datetime", "date", "eventtime", "logtime", "t"];
+const TIME: &[&str] = &[
+    "time",
+    "timestamp",
+    "datetime",
+    "date",
+    "eventtime",
+    "logtime",
+    "t",
+];
 
 /// Ranks: the list position, plus this for members of nested objects.
 const NESTED: u8 = 64;

@@ -280,7 +280,7 @@ mod tests {
                 "fingerprint",
             ),
             (
-                r#"{"message":"m","stack":["a"]}"#,
+                r#"{"message":"m","stack":[1]}"#,
                 RejectCode::WrongType,
                 "stack",
             ),

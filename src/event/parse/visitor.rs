@@ -215,8 +215,7 @@ fn top_level<'a>(
                 check_readable(raw, "stack", true)?;
                 let text = formats::frames_text(raw)
                     .ok_or(ParseError::WrongType("stack", Expected::String))?;
-                ev.stack
-                    .offer(0, Cow::Owned(escaped(&text)), Src::Native);
+                ev.stack.offer(0, Cow::Owned(escaped(&text)), Src::Native);
                 Ok(())
             }
             None => Err(ParseError::WrongType("stack", Expected::String)),
