@@ -286,6 +286,14 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
             "service_sets": service_sets,
             "service_sets_max": service_sets_max,
         },
+        "shapes": {
+            "generic": s.shapes_generic.load(Relaxed),
+            "unmapped": s.shapes_unmapped.load(Relaxed),
+            "other": s.shapes_other.load(Relaxed),
+            "top": s.top_shapes(10).into_iter()
+                .map(|(peer, keys, count)| json!({"peer": peer, "keys": keys, "count": count}))
+                .collect::<Vec<_>>(),
+        },
         "top_services": s.top_services(10).into_iter()
             .map(|(service, count)| json!({"service": service, "count": count}))
             .collect::<Vec<_>>(),

@@ -197,6 +197,32 @@ pub fn parse_with<'a>(
     event.resolve(secret_key)
 }
 
+/// Most keys named in a shape's key set, and the longest key kept whole.
+const SHAPE_KEYS: usize = 16;
+const SHAPE_KEY_BYTES: usize = 32;
+
+/// A line's top-level key set, sorted, for counting shapes no profile maps: at most
+/// [`SHAPE_KEYS`] keys of at most [`SHAPE_KEY_BYTES`] bytes, `,`-separated, `…` when cut.
+/// Empty when the line is no object.
+pub fn shape_keys(line: &str) -> String {
+    let Ok(members) = formats::object_members(line) else {
+        return String::new();
+    };
+    let mut keys: Vec<&str> = members
+        .iter()
+        .map(|(k, _)| crate::json::truncate(k, SHAPE_KEY_BYTES))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let cut = keys.len() > SHAPE_KEYS;
+    keys.truncate(SHAPE_KEYS);
+    let mut out = keys.join(",");
+    if cut {
+        out.push_str(",…");
+    }
+    out
+}
+
 fn json_error(e: &serde_json::Error) -> ParseError {
     ParseError::Json {
         column: e.column(),
