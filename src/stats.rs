@@ -68,10 +68,13 @@ pub struct Stats {
     pub shapes_generic: AtomicU64,
     pub shapes_unmapped: AtomicU64,
     /// Lines of those per (peer, top-level key set), bounded by [`MAX_SHAPES`].
-    pub shapes: Mutex<HashMap<(Box<str>, Box<str>), u64>>,
+    pub shapes: Mutex<HashMap<ShapeKey, u64>>,
     /// Lines of those whose pair did not fit `shapes`.
     pub shapes_other: AtomicU64,
 }
+
+/// A peer (`comm (uid N)`) and a top-level key set.
+pub type ShapeKey = (Box<str>, Box<str>);
 
 /// One line of a shape no profile maps, as counted per read.
 #[derive(Debug)]
