@@ -617,3 +617,39 @@ fn unmapped_shapes_are_recognized_or_counted() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// PHP's Monolog (Debian's `php-monolog`) with its `JsonFormatter`, into the socket: level from
+/// Monolog's numbers, the exception lifted from `context.exception`, its secret redacted.
+#[test]
+fn real_monolog_writes_into_the_socket() {
+    let test = "real_monolog_writes_into_the_socket";
+    if !crate::skip::require_tool(test, "php", "apt-get install php-cli php-monolog")
+        || !crate::skip::require(
+            test,
+            Path::new("/usr/share/php/Monolog/autoload.php").is_file(),
+            "php-monolog",
+            "apt-get install php-monolog",
+        )
+    {
+        return;
+    }
+    let d = spawn_daemon(Opts::new());
+    let out = run(Command::new("php")
+        .arg(repo().join("tests/fixtures/monolog.php"))
+        .arg(&d.socket));
+    assert_success("monolog", &out);
+    let ev = event_with(&d, "monolog invoice failed");
+    check(
+        &ev,
+        "error",
+        Some("PaymentException"),
+        Some("PaymentException: gateway refused"),
+    );
+    assert_eq!(ev["code"], "402", "{ev:#}");
+    assert_eq!(ev["context"]["order"], 42, "{ev:#}");
+    assert_eq!(ev["extra"]["channel"], "billing", "{ev:#}");
+    check(&event_with(&d, "monolog just a warning"), "warn", None, None);
+    check(&event_with(&d, "monolog on fire"), "fatal", None, None);
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!log.contains("phpsecret4242"), "the secret reached the log:\n{log}");
+}
