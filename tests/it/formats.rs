@@ -58,10 +58,10 @@ fn have_node_modules(test: &str) -> bool {
     have_node(test)
         && crate::skip::require(
             test,
-            ["pino", "bunyan", "winston"]
+            ["pino", "bunyan", "winston", "@elastic/ecs-pino-format"]
                 .iter()
                 .all(|m| node_dir().join("node_modules").join(m).is_dir()),
-            "clients/node/node_modules (pino, bunyan, winston)",
+            "clients/node/node_modules (pino, bunyan, winston, @elastic/ecs-pino-format)",
             "`npm ci` in clients/node",
         )
 }
@@ -170,7 +170,7 @@ fn real_node_loggers_write_into_the_socket() {
         return;
     }
     let d = spawn_daemon(Opts::new());
-    for which in ["pino", "bunyan", "winston", "pino-shim"] {
+    for which in ["pino", "bunyan", "winston", "pino-shim", "ecs-pino"] {
         node_logger(&d, which);
     }
     for which in ["pino", "pino-shim"] {
@@ -189,6 +189,12 @@ fn real_node_loggers_write_into_the_socket() {
             "err.message differs from msg, so it stays: {ev:#}"
         );
     }
+    // pino with Elastic's ECS formatter: dotted `log.level`, `service.name`, `error{…}`
+    let ev = event_with(&d, "ecs-pino card declined");
+    check(&ev, "error", Some("PaymentError"), Some("PaymentError: "));
+    assert_eq!(ev["service"], "ecs-pino-app", "{ev:#}");
+    assert_eq!(ev["extra"]["ecs.version"], "8.10.0", "{ev:#}");
+    check(&event_with(&d, "ecs-pino just a warning"), "warn", None, None);
     let ev = event_with(&d, "bunyan card declined");
     check(&ev, "error", Some("PaymentError"), Some("PaymentError: "));
     assert_eq!(ev["code"], "E_CARD_DECLINED", "{ev:#}");
