@@ -194,7 +194,12 @@ fn real_node_loggers_write_into_the_socket() {
     check(&ev, "error", Some("PaymentError"), Some("PaymentError: "));
     assert_eq!(ev["service"], "ecs-pino-app", "{ev:#}");
     assert_eq!(ev["extra"]["ecs.version"], "8.10.0", "{ev:#}");
-    check(&event_with(&d, "ecs-pino just a warning"), "warn", None, None);
+    check(
+        &event_with(&d, "ecs-pino just a warning"),
+        "warn",
+        None,
+        None,
+    );
     let ev = event_with(&d, "bunyan card declined");
     check(&ev, "error", Some("PaymentError"), Some("PaymentError: "));
     assert_eq!(ev["code"], "E_CARD_DECLINED", "{ev:#}");
@@ -654,8 +659,16 @@ fn real_monolog_writes_into_the_socket() {
     assert_eq!(ev["code"], "402", "{ev:#}");
     assert_eq!(ev["context"]["order"], 42, "{ev:#}");
     assert_eq!(ev["extra"]["channel"], "billing", "{ev:#}");
-    check(&event_with(&d, "monolog just a warning"), "warn", None, None);
+    check(
+        &event_with(&d, "monolog just a warning"),
+        "warn",
+        None,
+        None,
+    );
     check(&event_with(&d, "monolog on fire"), "fatal", None, None);
     let log = std::fs::read_to_string(&d.log).unwrap();
-    assert!(!log.contains("phpsecret4242"), "the secret reached the log:\n{log}");
+    assert!(
+        !log.contains("phpsecret4242"),
+        "the secret reached the log:\n{log}"
+    );
 }
