@@ -198,8 +198,8 @@ pub fn parse_with<'a>(
 }
 
 /// Most keys named in a shape's key set, and the longest key kept whole.
-const SHAPE_KEYS: usize = 16;
-const SHAPE_KEY_BYTES: usize = 32;
+pub const SHAPE_KEYS: usize = 16;
+pub const SHAPE_KEY_BYTES: usize = 32;
 
 /// A line's top-level key set, sorted, for counting shapes no profile maps: at most
 /// [`SHAPE_KEYS`] keys of at most [`SHAPE_KEY_BYTES`] bytes, `,`-separated, `…` when cut.
