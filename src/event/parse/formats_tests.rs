@@ -886,6 +886,20 @@ fn generic_recognizer() {
     let e = parse(r#"{"text":"t","type":"a sentence","lvl":"loud"}"#).unwrap();
     assert_eq!((e.name, e.level), (None, Level::Error));
     assert_eq!(e.extra.len(), 2);
+    // a record wrapped in an object a profile reads (`log`): its members are looked at too
+    let e = parse(r#"{"log":{"text":"wrapped in log","level":"warn"},"pid":1}"#).unwrap();
+    assert_eq!(
+        (e.message.as_ref(), e.level),
+        ("wrapped in log", Level::Warn)
+    );
+    assert!(e.extra.iter().all(|(k, _)| k != "log"), "{:?}", e.extra);
+    // Docker's json-file lines: `log` is read as text
+    let e = parse(r#"{"log":"panic: boom\n","stream":"stderr","time":"2025-11-28T16:05:43.123Z"}"#)
+        .unwrap();
+    assert_eq!(e.message, "panic: boom\n");
+    assert_eq!(e.ts, Some(Timestamp::UnixNanos(T)));
+    let keys: Vec<&str> = e.extra.iter().map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(keys, ["stream"]);
     // nothing to go on: still rejected for its missing message
     for line in [
         r#"{"a":1}"#,

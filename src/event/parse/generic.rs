@@ -236,7 +236,32 @@ pub(super) fn recognize(ev: &mut Partial<'_>) {
     for i in 0..n {
         let (key, raw) = match &ev.extra[i].value {
             ExtraValue::Raw(Cow::Borrowed(raw)) => (ev.extra[i].key.clone(), *raw),
-            _ => continue,
+            // A string re-encoded by an object family that is no object here (Docker's
+            // json-file `{"log": "…"}`): only its text can be the message.
+            ExtraValue::Raw(Cow::Owned(raw)) => {
+                let mut buf = [0u8; MAX_KEY];
+                let p = normalize(&ev.extra[i].key, &mut buf).and_then(|k| position(MESSAGE, k));
+                if let (Some(p), Some(s)) = (p, unquote(raw)) {
+                    if !s.trim().is_empty() {
+                        let s = Cow::Owned(s.into_owned());
+                        ev.message.offer(BASE + p, s, Src::Extra(i));
+                    }
+                }
+                continue;
+            }
+            // An object a profile already reads member by member (`log`, `error`, …): its
+            // other members count as one level of nesting too.
+            ExtraValue::Members(members) => {
+                if objects < MAX_OBJECTS {
+                    objects += 1;
+                    let members: Vec<(Cow<'_, str>, &str)> =
+                        members.iter().take(MAX_KEYS).cloned().collect();
+                    for (m, (k, v)) in members.iter().enumerate() {
+                        offer(ev, k, v, Src::Member(i, m), true);
+                    }
+                }
+                continue;
+            }
         };
         if raw.starts_with('{') {
             if objects < MAX_OBJECTS {
