@@ -30,6 +30,46 @@ const PINO_EVENT: &str = r#"{"level":50,"time":1764345943123,"pid":4242,"hostnam
 /// A Python error as structlog writes it (`format_exc_info`, `JSONRenderer`).
 const STRUCTLOG_EVENT: &str = r#"{"event": "loading order 48151623 failed", "level": "error", "timestamp": "2026-11-28T16:49:03.123456Z", "path": "/api/orders/48151623", "user_id": 4711, "exception": "Traceback (most recent call last):\n  File \"/srv/app/orders/views.py\", line 57, in handler\n    owner = load_owner(order)\n  File \"/srv/app/orders/owner.py\", line 41, in load_owner\n    return order[\"owner\"][\"id\"]\nKeyError: 'owner'"}"#;
 
+/// The profiles of issue 17 (docs/formats.md): one typical error line each, the same kind of
+/// error as above, for `pipeline_process_<profile>` (parse included).
+const PROFILE_EVENTS: &[(&str, &str)] = &[
+    (
+        "serilog_clef",
+        r#"{"@t":"2026-11-28T16:49:03.1234567Z","@mt":"Loading order {OrderId} failed for {Path}","@l":"Error","@x":"System.NullReferenceException: Object reference not set to an instance of an object.\r\n   at Shop.Orders.OrderService.Load(Int32 id) in /src/Orders/OrderService.cs:line 118\r\n   at Shop.Api.OrdersController.Get(Int32 id) in /src/Api/OrdersController.cs:line 57","OrderId":48151623,"Path":"/api/orders/48151623","SourceContext":"Shop.Orders.OrderService","RequestId":"0HN7:00000001"}"#,
+    ),
+    (
+        "dotnet_json_console",
+        r#"{"EventId":0,"LogLevel":"Error","Category":"Shop.Orders.OrderService","Message":"Loading order 48151623 failed","Exception":"System.NullReferenceException: Object reference not set to an instance of an object.\n   at Shop.Orders.OrderService.Load(Int32 id) in /src/Orders/OrderService.cs:line 118","State":{"Message":"Loading order 48151623 failed","OrderId":48151623,"{OriginalFormat}":"Loading order {OrderId} failed"}}"#,
+    ),
+    (
+        "monolog",
+        r#"{"message":"Loading order 48151623 failed","context":{"exception":{"class":"TypeError","message":"Cannot access offset of type string on null","code":0,"file":"/srv/app/src/Orders/Owner.php:41","trace":["/srv/app/src/Orders/Service.php:118","/srv/app/src/Controller/Orders.php:57","/srv/app/public/index.php:9"]},"order":48151623},"level":400,"level_name":"ERROR","channel":"app","datetime":"2026-11-28T16:49:03.123456+00:00","extra":{}}"#,
+    ),
+    (
+        "ecs",
+        r#"{"@timestamp":"2026-11-28T16:49:03.123Z","log.level":"error","message":"Loading order 48151623 failed","ecs.version":"1.6.0","error":{"type":"KeyError","message":"'owner'","stack_trace":"Traceback (most recent call last):\n  File \"/srv/app/orders/owner.py\", line 41, in load_owner\n    return order[\"owner\"][\"id\"]\nKeyError: 'owner'"},"log":{"logger":"orders","origin":{"file":{"line":41,"name":"owner.py"},"function":"load_owner"}},"service.name":"checkout","process":{"pid":4242}}"#,
+    ),
+    (
+        "otel_flat",
+        r#"{"timeUnixNano":"1764348543123000000","severityNumber":17,"severityText":"ERROR","body":{"stringValue":"Loading order 48151623 failed"},"attributes":[{"key":"exception.type","value":{"stringValue":"KeyError"}},{"key":"exception.message","value":{"stringValue":"'owner'"}},{"key":"exception.stacktrace","value":{"stringValue":"Traceback (most recent call last):\n  File \"/srv/app/orders/owner.py\", line 41, in load_owner\nKeyError: 'owner'"}}],"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]}}"#,
+    ),
+    (
+        "zerolog",
+        r#"{"level":"error","stack":[{"func":"loadOwner","line":"41","source":"owner.go"},{"func":"(*OrderService).Load","line":"118","source":"service.go"},{"func":"handler","line":"57","source":"orders.go"}],"error":"order 48151623 has no owner","order":48151623,"time":"2026-11-28T16:49:03Z","message":"loading order failed"}"#,
+    ),
+    (
+        "log4j2_json_layout",
+        r#"{"instant":{"epochSecond":1764348543,"nanoOfSecond":123000000},"thread":"main","level":"ERROR","loggerName":"com.shop.orders.OrderService","message":"Loading order 48151623 failed","thrown":{"message":"owner is null","name":"java.lang.NullPointerException","extendedStackTrace":[{"class":"com.shop.orders.Owner","method":"load","file":"Owner.java","line":41},{"class":"com.shop.orders.OrderService","method":"load","file":"OrderService.java","line":118}]},"endOfBatch":false,"loggerFqcn":"org.apache.logging.log4j.spi.AbstractLogger","threadId":1,"threadPriority":5}"#,
+    ),
+    (
+        "generic",
+        r#"{"record":{"text":"Loading order 48151623 failed","lvl":"error","errorType":"KeyError","app":"checkout"},"host":"web-1","pid":4242}"#,
+    ),
+];
+
+/// Three records of an OTLP/JSON batch in one line (split, then processed one by one).
+const OTLP_BATCH: &str = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},"scopeLogs":[{"scope":{"name":"orders"},"logRecords":[{"timeUnixNano":"1764348543123000000","severityNumber":17,"body":{"stringValue":"Loading order 48151623 failed"},"attributes":[{"key":"exception.type","value":{"stringValue":"KeyError"}}]},{"timeUnixNano":"1764348543124000000","severityNumber":13,"body":{"stringValue":"Retrying order 48151623"}},{"timeUnixNano":"1764348543125000000","severityNumber":17,"body":{"stringValue":"Giving up on order 48151623"}}]}]}]}"#;
+
 fn pipeline(analysis: Option<AnalysisHandle>) -> Pipeline {
     let cfg = RawConfig::default()
         .validate(&Overrides::default())
@@ -103,6 +143,29 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    for (name, line) in PROFILE_EVENTS {
+        g.bench_function(format!("pipeline_process_{name}"), |b| {
+            b.iter(|| {
+                if out.len() > (1 << 19) {
+                    out.clear();
+                }
+                p.process(black_box(line), &meta, &rx, &mut state, &mut out)
+                    .expect("valid event")
+            })
+        });
+    }
+    g.bench_function("pipeline_process_otlp_batch_of_3", |b| {
+        b.iter(|| {
+            if out.len() > (1 << 19) {
+                out.clear();
+            }
+            let recs = qerrors::event::parse::otlp::split(black_box(OTLP_BATCH)).expect("batch");
+            for r in &recs {
+                p.process(r, &meta, &rx, &mut state, &mut out)
+                    .expect("valid event");
+            }
+        })
+    });
     g.bench_function("parse_only_pino", |b| {
         b.iter(|| qerrors::event::parse::parse(black_box(PINO_EVENT)).map(|e| e.message.len()))
     });

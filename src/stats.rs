@@ -16,6 +16,9 @@ use crate::protocol::RejectCode;
 pub const MAX_SERVICES: usize = 256;
 pub const OTHER_SERVICES: &str = "(other)";
 
+/// Distinct (peer, key set) pairs counted in `shapes`; later ones only in `shapes_other`.
+pub const MAX_SHAPES: usize = 256;
+
 /// Counters shared by every stage. One instance, created in `app` and passed by `Arc`.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -62,6 +65,26 @@ pub struct Stats {
     pub write_latency: Histogram,
     /// Events per write.
     pub batch_events: Histogram,
+    /// Lines whose shape no profile maps (docs/formats.md, "Shapes nobody named"): accepted
+    /// through the generic recognizer, or rejected for a missing message.
+    pub shapes_generic: AtomicU64,
+    pub shapes_unmapped: AtomicU64,
+    /// Lines of those per (peer, top-level key set), bounded by [`MAX_SHAPES`].
+    pub shapes: Mutex<HashMap<ShapeKey, u64>>,
+    /// Lines of those whose pair did not fit `shapes`.
+    pub shapes_other: AtomicU64,
+}
+
+/// A peer (`comm (uid N)`) and a top-level key set.
+pub type ShapeKey = (Box<str>, Box<str>);
+
+/// One line of a shape no profile maps, as counted per read.
+#[derive(Debug)]
+pub struct ShapeSeen {
+    pub peer: Box<str>,
+    pub keys: Box<str>,
+    /// The generic recognizer found a message (else the line was rejected).
+    pub generic: bool,
 }
 
 /// Per-read tallies, added to [`Stats`] once per batch instead of once per event.
@@ -72,6 +95,8 @@ pub struct Tally {
     pub by_severity: [u64; Severity::ALL.len()],
     /// A handful of services per read at most; linear search beats hashing here.
     pub services: Vec<(String, u64)>,
+    /// Lines of shapes no profile maps (rare: empty for lines any profile reads).
+    pub shapes: Vec<ShapeSeen>,
 }
 
 impl Tally {
@@ -250,6 +275,9 @@ impl Stats {
 
     /// Adds one read's tally; `now_unix_ns` is when the read was received.
     pub fn add(&self, t: &Tally, now_unix_ns: u64) {
+        if !t.shapes.is_empty() {
+            self.add_shapes(&t.shapes);
+        }
         self.recent.add(now_unix_ns / NS_PER_S, &t.by_level);
         for (c, n) in self.by_level.iter().zip(t.by_level) {
             if n > 0 {
@@ -282,6 +310,45 @@ impl Stats {
     }
 
     /// Services by accepted events, most first.
+    fn add_shapes(&self, seen: &[ShapeSeen]) {
+        let mut map = match self.shapes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for s in seen {
+            let c = if s.generic {
+                &self.shapes_generic
+            } else {
+                &self.shapes_unmapped
+            };
+            c.fetch_add(1, Relaxed);
+            let key = (s.peer.clone(), s.keys.clone());
+            if let Some(n) = map.get_mut(&key) {
+                *n += 1;
+            } else if map.len() < MAX_SHAPES {
+                map.insert(key, 1);
+            } else {
+                self.shapes_other.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// The `n` most frequent (peer, key set, lines) of shapes no profile maps.
+    pub fn top_shapes(&self, n: usize) -> Vec<(String, String, u64)> {
+        let map = match self.shapes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut v: Vec<(String, String, u64)> = map
+            .iter()
+            .map(|((p, k), c)| (p.to_string(), k.to_string(), *c))
+            .collect();
+        drop(map);
+        v.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+        v.truncate(n);
+        v
+    }
+
     pub fn top_services(&self, n: usize) -> Vec<(String, u64)> {
         let map = match self.services.lock() {
             Ok(g) => g,

@@ -311,6 +311,19 @@ pub fn stats_json(st: &ControlState, rss: u64, viewer: Viewer) -> Value {
             "service_sets": service_sets,
             "service_sets_max": service_sets_max,
         },
+        // Key sets and peer names are client-written too: for admins only.
+        "shapes": {
+            "generic": s.shapes_generic.load(Relaxed),
+            "unmapped": s.shapes_unmapped.load(Relaxed),
+            "other": s.shapes_other.load(Relaxed),
+            "top": if viewer == Viewer::All {
+                s.top_shapes(10).into_iter()
+                    .map(|(peer, keys, count)| json!({"peer": peer, "keys": keys, "count": count}))
+                    .collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            },
+        },
         "top_services": if viewer == Viewer::All {
             s.top_services(10).into_iter()
                 .map(|(service, count)| json!({"service": service, "count": count}))

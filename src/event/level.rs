@@ -81,7 +81,7 @@ impl Level {
         Some(match name {
             b"trace" | b"finest" | b"finer" | b"silly" | b"all" => Level::Trace,
             b"debug" | b"fine" | b"config" | b"verbose" => Level::Debug,
-            b"info" | b"informational" | b"notice" | b"http" => Level::Info,
+            b"info" | b"information" | b"informational" | b"notice" | b"http" => Level::Info,
             b"warn" | b"warning" => Level::Warn,
             // GCP `DEFAULT` means "no level assigned": the same as an absent level.
             b"error" | b"err" | b"severe" | b"dpanic" | b"default" => Level::Error,
@@ -121,6 +121,27 @@ impl Level {
             NumericScale::Python if (10.0..=60.0).contains(&n) => {
                 Some(steps[((n / 10.0) as usize).min(5)])
             }
+            // 1–4 trace, 5–8 debug, 9–12 info, 13–16 warn, 17–20 error, 21–24 fatal.
+            NumericScale::Otel if (1.0..25.0).contains(&n) => {
+                Some(steps[((n as usize - 1) / 4).min(5)])
+            }
+            NumericScale::Monolog if (100.0..=600.0).contains(&n) => Some(match n as u32 {
+                100..=199 => Level::Debug,
+                200..=299 => Level::Info,
+                300..=399 => Level::Warn,
+                400..=499 => Level::Error,
+                _ => Level::Fatal,
+            }),
+            // RFC 5424: 0 emergency … 3 error, 4 warning, 5 notice, 6 informational, 7 debug.
+            NumericScale::Syslog if (0.0..8.0).contains(&n) && n.fract() == 0.0 => {
+                Some(match n as u32 {
+                    0..=2 => Level::Fatal,
+                    3 => Level::Error,
+                    4 => Level::Warn,
+                    5 | 6 => Level::Info,
+                    _ => Level::Debug,
+                })
+            }
             _ => None,
         }
     }
@@ -145,6 +166,12 @@ pub enum NumericScale {
     Pino,
     /// Python logging's `levelno` (10–50).
     Python,
+    /// OpenTelemetry `severityNumber` (1–24).
+    Otel,
+    /// Monolog's `level` (100 debug … 400 error, 500–600 critical to emergency).
+    Monolog,
+    /// Syslog severities (GELF's `level`: 0 emergency … 7 debug).
+    Syslog,
 }
 
 impl Default for Level {

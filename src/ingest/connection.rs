@@ -21,6 +21,7 @@ use super::inflight::ConnLoad;
 use super::peer::Peer;
 use super::reply::Replies;
 use super::Shared;
+use crate::event::parse;
 use crate::event::{ConnMeta, Received};
 use crate::memory::Pressure;
 use crate::pipeline::ConnState;
@@ -335,7 +336,7 @@ impl Conn {
                     return;
                 }
             };
-            match pipeline.process(text, meta, &rx, state, out) {
+            let mut one = |text: &str| match pipeline.process(text, meta, &rx, state, out) {
                 Ok(acc) if acc.suppressed.is_some() => {
                     // Not a rejected line: counted in `suppressed` records, not `rejected`.
                     if acc.ack {
@@ -352,6 +353,11 @@ impl Conn {
                     stats.reject(e.code());
                     replies.reject(e.code(), &e, *line_no);
                 }
+            };
+            // An OTLP/JSON batch carries many records: each one is an event.
+            match parse::otlp::split(text) {
+                Some(records) => records.iter().for_each(|r| one(r)),
+                None => one(text),
             }
         };
         if eof {

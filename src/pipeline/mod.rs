@@ -40,7 +40,7 @@ use crate::json::truncate;
 use crate::limit::suppress::{Reason, SuppressTally, Suppressions};
 use crate::limit::Limiter;
 use crate::memory::{self, Pressure};
-use crate::stats::{Stats, Tally};
+use crate::stats::{ShapeSeen, Stats, Tally};
 use table::{FingerprintTable, FpMeta, Seen};
 
 /// Per-connection mutable state of the pipeline (no sharing, no locks).
@@ -147,7 +147,18 @@ impl Pipeline {
         state: &mut ConnState,
         out: &mut BytesMut,
     ) -> Result<Accepted, ParseError> {
-        let mut ev = parse::parse(line)?;
+        let mut ev = match parse::parse_with(line, &|k| self.sanitizer.is_sensitive_key(k)) {
+            Ok(ev) => ev,
+            Err(e) => {
+                if e == ParseError::Missing("message") {
+                    self.count_shape(line, meta, false, state);
+                }
+                return Err(e);
+            }
+        };
+        if ev.generic {
+            self.count_shape(line, meta, true, state);
+        }
         let clean = self.sanitize(line, &mut ev);
         let fp = fingerprint_of(&ev, &clean, &mut state.stacks);
         let service = clean.service.as_deref().unwrap_or(&meta.service);
@@ -216,6 +227,18 @@ impl Pipeline {
         stats.add(&std::mem::take(&mut state.tally), rx.unix_ns);
     }
 
+    /// Counts a line whose shape no profile maps, by peer and top-level key set (`/stats`
+    /// `shapes`). Only such lines pay for it: a second, shallow pass over their keys.
+    fn count_shape(&self, line: &str, meta: &ConnMeta, generic: bool, state: &mut ConnState) {
+        let keys = parse::shape_keys(line);
+        let keys = self.sanitizer.redact_text(&keys).unwrap_or(keys);
+        state.tally.shapes.push(ShapeSeen {
+            peer: format!("{} (uid {})", meta.service, meta.uid).into(),
+            keys: keys.into(),
+            generic,
+        });
+    }
+
     /// The sanitizer, for what a connection reports about its peer (`peer.comm`, the default
     /// service): client-controlled text too.
     pub fn sanitizer(&self) -> &Sanitizer {
@@ -235,7 +258,9 @@ impl Pipeline {
             ev.stack.take(),
         );
         let (context, tags) = (ev.context.take(), ev.tags.take());
-        if s.line_is_clean(line) {
+        // A field assembled from several parts of the line (a rendered template) may hold what
+        // no part of the line does: it is checked on its own.
+        if !ev.rebuilt && s.line_is_clean(line) {
             return Clean {
                 message,
                 name,

@@ -58,10 +58,10 @@ fn have_node_modules(test: &str) -> bool {
     have_node(test)
         && crate::skip::require(
             test,
-            ["pino", "bunyan", "winston"]
+            ["pino", "bunyan", "winston", "@elastic/ecs-pino-format"]
                 .iter()
                 .all(|m| node_dir().join("node_modules").join(m).is_dir()),
-            "clients/node/node_modules (pino, bunyan, winston)",
+            "clients/node/node_modules (pino, bunyan, winston, @elastic/ecs-pino-format)",
             "`npm ci` in clients/node",
         )
 }
@@ -170,7 +170,7 @@ fn real_node_loggers_write_into_the_socket() {
         return;
     }
     let d = spawn_daemon(Opts::new());
-    for which in ["pino", "bunyan", "winston", "pino-shim"] {
+    for which in ["pino", "bunyan", "winston", "pino-shim", "ecs-pino"] {
         node_logger(&d, which);
     }
     for which in ["pino", "pino-shim"] {
@@ -189,6 +189,17 @@ fn real_node_loggers_write_into_the_socket() {
             "err.message differs from msg, so it stays: {ev:#}"
         );
     }
+    // pino with Elastic's ECS formatter: dotted `log.level`, `service.name`, `error{…}`
+    let ev = event_with(&d, "ecs-pino card declined");
+    check(&ev, "error", Some("PaymentError"), Some("PaymentError: "));
+    assert_eq!(ev["service"], "ecs-pino-app", "{ev:#}");
+    assert_eq!(ev["extra"]["ecs.version"], "8.10.0", "{ev:#}");
+    check(
+        &event_with(&d, "ecs-pino just a warning"),
+        "warn",
+        None,
+        None,
+    );
     let ev = event_with(&d, "bunyan card declined");
     check(&ev, "error", Some("PaymentError"), Some("PaymentError: "));
     assert_eq!(ev["code"], "E_CARD_DECLINED", "{ev:#}");
@@ -456,5 +467,208 @@ fn qerrorsctl_send_pipes_logger_lines() {
         "fatal",
         Some("OSError"),
         Some("Traceback (most recent call last):"),
+    );
+}
+
+fn have_python_profile_packages(test: &str) -> bool {
+    have_python(test)
+        && crate::skip::require(
+            test,
+            runs(
+                "python3",
+                &["-c", "import ecs_logging, opentelemetry.sdk._logs"],
+            ),
+            "ecs-logging and opentelemetry-sdk",
+            "pip install -r clients/python/requirements-test.txt",
+        )
+}
+
+/// The Python ecs-logging formatter and the OpenTelemetry SDK's JSON, written by the real
+/// libraries into the socket.
+#[test]
+fn real_ecs_and_opentelemetry_loggers_write_into_the_socket() {
+    let test = "real_ecs_and_opentelemetry_loggers_write_into_the_socket";
+    if !have_python_profile_packages(test) {
+        return;
+    }
+    let d = spawn_daemon(Opts::new());
+    for which in ["ecs", "otel"] {
+        python_logger(&d, which);
+    }
+    let ev = event_with(&d, "ecs invoice failed");
+    check(&ev, "error", Some("ZeroDivisionError"), Some("  File "));
+    assert_eq!(ev["extra"]["order"], 42, "{ev:#}");
+    assert_eq!(ev["extra"]["log"]["logger"], "billing.ecs", "{ev:#}");
+    check(&event_with(&d, "ecs just a warning"), "warn", None, None);
+    let ev = event_with(&d, "otel invoice failed");
+    check(&ev, "error", Some("ValueError"), Some("Traceback"));
+    assert_eq!(ev["service"], "billing-otel", "{ev:#}");
+    assert!(ev["extra"]["trace_id"].is_string(), "ids kept: {ev:#}");
+    check(&event_with(&d, "otel just a warning"), "warn", None, None);
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    for secret in ["otelsecret1234567890", "otelhunter2"] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+}
+
+/// Golden lines of the profiles added for .NET, PHP, ECS, OpenTelemetry, zerolog and log4j2,
+/// through a real daemon; an OTLP/JSON batch line gives one event per record.
+#[test]
+fn golden_lines_of_dotnet_php_ecs_otel_zerolog_log4j2() {
+    let d = spawn_daemon(Opts::new());
+    let lines = [
+        // Serilog CompactJsonFormatter
+        r#"{"@t":"2025-11-28T16:05:43.1230000Z","@mt":"clef: order {OrderId} failed","@l":"Error","@x":"System.InvalidOperationException: no stock\n   at Shop.Orders.Place() in /src/Orders.cs:line 12","OrderId":42}"#,
+        // Microsoft.Extensions.Logging JSON console
+        r#"{"EventId":3,"LogLevel":"Warning","Category":"Shop.Api","Message":"mel: slow request","State":{"Message":"mel: slow request"}}"#,
+        // Monolog JsonFormatter, with a secret in the exception's message
+        r#"{"message":"monolog: payment failed","context":{"exception":{"class":"App\\PaymentException","message":"gateway said password=monosecret99","code":402,"file":"/app/src/Pay.php:12"}},"level":400,"level_name":"ERROR","channel":"app","datetime":"2025-11-28T17:05:43.123456+01:00","extra":{}}"#,
+        // ECS (log4j2 EcsLayout, ecs-logging-java)
+        r#"{"@timestamp":"2025-11-28T16:05:43.123Z","ecs.version":"1.2.0","log.level":"WARN","message":"ecs: disk almost full","process.thread.name":"main","log.logger":"com.shop.Disk","service.name":"shop-java"}"#,
+        // zerolog + pkgerrors
+        r#"{"level":"error","stack":[{"func":"loadOrder","line":"42","source":"orders.go"}],"error":"connection refused","time":"2025-11-28T16:05:43Z","message":"zerolog: loading order failed"}"#,
+        // log4j2 GelfLayout
+        r#"{"version":"1.1","host":"web-1","short_message":"gelf: queue stuck","full_message":"java.lang.IllegalStateException: stuck\n\tat com.shop.Q.run(Q.java:9)","timestamp":1764345943.123,"level":2,"_logger":"com.shop.Q"}"#,
+        // OTLP/JSON: three records in one line, a secret in an attribute
+        r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"otlp-svc"}}]},"scopeLogs":[{"scope":{"name":"s"},"logRecords":[{"timeUnixNano":"1764345943123000000","severityNumber":17,"body":{"stringValue":"otlp: one"},"attributes":[{"key":"exception.type","value":{"stringValue":"KeyError"}},{"key":"http.authorization","value":{"stringValue":"Bearer otlpsecret123456"}}],"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"},{"severityNumber":13,"body":{"stringValue":"otlp: two"}},{"severityNumber":9,"body":{"stringValue":"otlp: three"}}]}]}]}"#,
+    ];
+    let replies = d.send_lines(&lines);
+    assert!(replies.is_empty(), "no rejections: {replies:?}");
+    let events = d.wait_for_events(9, EVENTS_TIMEOUT);
+    assert_eq!(events.len(), 9, "{events:#?}");
+    let ev = event_with(&d, "clef: order 42 failed");
+    check(
+        &ev,
+        "error",
+        Some("System.InvalidOperationException"),
+        Some("System.InvalidOperationException: no stock"),
+    );
+    assert_eq!(ev["ts"], "2025-11-28T16:05:43.123000Z");
+    check(&event_with(&d, "mel: slow request"), "warn", None, None);
+    let ev = event_with(&d, "monolog: payment failed");
+    check(
+        &ev,
+        "error",
+        Some("App\\PaymentException"),
+        Some("App\\PaymentException: gateway said"),
+    );
+    assert_eq!(ev["code"], "402");
+    let ev = event_with(&d, "ecs: disk almost full");
+    check(&ev, "warn", None, None);
+    assert_eq!(ev["service"], "shop-java");
+    let ev = event_with(&d, "zerolog: loading order failed");
+    check(&ev, "error", None, Some("loadOrder()\n\torders.go:42"));
+    let ev = event_with(&d, "gelf: queue stuck");
+    check(
+        &ev,
+        "fatal",
+        Some("java.lang.IllegalStateException"),
+        Some("java.lang."),
+    );
+    let ev = event_with(&d, "otlp: one");
+    check(&ev, "error", Some("KeyError"), None);
+    assert_eq!(ev["service"], "otlp-svc");
+    assert_eq!(ev["ts"], "2025-11-28T16:05:43.123000Z");
+    assert_eq!(ev["extra"]["traceId"], "5b8efff798038103d269b633813fc60c");
+    check(&event_with(&d, "otlp: two"), "warn", None, None);
+    check(&event_with(&d, "otlp: three"), "info", None, None);
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    for secret in ["monosecret99", "otlpsecret123456"] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+    // Each record is an event for accounting: 7 lines, 9 accepted and written.
+    let stats = qerrors::ctl::client::control_json(&util::control_addr(&d), "/stats").unwrap();
+    assert_eq!(stats["events"]["received"], 7, "{stats:#}");
+    assert_eq!(stats["events"]["accepted"], 9, "{stats:#}");
+}
+
+/// Lines no profile maps: the generic recognizer reads what it can, the rest is rejected as
+/// before, and both are counted per peer and key set in `/stats` (and `qerrorsctl stats`).
+#[test]
+fn unmapped_shapes_are_recognized_or_counted() {
+    let d = spawn_daemon(Opts::new());
+    let lines = [
+        r#"{"Text":"generic: disk full","Log_Level":"WARNING","ErrorType":"IOError","App":"backup"}"#,
+        r#"{"Text":"generic: again","Log_Level":"WARNING","ErrorType":"IOError","App":"backup"}"#,
+        r#"{"record":{"description":"generic: wrapped","severity":"error"},"host":"h"}"#,
+        r#"{"foo":1,"bar":{"baz":2}}"#,
+    ];
+    let replies = d.send_lines(&lines);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0]["error"], "missing_field", "{replies:?}");
+    let ev = event_with(&d, "generic: disk full");
+    check(&ev, "warn", Some("IOError"), None);
+    assert_eq!(ev["service"], "backup");
+    check(&event_with(&d, "generic: wrapped"), "error", None, None);
+    let stats = qerrors::ctl::client::control_json(&util::control_addr(&d), "/stats").unwrap();
+    let shapes = &stats["shapes"];
+    assert_eq!(shapes["generic"], 3, "{shapes:#}");
+    assert_eq!(shapes["unmapped"], 1, "{shapes:#}");
+    let top = shapes["top"].as_array().unwrap();
+    assert_eq!(top[0]["keys"], "App,ErrorType,Log_Level,Text", "{shapes:#}");
+    assert_eq!(top[0]["count"], 2, "{shapes:#}");
+    assert!(
+        top[0]["peer"].as_str().unwrap().contains("(uid "),
+        "{shapes:#}"
+    );
+    assert!(
+        top.iter()
+            .any(|s| s["keys"] == "bar,foo" && s["count"] == 1),
+        "{shapes:#}"
+    );
+    // qerrorsctl stats shows the same document
+    let out = run(Command::new(util::CTL)
+        .arg("--control")
+        .arg(util::control_addr(&d))
+        .arg("stats"));
+    assert_success("qerrorsctl stats", &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("App,ErrorType,Log_Level,Text"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// PHP's Monolog (Debian's `php-monolog`) with its `JsonFormatter`, into the socket: level from
+/// Monolog's numbers, the exception lifted from `context.exception`, its secret redacted.
+#[test]
+fn real_monolog_writes_into_the_socket() {
+    let test = "real_monolog_writes_into_the_socket";
+    if !crate::skip::require_tool(test, "php", "apt-get install php-cli php-monolog")
+        || !crate::skip::require(
+            test,
+            Path::new("/usr/share/php/Monolog/autoload.php").is_file(),
+            "php-monolog",
+            "apt-get install php-monolog",
+        )
+    {
+        return;
+    }
+    let d = spawn_daemon(Opts::new());
+    let out = run(Command::new("php")
+        .arg(repo().join("tests/fixtures/monolog.php"))
+        .arg(&d.socket));
+    assert_success("monolog", &out);
+    let ev = event_with(&d, "monolog invoice failed");
+    check(
+        &ev,
+        "error",
+        Some("PaymentException"),
+        Some("PaymentException: gateway refused"),
+    );
+    assert_eq!(ev["code"], "402", "{ev:#}");
+    assert_eq!(ev["context"]["order"], 42, "{ev:#}");
+    assert_eq!(ev["extra"]["channel"], "billing", "{ev:#}");
+    check(
+        &event_with(&d, "monolog just a warning"),
+        "warn",
+        None,
+        None,
+    );
+    check(&event_with(&d, "monolog on fire"), "fatal", None, None);
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        !log.contains("phpsecret4242"),
+        "the secret reached the log:\n{log}"
     );
 }

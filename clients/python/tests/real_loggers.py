@@ -1,7 +1,7 @@
 """Used by tests/it/formats.rs: one real Python logger, configured as its docs show, writing
 JSON straight into the daemon's socket (or through this package's handler).
 
-    python3 real_loggers.py SOCKET jsonlogger|structlog|structlog-dict|handler
+    python3 real_loggers.py SOCKET jsonlogger|structlog|structlog-dict|handler|ecs|otel
 """
 import logging
 import os
@@ -71,5 +71,45 @@ elif which == "handler":
         log.exception("handler charge failed", extra={"invoice": 7})
     log.critical("handler on fire")
     h.close(timeout=5.0)
+elif which == "ecs":
+    import ecs_logging
+
+    f = sockfile()
+    handler = logging.StreamHandler(f)
+    handler.setFormatter(ecs_logging.StdlibFormatter())
+    log = logging.getLogger("billing.ecs")
+    log.addHandler(handler)
+    try:
+        fail()
+    except ZeroDivisionError:
+        log.exception("ecs invoice failed", extra={"order": 42})
+    log.warning("ecs just a warning")
+    handler.flush()
+    f.close()
+elif which == "otel":
+    # The OpenTelemetry SDK's own JSON (`LogRecord.to_json`), one record per line.
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import export as otel_export
+    from opentelemetry.sdk.resources import Resource
+
+    exporter = getattr(otel_export, "ConsoleLogRecordExporter", None) or otel_export.ConsoleLogExporter
+    f = sockfile()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "billing-otel"}))
+    provider.add_log_record_processor(
+        otel_export.SimpleLogRecordProcessor(
+            exporter(out=f, formatter=lambda r: r.to_json(indent=None) + "\n")
+        )
+    )
+    log = logging.getLogger("billing.otel")
+    log.propagate = False
+    log.addHandler(LoggingHandler(logger_provider=provider))
+    try:
+        # Secrets in the exception's message and in an attribute must not reach the log.
+        raise ValueError("charge refused for api_key=otelsecret1234567890")
+    except ValueError:
+        log.exception("otel invoice failed", extra={"db.password": "otelhunter2"})
+    log.warning("otel just a warning")
+    provider.shutdown()
+    f.close()
 else:
     sys.exit(f"unknown logger {which}")

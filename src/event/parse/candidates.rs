@@ -8,9 +8,9 @@ use std::borrow::Cow;
 use bytes::{BufMut, BytesMut};
 
 use super::formats::{self, rank};
-use super::{ParseError, RawEvent, Timestamp};
-use crate::event::level::Level;
-use crate::json::{put_str, unquote};
+use super::{Expected, ParseError, RawEvent, Timestamp};
+use crate::event::level::{Level, NumericScale};
+use crate::json::{escaped, put_str, unquote};
 
 /// Where a candidate came from, so the winner can be taken out of `extra`.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +48,8 @@ pub(super) const MAX_LIFTED_MEMBERS: usize = 64;
 
 /// One top-level key kept for `extra` unless its value fills a record field.
 pub(super) struct ExtraField<'a> {
-    key: Cow<'a, str>,
-    value: ExtraValue<'a>,
+    pub(super) key: Cow<'a, str>,
+    pub(super) value: ExtraValue<'a>,
     /// The whole value was lifted.
     used: bool,
     /// Lifted members (of [`ExtraValue::Members`]).
@@ -71,6 +71,23 @@ pub(super) struct Partial<'a> {
     pub(super) level_numeric: bool,
     /// `levelname` was present: Python logging, whose `name` is the logger's.
     pub(super) python_logging: bool,
+    /// The numeric `level`, for the profiles that read it on another scale (Monolog, GELF).
+    pub(super) level_number: Option<f64>,
+    /// A numeric `level` that is on no default scale (0–9): GELF's syslog severity, else
+    /// `wrong_type` once the line has ended.
+    pub(super) level_pending: bool,
+    /// Serilog CLEF (`@t`, `@m`, `@mt` seen): an absent `@l` means Information.
+    pub(super) clef: bool,
+    /// Monolog (`channel` or `level_name` seen).
+    pub(super) monolog: bool,
+    /// GELF (`short_message` seen).
+    pub(super) gelf: bool,
+    /// `extra` index of Serilog's `@mt`, whose holes are rendered when it is the message.
+    pub(super) template: Option<usize>,
+    /// A field was assembled from several parts of the line (see [`RawEvent::rebuilt`]).
+    pub(super) rebuilt: bool,
+    /// The message was found by the generic recognizer ([`RawEvent::generic`]).
+    pub(super) generic: bool,
     /// Top-level `name`, decoded, and its raw text.
     pub(super) top_name: Option<(Cow<'a, str>, &'a str)>,
     pub(super) name: Best<Cow<'a, str>>,
@@ -97,7 +114,54 @@ impl<'a> Partial<'a> {
     }
 
     /// Precedence is applied here, once every key has been seen (docs/formats.md).
-    pub(super) fn resolve(mut self) -> Result<RawEvent<'a>, ParseError> {
+    /// `secret_key` says whether a property name holds a secret (the sanitizer's keys): a
+    /// Serilog template hole naming one is rendered as `[REDACTED]`.
+    pub(super) fn resolve(
+        mut self,
+        secret_key: &dyn Fn(&str) -> bool,
+    ) -> Result<RawEvent<'a>, ParseError> {
+        if self.level_pending {
+            // A numeric `level` of 0–9: GELF's syslog severity, else nobody's.
+            let syslog = self
+                .level_number
+                .filter(|_| self.gelf)
+                .and_then(|n| Level::from_number(n, NumericScale::Syslog))
+                .ok_or(ParseError::WrongType("level", Expected::Level))?;
+            self.level.offer(0, syslog, Src::Native);
+        }
+        if self.monolog {
+            // Monolog's numbers (400 error) are not pino's/GCP's (400 warn); its `level_name`,
+            // ranked below the native `level`, says the same.
+            if let Some(l) = self
+                .level_number
+                .and_then(|n| Level::from_number(n, NumericScale::Monolog))
+            {
+                self.level = Best(Some((0, l, Src::Native)));
+            }
+            if let Some(exc) = self.context.and_then(formats::monolog_exception) {
+                self.rebuilt = true;
+                if let Some(class) = exc.class {
+                    self.name
+                        .offer(rank::MONOLOG_CLASS, Cow::Owned(class), Src::Derived);
+                }
+                if let Some(code) = exc.code {
+                    self.code
+                        .offer(rank::NESTED_CODE + 3, Cow::Owned(code), Src::Derived);
+                }
+                self.stack.offer(
+                    rank::MONOLOG_TRACE,
+                    Cow::Owned(escaped(&exc.stack)),
+                    Src::Derived,
+                );
+            }
+        }
+        if self.clef && self.level.0.is_none() {
+            // CLEF: an event without `@l` is Information.
+            self.level.offer(rank::CLEF_L, Level::Info, Src::Derived);
+        }
+        if self.message.0.is_none() {
+            super::generic::recognize(&mut self);
+        }
         if let Some((name, raw)) = self.top_name.take() {
             if self.level_numeric {
                 // pino/bunyan: `name` is the logger's, i.e. the app's; kept when `service` is set.
@@ -114,10 +178,19 @@ impl<'a> Partial<'a> {
                 self.name.offer(0, name, Src::Native);
             }
         }
-        let Some((_, message, msg_src)) = self.message.0.take() else {
+        let Some((_, mut message, msg_src)) = self.message.0.take() else {
             return Err(ParseError::Missing("message"));
         };
         let mut extra = std::mem::take(&mut self.extra);
+        if let (Src::Extra(i), Some(t)) = (msg_src, self.template) {
+            if i == t && memchr::memchr(b'{', message.as_bytes()).is_some() {
+                let rendered = render_template(&message, &extra, secret_key);
+                if rendered != message {
+                    message = Cow::Owned(rendered);
+                    self.rebuilt = true;
+                }
+            }
+        }
         mark(&mut extra, msg_src);
         let level = win(self.level, &mut extra).unwrap_or_default();
         let stack = win(self.stack, &mut extra);
@@ -162,8 +235,75 @@ impl<'a> Partial<'a> {
             fingerprint: self.fingerprint,
             ack: self.ack,
             extra,
+            rebuilt: self.rebuilt,
+            generic: self.generic,
         })
     }
+}
+
+/// Longest rendered Serilog message: the template and its values are all from the line, but
+/// one property may fill many holes.
+const MAX_RENDERED: usize = 64 * 1024;
+
+/// Serilog's message template with its simple holes filled from the event's properties
+/// (top-level keys): `{Name}`, `{@Name}`, `{$Name}`, `{Name:format}`, `{Name,align}` (format and
+/// alignment are not applied); `{{` and `}}` are braces. A hole without a property stays as
+/// written; one whose name is a secret key is `[REDACTED]`; strings are inserted decoded, other
+/// values as their JSON.
+fn render_template(
+    tpl: &str,
+    extra: &[ExtraField<'_>],
+    secret_key: &dyn Fn(&str) -> bool,
+) -> String {
+    let mut out = String::with_capacity(tpl.len() + 32);
+    let mut rest = tpl;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        let hole = tail
+            .strip_prefix('{')
+            .and_then(|t| t.find('}').map(|e| &t[..e]));
+        let Some(hole) = hole else {
+            out.push_str(&tail[..1]);
+            rest = &tail[1..];
+            continue;
+        };
+        let name = hole.trim_start_matches(['@', '$']);
+        let name = &name[..name.find([':', ',']).unwrap_or(name.len())];
+        let value = (!name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then(|| {
+            extra.iter().find_map(|f| match &f.value {
+                ExtraValue::Raw(raw) if f.key == name => Some(raw.as_ref()),
+                _ => None,
+            })
+        })
+        .flatten();
+        match value {
+            Some(_) if secret_key(name) => out.push_str(crate::event::sanitize::REDACTED),
+            Some(raw) => match unquote(raw) {
+                Some(s) => out.push_str(&s),
+                None => out.push_str(raw),
+            },
+            None => {
+                out.push('{');
+                out.push_str(hole);
+                out.push('}');
+            }
+        }
+        rest = &tail[hole.len() + 2..];
+        if out.len() > MAX_RENDERED {
+            out.truncate(crate::json::floor_char_boundary(&out, MAX_RENDERED));
+            return out;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Takes a field's winner out of `extra` (or its member out of an object in `extra`).

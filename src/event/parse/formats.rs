@@ -38,6 +38,15 @@ pub(super) enum Field {
     TsAlias(u8),
     /// An object whose members are lifted (`err`, `error`, `exception`, `fields`).
     Nested(Family),
+    /// Serilog's message template (`@mt`): the message once its `{Prop}` holes are rendered.
+    Template,
+    /// A dotted member of an error object written flat (ECS `error.type`, `error.message`,
+    /// `error.stack_trace`, `error.code`).
+    Dotted(Lift),
+    /// The service as a string (ECS `service.name` written flat).
+    ServiceAlias(u8),
+    /// Monolog's `channel`: says Monolog wrote the line (kept under `extra`).
+    MonologChannel,
     /// Anything else: kept under `extra`.
     Other,
 }
@@ -51,6 +60,18 @@ pub(super) enum LevelKey {
     Levelname,
     /// Python logging's numeric level.
     Levelno,
+    /// Serilog CLEF `@l` (absent means Information).
+    Clef,
+    /// Microsoft.Extensions.Logging's JSON console formatter (`LogLevel`).
+    Mel,
+    /// Elastic Common Schema `log.level` (also log4j2's EcsLayout).
+    Ecs,
+    /// Monolog's `level_name`: wins over its numeric `level` (100–600, not pino's scale).
+    Monolog,
+    /// OpenTelemetry `severityText` (`ERROR2` counts as `ERROR`).
+    OtelText,
+    /// OpenTelemetry `severityNumber` (1–24).
+    OtelNumber,
 }
 
 /// Objects read member by member.
@@ -66,6 +87,19 @@ pub(super) enum Family {
     Exception,
     /// tracing-subscriber's JSON: the event's fields, `fields.message` is the message.
     Fields,
+    /// ECS written nested: `log: {level, logger}`.
+    Log,
+    /// log4j2 `JsonLayout`: `thrown: {name, message, extendedStackTrace}`.
+    Thrown,
+    /// OpenTelemetry `body`: a string, or an AnyValue (`{"stringValue": …}`).
+    Body,
+    /// OpenTelemetry `attributes`: an object (the SDKs' JSON), or OTLP's list of
+    /// `{key, value: AnyValue}`; `exception.*` and `service.name` are lifted.
+    Attributes,
+    /// OpenTelemetry `resource`: `service.name` from its `attributes`.
+    Resource,
+    /// `service` written as an object (ECS nested: `service: {name, version}`).
+    Service,
 }
 
 /// Ranks: lower wins. Native keys are 0.
@@ -77,15 +111,41 @@ pub(super) mod rank {
     pub const NESTED_MESSAGE: u8 = 4;
     /// `err` 7 / `error` 8 as a plain string: the error's text (zap, slog).
     pub const NESTED_STRING_MESSAGE: u8 = 7;
+    /// Serilog: `@m` (rendered) 10, `@mt` (template) 11.
+    pub const CLEF_M: u8 = 10;
+    pub const CLEF_MT: u8 = 11;
+    /// Microsoft.Extensions.Logging JSON console.
+    pub const MEL_MESSAGE: u8 = 12;
+    /// GELF.
+    pub const SHORT_MESSAGE: u8 = 13;
+    /// OpenTelemetry `body`.
+    pub const BODY: u8 = 14;
+    /// log4j2 `thrown.message`, LogstashJsonEventLayoutV1 `exception.exception_message`.
+    pub const THROWN_MESSAGE: u8 = 15;
+    /// OpenTelemetry `exception.message` attribute.
+    pub const ATTR_EXCEPTION_MESSAGE: u8 = 16;
 
     pub const SEVERITY: u8 = 1;
     pub const LEVELNAME: u8 = 2;
     pub const LEVELNO: u8 = 3;
+    pub const CLEF_L: u8 = 4;
+    pub const MEL_LEVEL: u8 = 5;
+    pub const ECS_LEVEL: u8 = 6;
+    pub const MONOLOG_LEVEL: u8 = 7;
+    /// OpenTelemetry: the number is the data model's level; the text is free-form.
+    pub const OTEL_NUMBER: u8 = 8;
+    pub const OTEL_TEXT: u8 = 9;
 
     /// `err.type` 1, `err.name` 2, `error.type` 3, `error.name` 4, `exception.type` 5, …
     pub const NESTED_NAME: u8 = 1;
     /// structlog `dict_tracebacks`: `exc_type` of the raised exception.
     pub const TRACEBACK_NAME: u8 = 7;
+    /// log4j2 `thrown.name`, LogstashJsonEventLayoutV1 `exception.exception_class`.
+    pub const THROWN_NAME: u8 = 8;
+    /// OpenTelemetry `exception.type` attribute.
+    pub const ATTR_EXCEPTION_TYPE: u8 = 9;
+    /// Monolog `context.exception.class`.
+    pub const MONOLOG_CLASS: u8 = 10;
 
     /// `err.stack` 1, `error.stack` 2, `exception.stack` 3 (also `stack_trace`, `stacktrace`).
     pub const NESTED_STACK: u8 = 1;
@@ -94,6 +154,14 @@ pub(super) mod rank {
     pub const EXC_INFO: u8 = 6;
     /// structlog: `exception` as a string, or as `dict_tracebacks` frames.
     pub const EXCEPTION_TEXT: u8 = 7;
+    /// Serilog `@x`, .NET `Exception`, GELF `full_message`, log4j2 `thrown.extendedStackTrace`,
+    /// OTel `exception.stacktrace`, Monolog `context.exception`.
+    pub const CLEF_X: u8 = 8;
+    pub const MEL_EXCEPTION: u8 = 9;
+    pub const FULL_MESSAGE: u8 = 10;
+    pub const THROWN_STACK: u8 = 11;
+    pub const ATTR_EXCEPTION_STACK: u8 = 12;
+    pub const MONOLOG_TRACE: u8 = 13;
 
     /// `err.code` 1, `error.code` 2, `exception.code` 3.
     pub const NESTED_CODE: u8 = 1;
@@ -102,9 +170,21 @@ pub(super) mod rank {
     pub const TIME: u8 = 2;
     pub const AT_TIMESTAMP: u8 = 3;
     pub const ASCTIME: u8 = 4;
+    /// Serilog `@t`, .NET `Timestamp`, Monolog `datetime`, OTel `timeUnixNano`, log4j2
+    /// `instant` / `timeMillis`.
+    pub const CLEF_T: u8 = 5;
+    pub const MEL_TIMESTAMP: u8 = 6;
+    pub const DATETIME: u8 = 7;
+    pub const TIME_UNIX_NANO: u8 = 8;
+    pub const INSTANT: u8 = 9;
+    pub const TIME_MILLIS: u8 = 10;
+    pub const OBSERVED_TIME: u8 = 11;
 
     /// pino/bunyan's logger `name` (when `level` is numeric).
     pub const LOGGER_NAME_SERVICE: u8 = 1;
+    /// ECS `service.name` (flat or nested) 2, OTel `service.name` (resource or attribute) 3.
+    pub const ECS_SERVICE: u8 = 2;
+    pub const OTEL_SERVICE: u8 = 3;
 }
 
 /// What a top-level key may mean.
@@ -138,6 +218,43 @@ pub(super) fn field(key: &str) -> Field {
         "error" => Nested(Family::Error),
         "exception" => Nested(Family::Exception),
         "fields" => Nested(Family::Fields),
+        // Serilog CLEF
+        "@m" => MessageAlias(rank::CLEF_M),
+        "@mt" => Template,
+        "@l" => LevelAlias(LevelKey::Clef),
+        "@t" => TsAlias(rank::CLEF_T),
+        "@x" => StackAlias(rank::CLEF_X),
+        // Microsoft.Extensions.Logging JSON console
+        "Message" => MessageAlias(rank::MEL_MESSAGE),
+        "LogLevel" => LevelAlias(LevelKey::Mel),
+        "Exception" => StackAlias(rank::MEL_EXCEPTION),
+        "Timestamp" => TsAlias(rank::MEL_TIMESTAMP),
+        // Monolog
+        "level_name" => LevelAlias(LevelKey::Monolog),
+        "channel" => MonologChannel,
+        "datetime" => TsAlias(rank::DATETIME),
+        // Elastic Common Schema, flat (dotted keys)
+        "log.level" => LevelAlias(LevelKey::Ecs),
+        "error.type" => Dotted(Lift::Name(rank::NESTED_NAME + 2)),
+        "error.message" => Dotted(Lift::Message(rank::NESTED_MESSAGE + 1)),
+        "error.stack_trace" => Dotted(Lift::Stack(rank::NESTED_STACK + 1)),
+        "error.code" => Dotted(Lift::Code(rank::NESTED_CODE + 1)),
+        "service.name" => ServiceAlias(rank::ECS_SERVICE),
+        "log" => Nested(Family::Log),
+        // OpenTelemetry (OTLP/JSON record and the SDKs' JSON)
+        "body" => Nested(Family::Body),
+        "severityText" | "severity_text" => LevelAlias(LevelKey::OtelText),
+        "severityNumber" | "severity_number" => LevelAlias(LevelKey::OtelNumber),
+        "attributes" => Nested(Family::Attributes),
+        "resource" => Nested(Family::Resource),
+        "timeUnixNano" => TsAlias(rank::TIME_UNIX_NANO),
+        "observedTimeUnixNano" => TsAlias(rank::OBSERVED_TIME),
+        // log4j2 JsonTemplateLayout: JsonLayout, GelfLayout
+        "thrown" => Nested(Family::Thrown),
+        "instant" => TsAlias(rank::INSTANT),
+        "timeMillis" => TsAlias(rank::TIME_MILLIS),
+        "short_message" => MessageAlias(rank::SHORT_MESSAGE),
+        "full_message" => StackAlias(rank::FULL_MESSAGE),
         _ => Other,
     }
 }
@@ -149,6 +266,8 @@ pub(super) enum Lift {
     Name(u8),
     Stack(u8),
     Code(u8),
+    Level(u8),
+    Service(u8),
 }
 
 /// What a member of a nested object fills, with its rank.
@@ -160,13 +279,48 @@ pub(super) fn member(family: Family, key: &str) -> Option<Lift> {
         Family::Fields => {
             return (key == "message").then_some(Lift::Message(rank::FIELDS_MESSAGE));
         }
+        Family::Log => return (key == "level").then_some(Lift::Level(rank::ECS_LEVEL)),
+        Family::Service => return (key == "name").then_some(Lift::Service(rank::ECS_SERVICE)),
+        Family::Thrown => {
+            return Some(match key {
+                "name" => Lift::Name(rank::THROWN_NAME),
+                "message" => Lift::Message(rank::THROWN_MESSAGE),
+                "extendedStackTrace" | "stackTrace" => Lift::Stack(rank::THROWN_STACK),
+                _ => return None,
+            })
+        }
+        Family::Body => {
+            return (key == "stringValue").then_some(Lift::Message(rank::BODY));
+        }
+        Family::Attributes => return attribute(key),
+        // Read on its own (`resource_service`).
+        Family::Resource => return None,
     };
+    if family == Family::Exception {
+        // log4j2 LogstashJsonEventLayoutV1
+        match key {
+            "exception_class" => return Some(Lift::Name(rank::THROWN_NAME)),
+            "exception_message" => return Some(Lift::Message(rank::THROWN_MESSAGE)),
+            _ => {}
+        }
+    }
     Some(match key {
         "message" => Lift::Message(rank::NESTED_MESSAGE + f),
         "type" => Lift::Name(rank::NESTED_NAME + 2 * f),
         "name" => Lift::Name(rank::NESTED_NAME + 2 * f + 1),
         "stack" | "stack_trace" | "stacktrace" => Lift::Stack(rank::NESTED_STACK + f),
         "code" => Lift::Code(rank::NESTED_CODE + f),
+        _ => return None,
+    })
+}
+
+/// What an OpenTelemetry attribute fills (semantic conventions).
+pub(super) fn attribute(key: &str) -> Option<Lift> {
+    Some(match key {
+        "exception.type" => Lift::Name(rank::ATTR_EXCEPTION_TYPE),
+        "exception.message" => Lift::Message(rank::ATTR_EXCEPTION_MESSAGE),
+        "exception.stacktrace" => Lift::Stack(rank::ATTR_EXCEPTION_STACK),
+        "service.name" => Lift::Service(rank::OTEL_SERVICE),
         _ => return None,
     })
 }
@@ -327,9 +481,10 @@ pub(super) fn seconds_nanos(raw: &str) -> Option<i128> {
     }
     #[derive(serde::Deserialize)]
     struct SecondsNanos<'a> {
-        #[serde(borrow)]
+        // log4j2's `instant`: `{"epochSecond": …, "nanoOfSecond": …}`.
+        #[serde(borrow, alias = "epochSecond")]
         seconds: Int<'a>,
-        #[serde(default)]
+        #[serde(default, alias = "nanoOfSecond")]
         nanos: u32,
     }
     let t: SecondsNanos<'_> = serde_json::from_str(raw).ok()?;
@@ -456,6 +611,225 @@ pub(super) fn python_traceback(json: &str) -> Option<Traceback> {
         }
     }
     Some(Traceback { text, name })
+}
+
+/// Most frames read from a stack written as an array, and most attributes read from an
+/// OpenTelemetry list: bounds the cost of a huge value (the rest stays in `extra`).
+pub(super) const MAX_FRAMES: usize = 256;
+
+/// A stack written as an array (`json`, raw), as text the fingerprint can read: strings are
+/// lines; zerolog's pkgerrors frames (`{func, source, line}`) become Go frames
+/// (`func()` then `\tsource:line`); log4j2's (`{class, method, file, line}`) Java frames
+/// (`\tat class.method(file:line)`). `None` when an element is anything else.
+pub(super) fn frames_text(json: &str) -> Option<String> {
+    use std::borrow::Cow;
+    use std::fmt::Write;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Elem<'a> {
+        #[serde(borrow)]
+        Line(Cow<'a, str>),
+        #[serde(borrow)]
+        Frame(Frame<'a>),
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum LineNo<'a> {
+        N(u64),
+        #[serde(borrow)]
+        S(Cow<'a, str>),
+    }
+    #[derive(serde::Deserialize)]
+    struct Frame<'a> {
+        #[serde(default, borrow)]
+        func: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        source: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        class: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        method: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        file: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        line: Option<LineNo<'a>>,
+    }
+    let elems: Vec<&serde_json::value::RawValue> = serde_json::from_str(json).ok()?;
+    let mut text = String::new();
+    for raw in elems.iter().take(MAX_FRAMES) {
+        // A struct would also read from an array (`["a"]`): frames are objects only.
+        if !matches!(raw.get().as_bytes().first(), Some(b'{' | b'"')) {
+            return None;
+        }
+        let line = match serde_json::from_str::<Elem<'_>>(raw.get()).ok()? {
+            Elem::Line(l) => {
+                text.push_str(&l);
+                text.push('\n');
+                continue;
+            }
+            Elem::Frame(f) => f,
+        };
+        let line_no = match &line.line {
+            Some(LineNo::N(n)) => n.to_string(),
+            Some(LineNo::S(s)) => s.to_string(),
+            None => String::new(),
+        };
+        match (&line.func, &line.source, &line.class, &line.method) {
+            (Some(func), source, None, _) => {
+                let _ = writeln!(text, "{func}()");
+                let _ = writeln!(text, "\t{}:{line_no}", source.as_deref().unwrap_or("?"));
+            }
+            (_, _, Some(class), method) => {
+                let _ = writeln!(
+                    text,
+                    "\tat {class}.{}({}:{line_no})",
+                    method.as_deref().unwrap_or("?"),
+                    line.file.as_deref().unwrap_or("Unknown Source")
+                );
+            }
+            _ => return None,
+        }
+    }
+    Some(text)
+}
+
+/// OpenTelemetry attributes that fill a record field ([`attribute`]), decoded: the SDKs' JSON
+/// (an object of plain values) or OTLP/JSON's list of `{key, value: {stringValue: …}}`.
+/// At most [`MAX_FRAMES`] attributes are looked at; anything unreadable gives nothing.
+pub(super) fn otel_attributes(json: &str) -> Vec<(Lift, String)> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Kv<'a> {
+        #[serde(borrow)]
+        key: Cow<'a, str>,
+        #[serde(default)]
+        value: Option<AnyValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct AnyValue {
+        #[serde(default, rename = "stringValue")]
+        string_value: Option<String>,
+    }
+    let mut out = Vec::new();
+    match json.as_bytes().first() {
+        Some(b'[') => {
+            let Ok(list) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(json) else {
+                return out;
+            };
+            for raw in list.iter().take(MAX_FRAMES) {
+                let Ok(kv) = serde_json::from_str::<Kv<'_>>(raw.get()) else {
+                    continue;
+                };
+                if let (Some(lift), Some(v)) =
+                    (attribute(&kv.key), kv.value.and_then(|v| v.string_value))
+                {
+                    out.push((lift, v));
+                }
+            }
+        }
+        Some(b'{') => {
+            let Ok(map) = object_members(json) else {
+                return out;
+            };
+            for (k, v) in map.iter().take(MAX_FRAMES) {
+                if let (Some(lift), Some(v)) = (attribute(k), crate::json::unquote(v.get())) {
+                    out.push((lift, v.into_owned()));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The members of a JSON object, raw, in order.
+#[allow(clippy::type_complexity)] // a list of (key, raw value) pairs; a type alias would only rename it
+pub(super) fn object_members(
+    json: &str,
+) -> Result<Vec<(std::borrow::Cow<'_, str>, &serde_json::value::RawValue)>, serde_json::Error> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<(std::borrow::Cow<'de, str>, &'de serde_json::value::RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(crate::json::Key(k)) = m.next_key()? {
+                out.push((k, m.next_value()?));
+            }
+            Ok(out)
+        }
+    }
+    serde_json::Deserializer::from_str(json).deserialize_map(V)
+}
+
+/// What Monolog's normalizer writes for an exception in `context.exception`.
+pub(super) struct MonologException {
+    pub class: Option<String>,
+    /// Not `0` (PHP's default code).
+    pub code: Option<String>,
+    /// `Class: message`, then `file` and each `trace` entry as an `at` frame.
+    pub stack: String,
+}
+
+/// `context.exception` of a Monolog line (`context` raw JSON), when it is an object with a
+/// `class`. A second parse of the context, paid only by lines Monolog wrote.
+pub(super) fn monolog_exception(context: &str) -> Option<MonologException> {
+    use std::borrow::Cow;
+    use std::fmt::Write;
+    #[derive(serde::Deserialize)]
+    struct Ctx<'a> {
+        #[serde(borrow)]
+        exception: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Exc<'a> {
+        #[serde(borrow)]
+        class: Cow<'a, str>,
+        #[serde(default, borrow)]
+        message: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        code: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        file: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        trace: Option<Vec<&'a serde_json::value::RawValue>>,
+    }
+    let ctx: Ctx<'_> = serde_json::from_str(context).ok()?;
+    let exc: Exc<'_> = serde_json::from_str(ctx.exception?.get()).ok()?;
+    if exc.class.is_empty() {
+        return None;
+    }
+    let mut stack = String::new();
+    match exc.message.as_deref() {
+        Some(m) if !m.is_empty() => {
+            let _ = writeln!(stack, "{}: {m}", exc.class);
+        }
+        _ => {
+            let _ = writeln!(stack, "{}", exc.class);
+        }
+    }
+    for f in exc.file.iter().map(|f| f.to_string()).chain(
+        exc.trace
+            .iter()
+            .flatten()
+            .take(MAX_FRAMES)
+            .filter_map(|t| crate::json::unquote(t.get()).map(|t| t.into_owned())),
+    ) {
+        let _ = writeln!(stack, "    at {f}");
+    }
+    let code = exc
+        .code
+        .map(|c| c.get())
+        .filter(|c| *c != "0" && *c != "\"0\"" && *c != "\"\"" && *c != "null")
+        .map(|c| crate::json::unquote(c).map_or_else(|| c.to_owned(), |s| s.into_owned()));
+    Some(MonologException {
+        class: Some(exc.class.into_owned()),
+        code,
+        stack,
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 mod candidates;
 mod fields;
 pub mod formats;
+mod generic;
+pub mod otlp;
 mod visitor;
 
 use std::borrow::Cow;
@@ -143,10 +145,27 @@ pub struct RawEvent<'a> {
     pub ack: bool,
     /// Top-level fields that filled no record field, as JSON text (raw when unchanged).
     pub extra: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// A field was assembled from several parts of the line (a rendered Serilog template, a
+    /// Monolog stack): text that is in no single place of the line, so the whole-line
+    /// redaction shortcut does not hold for it.
+    pub rebuilt: bool,
+    /// No logger's keys gave a message: the generic recognizer found the fields by their names
+    /// and shapes (docs/formats.md, "Shapes nobody named"). Counted per peer as an unmapped
+    /// shape.
+    pub generic: bool,
 }
 
 /// Parses and validates one line (already known to be UTF-8, without its newline).
 pub fn parse(line: &str) -> Result<RawEvent<'_>, ParseError> {
+    parse_with(line, &|_| false)
+}
+
+/// [`parse`], with the sanitizer's judgement of which property names hold secrets (a Serilog
+/// template hole naming one is rendered as `[REDACTED]`).
+pub fn parse_with<'a>(
+    line: &'a str,
+    secret_key: &dyn Fn(&str) -> bool,
+) -> Result<RawEvent<'a>, ParseError> {
     let bytes = line.as_bytes();
     let first = bytes.iter().position(|b| !b.is_ascii_whitespace());
     if first.map(|i| bytes[i]) != Some(b'{') {
@@ -175,7 +194,33 @@ pub fn parse(line: &str) -> Result<RawEvent<'_>, ParseError> {
     if let Some(e) = error {
         return Err(e);
     }
-    event.resolve()
+    event.resolve(secret_key)
+}
+
+/// Most keys named in a shape's key set, and the longest key kept whole.
+pub const SHAPE_KEYS: usize = 16;
+pub const SHAPE_KEY_BYTES: usize = 32;
+
+/// A line's top-level key set, sorted, for counting shapes no profile maps: at most
+/// [`SHAPE_KEYS`] keys of at most [`SHAPE_KEY_BYTES`] bytes, `,`-separated, `…` when cut.
+/// Empty when the line is no object.
+pub fn shape_keys(line: &str) -> String {
+    let Ok(members) = formats::object_members(line) else {
+        return String::new();
+    };
+    let mut keys: Vec<&str> = members
+        .iter()
+        .map(|(k, _)| crate::json::truncate(k, SHAPE_KEY_BYTES))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let cut = keys.len() > SHAPE_KEYS;
+    keys.truncate(SHAPE_KEYS);
+    let mut out = keys.join(",");
+    if cut {
+        out.push_str(",…");
+    }
+    out
 }
 
 fn json_error(e: &serde_json::Error) -> ParseError {
@@ -261,7 +306,7 @@ mod tests {
                 "fingerprint",
             ),
             (
-                r#"{"message":"m","stack":["a"]}"#,
+                r#"{"message":"m","stack":[1]}"#,
                 RejectCode::WrongType,
                 "stack",
             ),

@@ -114,23 +114,30 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
             let kind = formats::field(&key);
             // Plain string fields are decoded in the same pass (borrowed when unescaped). A type
             // error ends the parse; `parse` turns it into `wrong_type` naming `self.out.current`.
-            if matches!(kind, Field::Message | Field::Service) {
-                let field = if kind == Field::Message {
-                    "message"
-                } else {
-                    "service"
-                };
-                self.out.current = Some((field, Expected::String));
-                let value = if kind == Field::Message {
-                    Some(map.next_value::<Key<'de>>()?.0)
-                } else {
-                    map.next_value::<Option<Key<'de>>>()?.map(|k| k.0)
-                };
+            if kind == Field::Message {
+                self.out.current = Some(("message", Expected::String));
+                let m = map.next_value::<Key<'de>>()?.0;
                 self.out.current = None;
-                match (kind, value) {
-                    (Field::Message, Some(m)) => ev.message.offer(0, m, Src::Native),
-                    (_, Some(s)) if !s.is_empty() => ev.service.offer(0, s, Src::Native),
-                    _ => {}
+                ev.message.offer(0, m, Src::Native);
+                continue;
+            }
+            if kind == Field::Service {
+                // A string (native), or ECS's nested `service: {name, …}`.
+                self.out.current = None;
+                let value: Nested<'de> = map.next_value()?;
+                let res = match value {
+                    Nested::Text(s) => {
+                        if !s.is_empty() {
+                            ev.service.offer(0, s, Src::Native);
+                        }
+                        Ok(())
+                    }
+                    Nested::Json(j) if j == "null" => Ok(()),
+                    Nested::Members(_) => nested(ev, key, Family::Service, value),
+                    Nested::Json(_) => Err(ParseError::WrongType("service", Expected::String)),
+                };
+                if let Err(e) = res {
+                    self.out.error.get_or_insert(e);
                 }
                 continue;
             }
@@ -177,7 +184,16 @@ fn top_level<'a>(
             } else {
                 let n: f64 = raw.parse().map_err(|_| ERR)?;
                 ev.level_numeric = true;
-                Level::from_number(n, NumericScale::Pino).ok_or(ERR)?
+                ev.level_number = Some(n);
+                match Level::from_number(n, NumericScale::Pino) {
+                    Some(l) => l,
+                    // GELF's syslog severity, decided when the line has ended.
+                    None if (0.0..10.0).contains(&n) => {
+                        ev.level_pending = true;
+                        return Ok(());
+                    }
+                    None => return Err(ERR),
+                }
             };
             ev.level.offer(0, level, Src::Native);
             Ok(())
@@ -194,6 +210,14 @@ fn top_level<'a>(
             _ if raw == "null" => Ok(()),
             Some(body) => check_readable(raw, "stack", false)
                 .map(|()| ev.stack.offer(0, Cow::Borrowed(body), Src::Native)),
+            // zerolog's pkgerrors marshaller: an array of frames.
+            None if raw.starts_with('[') => {
+                check_readable(raw, "stack", true)?;
+                let text = formats::frames_text(raw)
+                    .ok_or(ParseError::WrongType("stack", Expected::String))?;
+                ev.stack.offer(0, Cow::Owned(escaped(&text)), Src::Native);
+                Ok(())
+            }
             None => Err(ParseError::WrongType("stack", Expected::String)),
         },
         Field::Ts => timestamp(raw).map(|t| {
@@ -227,10 +251,26 @@ fn top_level<'a>(
                     }
                 }
                 Field::MessageAlias(rank) => {
+                    ev.clef |= rank == rank::CLEF_M;
+                    ev.gelf |= rank == rank::SHORT_MESSAGE;
                     if let Some(m) = unquote(raw) {
                         ev.message.offer(rank, m, Src::Extra(i));
                     }
                 }
+                Field::Template => {
+                    ev.clef = true;
+                    if let Some(m) = unquote(raw) {
+                        ev.message.offer(rank::CLEF_MT, m, Src::Extra(i));
+                        ev.template = Some(i);
+                    }
+                }
+                Field::Dotted(lift) => offer_lift(ev, lift, raw, Src::Extra(i)),
+                Field::ServiceAlias(rank) => {
+                    if let Some(s) = unquote(raw).filter(|s| !s.is_empty()) {
+                        ev.service.offer(rank, s, Src::Extra(i));
+                    }
+                }
+                Field::MonologChannel => ev.monolog = true,
                 Field::LevelAlias(which) => {
                     let level = match (which, unquote(raw)) {
                         (LevelKey::Levelno, None) => raw
@@ -241,17 +281,34 @@ fn top_level<'a>(
                             .parse()
                             .ok()
                             .and_then(|n| Level::from_number(n, NumericScale::Pino)),
-                        (LevelKey::Levelno, Some(_)) | (LevelKey::Levelname, None) => None,
+                        (LevelKey::OtelNumber, None) => raw
+                            .parse()
+                            .ok()
+                            .and_then(|n| Level::from_number(n, NumericScale::Otel)),
+                        (LevelKey::OtelText, Some(s)) => {
+                            Level::normalize(s.trim_end_matches(|c: char| c.is_ascii_digit()))
+                        }
+                        (LevelKey::Levelno | LevelKey::OtelNumber, Some(_)) => None,
+                        (_, None) => None,
                         (_, Some(s)) => Level::normalize(&s),
                     };
-                    if which == LevelKey::Levelname {
-                        ev.python_logging = true;
+                    match which {
+                        LevelKey::Levelname => ev.python_logging = true,
+                        LevelKey::Monolog => ev.monolog = true,
+                        LevelKey::Clef => ev.clef = true,
+                        _ => {}
                     }
                     if let Some(l) = level {
                         let rank = match which {
                             LevelKey::Severity => rank::SEVERITY,
                             LevelKey::Levelname => rank::LEVELNAME,
                             LevelKey::Levelno => rank::LEVELNO,
+                            LevelKey::Clef => rank::CLEF_L,
+                            LevelKey::Mel => rank::MEL_LEVEL,
+                            LevelKey::Ecs => rank::ECS_LEVEL,
+                            LevelKey::Monolog => rank::MONOLOG_LEVEL,
+                            LevelKey::OtelText => rank::OTEL_TEXT,
+                            LevelKey::OtelNumber => rank::OTEL_NUMBER,
                         };
                         ev.level.offer(rank, l, Src::Extra(i));
                     }
@@ -262,7 +319,12 @@ fn top_level<'a>(
                     }
                 }
                 Field::TsAlias(rank) => {
+                    ev.clef |= rank == rank::CLEF_T;
                     let t = match unquote(raw) {
+                        // OTLP/JSON writes 64-bit integers as strings of digits.
+                        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                            formats::epoch_number(&s)
+                        }
                         Some(s) => formats::time_text(&s),
                         None if raw.starts_with('{') => formats::seconds_nanos(raw),
                         None => formats::epoch_number(raw),
@@ -307,28 +369,17 @@ fn nested<'a>(
                 if m >= MAX_LIFTED_MEMBERS {
                     continue;
                 }
-                let src = Src::Member(i, m);
-                match formats::member(family, k) {
-                    Some(Lift::Message(rank)) => {
-                        if let Some(s) = unquote(raw) {
-                            ev.message.offer(rank, s, src);
+                if family == Family::Resource && k == "attributes" {
+                    // OpenTelemetry: the service is a resource attribute.
+                    for (lift, v) in formats::otel_attributes(raw) {
+                        if let Lift::Service(rank) = lift {
+                            ev.service.offer(rank, Cow::Owned(v), Src::Derived);
                         }
                     }
-                    Some(Lift::Name(rank)) => {
-                        if let Some(s) = unquote(raw).filter(|s| !s.is_empty()) {
-                            ev.name.offer(rank, s, src);
-                        }
-                    }
-                    Some(Lift::Stack(rank)) if raw.len() > 2 && raw.starts_with('"') => {
-                        ev.stack
-                            .offer(rank, Cow::Borrowed(&raw[1..raw.len() - 1]), src);
-                    }
-                    Some(Lift::Code(rank)) => {
-                        if let Some(c) = code_text(raw) {
-                            ev.code.offer(rank, c, src);
-                        }
-                    }
-                    Some(Lift::Stack(_)) | None => {}
+                    continue;
+                }
+                if let Some(lift) = formats::member(family, k) {
+                    offer_lift(ev, lift, raw, Src::Member(i, m));
                 }
             }
             ev.push_extra(key, ExtraValue::Members(members));
@@ -344,6 +395,7 @@ fn nested<'a>(
                     ev.stack
                         .offer(rank::EXCEPTION_TEXT, Cow::Owned(escaped(&text)), src);
                 }
+                Family::Body => ev.message.offer(rank::BODY, text.clone(), src),
                 _ => {}
             }
             ev.push_extra(key, ExtraValue::Raw(Cow::Owned(quoted(&text))));
@@ -366,8 +418,74 @@ fn nested<'a>(
                     }
                 }
             }
+            if family == Family::Attributes && json.starts_with('[') {
+                // OTLP/JSON: a list of `{key, value: AnyValue}`; the list stays in `extra`.
+                for (lift, v) in formats::otel_attributes(&json) {
+                    offer_owned(ev, lift, v);
+                }
+            }
             ev.push_extra(key, ExtraValue::Raw(json));
         }
     }
     Ok(())
+}
+
+/// Offers a value a profile found (`raw` JSON) for the record field `lift` says.
+fn offer_lift<'a>(ev: &mut Partial<'a>, lift: Lift, raw: &'a str, src: Src) {
+    match lift {
+        Lift::Message(rank) => {
+            if let Some(s) = unquote(raw) {
+                ev.message.offer(rank, s, src);
+            }
+        }
+        Lift::Name(rank) => {
+            if let Some(s) = unquote(raw).filter(|s| !s.is_empty()) {
+                ev.name.offer(rank, s, src);
+            }
+        }
+        Lift::Stack(rank) if raw.len() > 2 && raw.starts_with('"') => {
+            ev.stack
+                .offer(rank, Cow::Borrowed(&raw[1..raw.len() - 1]), src);
+        }
+        Lift::Stack(rank) if raw.starts_with('[') => {
+            if let Some(text) = formats::frames_text(raw) {
+                ev.stack.offer(rank, Cow::Owned(escaped(&text)), src);
+            }
+        }
+        Lift::Stack(_) => {}
+        Lift::Code(rank) => {
+            if let Some(c) = code_text(raw) {
+                ev.code.offer(rank, c, src);
+            }
+        }
+        Lift::Level(rank) => {
+            if let Some(l) = unquote(raw).and_then(|s| Level::normalize(&s)) {
+                ev.level.offer(rank, l, src);
+            }
+        }
+        Lift::Service(rank) => {
+            if let Some(s) = unquote(raw).filter(|s| !s.is_empty()) {
+                ev.service.offer(rank, s, src);
+            }
+        }
+    }
+}
+
+/// Offers a decoded value that is not a slice of the line (OTLP attributes): it stays where
+/// it was in `extra`.
+pub(super) fn offer_owned(ev: &mut Partial<'_>, lift: Lift, v: String) {
+    let src = Src::Derived;
+    match lift {
+        Lift::Message(rank) => ev.message.offer(rank, Cow::Owned(v), src),
+        Lift::Name(rank) if !v.is_empty() => ev.name.offer(rank, Cow::Owned(v), src),
+        Lift::Stack(rank) if !v.is_empty() => ev.stack.offer(rank, Cow::Owned(escaped(&v)), src),
+        Lift::Code(rank) if !v.is_empty() => ev.code.offer(rank, Cow::Owned(v), src),
+        Lift::Service(rank) if !v.is_empty() => ev.service.offer(rank, Cow::Owned(v), src),
+        Lift::Level(rank) => {
+            if let Some(l) = Level::normalize(&v) {
+                ev.level.offer(rank, l, src);
+            }
+        }
+        _ => {}
+    }
 }

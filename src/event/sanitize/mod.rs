@@ -335,7 +335,7 @@ impl Sanitizer {
 
     /// Whether a decoded JSON key names a secret: the full normalization, so `Pass_Word` counts;
     /// or a `pass` key (`db_pass`, built in).
-    fn is_sensitive_key(&self, key: &str) -> bool {
+    pub fn is_sensitive_key(&self, key: &str) -> bool {
         self.key_re.as_ref().is_some_and(|re| re.is_match(key)) || is_pass_key(key)
     }
 }
