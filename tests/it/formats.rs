@@ -672,3 +672,64 @@ fn real_monolog_writes_into_the_socket() {
         "the secret reached the log:\n{log}"
     );
 }
+
+/// Real zerolog (Go, Debian's `golang-github-rs-zerolog-dev`) with the pkgerrors stack
+/// marshaller: `stack` is an array of frames (rejected as `wrong_type` before issue 17), the
+/// error text stays in `extra` and its secret is redacted.
+#[test]
+fn real_zerolog_writes_into_the_socket() {
+    let test = "real_zerolog_writes_into_the_socket";
+    let gocode = Path::new("/usr/share/gocode/src/github.com/rs/zerolog/pkgerrors");
+    if !crate::skip::require(
+        test,
+        runs("go", &["version"]),
+        "go",
+        "apt-get install golang-go",
+    ) || !crate::skip::require(
+        test,
+        gocode.is_dir(),
+        "zerolog and pkg/errors for Go",
+        "apt-get install golang-github-rs-zerolog-dev golang-github-pkg-errors-dev",
+    ) {
+        return;
+    }
+    // Debian's Go packages live in a GOPATH: build offline, without modules.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/zerolog/main.go"),
+        work.path().join("main.go"),
+    )
+    .unwrap();
+    let bin = work.path().join("zl");
+    let out = run(Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(work.path())
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .env("GOFLAGS", "")
+        .env("GOCACHE", work.path().join("cache")));
+    assert_success("go build", &out);
+    let d = spawn_daemon(Opts::new());
+    let out = run(Command::new(&bin).arg(&d.socket));
+    assert_success("zerolog", &out);
+    let ev = event_with(&d, "zerolog charge failed");
+    check(&ev, "error", None, Some("charge()\n\tmain.go:"));
+    assert_eq!(ev["service"], "zl-billing", "{ev:#}");
+    check(
+        &event_with(&d, "zerolog just a warning"),
+        "warn",
+        None,
+        None,
+    );
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        !log.contains("zlsecret4242"),
+        "the secret reached the log:\n{log}"
+    );
+    assert!(
+        log.contains("gateway refused"),
+        "the error text is kept:\n{log}"
+    );
+}
