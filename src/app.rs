@@ -235,6 +235,16 @@ pub async fn run_with(
     )
     .context("starting the limiter thread")?;
     let control_rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // The lag ticker: how late the runtime runs a ready task (src/lag.rs).
+    let lag = Arc::new(crate::lag::LagStats::new(
+        tokio::runtime::Handle::current().metrics().num_workers(),
+    ));
+    let lag_task = {
+        let (lag, stats) = (lag.clone(), stats.clone());
+        tokio::spawn(crate::lag::run(lag, move || {
+            stats.bytes_in.load(Ordering::Relaxed)
+        }))
+    };
     let control_task = control_listener.map(|listener| {
         let hosts = control::guard::Hosts::new(cfg.control, &cfg.control_guard.allowed_hosts);
         let listener =
@@ -257,6 +267,7 @@ pub async fn run_with(
             reloads: reloads.clone(),
             hosts,
             control_rejected,
+            lag,
         };
         tokio::spawn(control::serve(listener, state, control_stop.clone()))
     });
@@ -345,6 +356,7 @@ pub async fn run_with(
     if let Some(t) = control_task {
         let _ = t.await;
     }
+    lag_task.abort();
     tracing::info!(
         written = report.written,
         rejected = stats.rejected_total(),

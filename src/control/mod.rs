@@ -86,6 +86,8 @@ pub struct ControlState {
     pub hosts: guard::Hosts,
     /// Connections closed on arrival because the server was at `control.max_connections`.
     pub control_rejected: Arc<std::sync::atomic::AtomicU64>,
+    /// How late the runtime runs ready tasks, and its workers' busy ratios.
+    pub lag: Arc<crate::lag::LagStats>,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -307,6 +309,7 @@ pub fn stats_json(st: &ControlState, rss: u64) -> Value {
         "limit": st.limiter.to_json(),
         "reload": st.reloads.to_json(),
         "control": {"connections_rejected": st.control_rejected.load(Relaxed)},
+        "event_loop": st.lag.to_json(),
     })
 }
 
