@@ -101,7 +101,7 @@ fsize() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # Full speed: EVENTS over CONNECTIONS; waits until the output stops growing.
 # Appends "full SYS events_per_s cpu_s_per_M peak_rss_mib lost" to RESULTS.
 run_full() {
-	local sys=$1 run="$DIR/$1-full"
+	local sys=$1 run="$DIR/r$ROUND-$1-full"
 	mkdir -p "$run"
 	start_sink "$sys" "$run/s.sock" "$run/out.log"
 	local cpu0 size last_size last_change now lines start_ms end_us cpu1 hwm
@@ -144,7 +144,7 @@ run_full() {
 # RATE events/s for DURATION s over one connection, after IDLE_WAIT s with no client.
 # Appends "rate SYS cpu_pct idle_rss_mib p50_us p99_us missing" to RESULTS.
 run_rate() {
-	local sys=$1 run="$DIR/$1-rate"
+	local sys=$1 run="$DIR/r$ROUND-$1-rate"
 	mkdir -p "$run"
 	start_sink "$sys" "$run/s.sock" "$run/out.log"
 	nap "$IDLE_WAIT"
@@ -173,8 +173,8 @@ run_rate() {
 }
 
 log "systems: ${systems[*]}; $ROUNDS rounds; $(nproc) CPUs shared with loadgen (and whatever else runs)"
-for r in $(seq "$ROUNDS"); do
-	log "round $r of $ROUNDS"
+for ROUND in $(seq "$ROUNDS"); do
+	log "round $ROUND of $ROUNDS"
 	for s in "${systems[@]}"; do run_full "$s"; done
 	for s in "${systems[@]}"; do run_rate "$s"; done
 done
