@@ -1,6 +1,6 @@
-# Shared by bench/run.sh, bench/latency.sh and bench/soak.sh (sourced, not run): helpers, the
-# cleanup every script needs (loadgen and poller killed, the daemon stopped with SIGTERM then
-# SIGKILL, the temp dir removed unless KEEP=1) and the build/binaries step.
+# Shared by bench/run.sh, latency.sh, soak.sh, idle.sh, compare.sh and lag.sh (sourced, not
+# run): helpers, the cleanup every script needs (loadgen and poller killed, the daemon stopped
+# with SIGTERM then SIGKILL, the temp dir removed unless KEEP=1) and the build/binaries step.
 #
 # Before sourcing, a script sets BENCH_NAME (for messages); it may set STOP_WAIT (seconds the
 # cleanup waits for the daemon after SIGTERM, default 5). It then fills DIR, DPID, LGPID and

@@ -44,6 +44,11 @@ options:
   --ack                ask for an ack on every event and measure send -> ack latency
   --ack-timeout SECS   after the last write, wait at most this long for acks (default 30)
   --bad-every N        insert one malformed line after every N events (default 0 = never)
+  --tail PATH          measure send -> file latency without acks: follow the sink's output
+                       file PATH (polled every 100 us) and match its event lines, in order, to
+                       the events sent (one connection only; for sinks that do not ack)
+  --tail-match STR     what marks an event line in the --tail file (default \"request_id\",
+                       which every generated event carries in its context)
   --json               print the final summary as one JSON object on stdout
                        (the human-readable summary then goes to stderr)
   --help               this text
@@ -71,6 +76,8 @@ struct Opts {
     ack_timeout: Duration,
     bad_every: u64,
     json: bool,
+    tail: Option<PathBuf>,
+    tail_match: String,
 }
 
 fn parse_opts() -> Result<Option<Opts>, String> {
@@ -87,6 +94,8 @@ fn parse_opts() -> Result<Option<Opts>, String> {
     let mut ack_timeout = 30f64;
     let mut bad_every = 0u64;
     let mut json = false;
+    let mut tail = None;
+    let mut tail_match = "request_id".to_string();
 
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -121,12 +130,20 @@ fn parse_opts() -> Result<Option<Opts>, String> {
             "--ack-timeout" => ack_timeout = num("--ack-timeout", val("--ack-timeout")?)?,
             "--bad-every" => bad_every = num("--bad-every", val("--bad-every")?)?,
             "--json" => json = true,
+            "--tail" => tail = Some(PathBuf::from(val("--tail")?)),
+            "--tail-match" => tail_match = val("--tail-match")?,
             other => return Err(format!("unknown option {other:?}")),
         }
     }
     let socket = socket.ok_or("--socket PATH is required")?;
     if connections == 0 {
         return Err("--connections must be >= 1".into());
+    }
+    if tail.is_some() && connections != 1 {
+        return Err("--tail needs --connections 1 (lines are matched in send order)".into());
+    }
+    if tail_match.is_empty() {
+        return Err("--tail-match must not be empty".into());
     }
     if kinds == 0 || pool == 0 {
         return Err("--kinds and --pool must be >= 1".into());
@@ -169,6 +186,8 @@ fn parse_opts() -> Result<Option<Opts>, String> {
         ack_timeout: Duration::from_secs_f64(ack_timeout),
         bad_every,
         json,
+        tail,
+        tail_match,
     }))
 }
 
@@ -808,7 +827,12 @@ struct Writer<'a> {
     tx: Sender<Sent>,
     stats: ConnStats,
     failed: bool,
+    /// With `--tail`: (time right before the write, events in it), per write.
+    sends: Option<SendLog>,
 }
+
+/// Write times for `--tail`, shared between the connection and `main`.
+type SendLog = Arc<std::sync::Mutex<Vec<(Instant, u64)>>>;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -846,6 +870,11 @@ impl Writer<'_> {
                 at: Instant::now(),
             });
         }
+        if let Some(log) = &self.sends {
+            if let Ok(mut log) = log.lock() {
+                log.push((Instant::now(), self.buf_events));
+            }
+        }
         // write_all retries on EINTR and simply blocks while the daemon is not reading
         let mut w = self.stream;
         match w.write_all(&self.buf) {
@@ -873,6 +902,7 @@ fn run_connection(
     pool: Arc<Pool>,
     quota: u64,
     barrier: Arc<Barrier>,
+    sends: Option<SendLog>,
 ) -> ConnStats {
     let stream = match connect(&opts.socket) {
         Ok(s) => s,
@@ -915,6 +945,7 @@ fn run_connection(
         tx,
         stats: ConnStats::default(),
         failed: false,
+        sends,
     };
     let mut rng = Rng::new(
         opts.seed
@@ -1200,6 +1231,20 @@ fn main() -> ExitCode {
     let opts = Arc::new(opts);
     let n = opts.connections as u64;
     let barrier = Arc::new(Barrier::new(opts.connections + 1));
+    let sends: Option<SendLog> = opts.tail.as_ref().map(|_| SendLog::default());
+    // u64::MAX until the writers are done; then the number of events sent.
+    let tail_expected = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let tailer = opts.tail.clone().map(|path| {
+        let (expected, m, timeout) = (
+            tail_expected.clone(),
+            opts.tail_match.clone().into_bytes(),
+            opts.ack_timeout,
+        );
+        thread::Builder::new()
+            .name("tail".into())
+            .spawn(move || tail_file(&path, &m, &expected, timeout))
+            .expect("spawn tail thread")
+    });
     let handles: Vec<_> = (0..opts.connections)
         .map(|i| {
             let quota = if opts.events == u64::MAX {
@@ -1208,9 +1253,10 @@ fn main() -> ExitCode {
                 opts.events / n + u64::from((i as u64) < opts.events % n)
             };
             let (opts, pool, barrier) = (opts.clone(), pool.clone(), barrier.clone());
+            let sends = sends.clone();
             thread::Builder::new()
                 .name(format!("conn-{i}"))
-                .spawn(move || run_connection(i, opts, pool, quota, barrier))
+                .spawn(move || run_connection(i, opts, pool, quota, barrier, sends))
                 .expect("spawn connection thread")
         })
         .collect();
@@ -1230,6 +1276,8 @@ fn main() -> ExitCode {
 
     // aggregate
     let events: u64 = stats.iter().map(|s| s.events).sum();
+    tail_expected.store(events, std::sync::atomic::Ordering::Relaxed);
+    let arrivals = tailer.map(|t| t.join().unwrap_or_default());
     let event_bytes: u64 = stats.iter().map(|s| s.event_bytes).sum();
     let bad: u64 = stats.iter().map(|s| s.bad).sum();
     let bytes: u64 = stats.iter().map(|s| s.bytes).sum();
@@ -1323,6 +1371,37 @@ fn main() -> ExitCode {
         m.insert("ack_elapsed_s".into(), ack_elapsed.into());
     }
 
+    let mut file_lat = Vec::new();
+    if let (Some(arrivals), Some(sends)) = (&arrivals, &sends) {
+        let sends = sends.lock().map(|s| s.clone()).unwrap_or_default();
+        let sent_at = sends
+            .iter()
+            .flat_map(|&(t, n)| std::iter::repeat_n(t, n as usize));
+        file_lat = sent_at
+            .zip(arrivals)
+            .map(|(s, a)| a.saturating_duration_since(s).as_nanos() as u64)
+            .collect();
+        file_lat.sort_unstable();
+        let m = summary.as_object_mut().expect("object");
+        m.insert("file_lines".into(), arrivals.len().into());
+        m.insert(
+            "file_missing".into(),
+            events.saturating_sub(arrivals.len() as u64).into(),
+        );
+        for (k, p) in [
+            ("p50", 0.50),
+            ("p90", 0.90),
+            ("p99", 0.99),
+            ("p999", 0.999),
+            ("max", 1.0),
+        ] {
+            m.insert(
+                format!("file_{k}_us"),
+                ((pct(&file_lat, p) * 10.0).round() / 10.0).into(),
+            );
+        }
+    }
+
     let mut human = String::new();
     {
         use std::fmt::Write as _;
@@ -1357,6 +1436,23 @@ fn main() -> ExitCode {
                 pct(&lat, 1.0)
             );
         }
+        if let Some(a) = &arrivals {
+            let _ = writeln!(
+                h,
+                "  file lines         {} (missing {})",
+                a.len(),
+                events.saturating_sub(a.len() as u64)
+            );
+            let _ = writeln!(
+                h,
+                "  file latency us    p50 {:.1}  p90 {:.1}  p99 {:.1}  p999 {:.1}  max {:.1}",
+                pct(&file_lat, 0.5),
+                pct(&file_lat, 0.9),
+                pct(&file_lat, 0.99),
+                pct(&file_lat, 0.999),
+                pct(&file_lat, 1.0)
+            );
+        }
         for (k, v) in &rejects {
             let _ = writeln!(h, "  rejected {k:<10}{v}");
         }
@@ -1378,5 +1474,63 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// --tail: send -> file latency for sinks without acks
+
+/// Poll interval of the followed file: the resolution of `file_*_us` (plus timer slack).
+const TAIL_POLL: Duration = Duration::from_micros(100);
+
+/// Follows `path` from its start (retrying until it exists) and returns the time each line
+/// containing `m` was first seen, in file order, until `expected` such lines arrived or
+/// `timeout` passed after `expected` was set (by `main`, once the writers are done).
+fn tail_file(
+    path: &std::path::Path,
+    m: &[u8],
+    expected: &std::sync::atomic::AtomicU64,
+    timeout: Duration,
+) -> Vec<Instant> {
+    use std::io::Read;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = Vec::new();
+    let mut file = None;
+    let mut partial: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut give_up: Option<Instant> = None;
+    loop {
+        let want = expected.load(Relaxed);
+        if out.len() as u64 >= want {
+            return out;
+        }
+        if want != u64::MAX {
+            let dl = *give_up.get_or_insert_with(|| Instant::now() + timeout);
+            if Instant::now() >= dl {
+                return out;
+            }
+        }
+        if file.is_none() {
+            file = std::fs::File::open(path).ok();
+        }
+        let n = match file.as_mut().map(|f| f.read(&mut buf)) {
+            Some(Ok(n)) => n,
+            _ => 0,
+        };
+        if n == 0 {
+            thread::sleep(TAIL_POLL);
+            continue;
+        }
+        let now = Instant::now();
+        partial.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(nl) = partial[start..].iter().position(|&b| b == b'\n') {
+            let line = &partial[start..start + nl];
+            if line.windows(m.len()).any(|w| w == m) {
+                out.push(now);
+            }
+            start += nl + 1;
+        }
+        partial.drain(..start);
     }
 }

@@ -272,6 +272,16 @@ pub async fn run_with(
     )
     .context("starting the limiter thread")?;
     let control_rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // The lag ticker: how late the runtime runs a ready task (src/lag.rs).
+    let lag = Arc::new(crate::lag::LagStats::new(
+        tokio::runtime::Handle::current().metrics().num_workers(),
+    ));
+    let lag_task = {
+        let (lag, stats) = (lag.clone(), stats.clone());
+        tokio::spawn(crate::lag::run(lag, move || {
+            stats.bytes_in.load(Ordering::Relaxed)
+        }))
+    };
     let token_ok = token.is_some();
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     let state = ControlState {
@@ -295,6 +305,7 @@ pub async fn run_with(
         access: control::access::Access::new(token, cfg.control_access.others),
         metrics_services: cfg.control_access.metrics_services,
         reload: Some(reload_tx),
+        lag,
     };
     let control_task = control_listener.map(|listener| {
         let listener =
@@ -432,6 +443,7 @@ pub async fn run_with(
         let _ = t.await;
         s.remove_file();
     }
+    lag_task.abort();
     tracing::info!(
         written = report.written,
         rejected = stats.rejected_total(),

@@ -37,6 +37,7 @@
 //! - [`protocol`]: reply codes and the encoding of every reply line (docs/PROTOCOL.md).
 //! - [`json`]: JSON string escaping, unescaping and truncation for the hand-written paths.
 //! - [`stats`]: counters and histograms shared by all stages.
+//! - [`lag`]: the event-loop lag ticker and the runtime workers' busy ratios.
 //! - [`config`]: TOML + env + CLI, validated once into an immutable [`config::Config`].
 //! - [`app`]: the composition root, SIGHUP reload and the shutdown sequence.
 //! - [`notify`]: systemd readiness, status and watchdog.
@@ -60,6 +61,7 @@ pub mod display;
 pub mod event;
 pub mod ingest;
 pub mod json;
+pub mod lag;
 pub mod limit;
 pub mod memory;
 pub mod notify;

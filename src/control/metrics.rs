@@ -412,8 +412,46 @@ impl Collector for Snapshot {
             &s.batch_events,
             1.0,
         )?;
-        Ok(())
+        runtime_metrics(e, &st.lag)
     }
+}
+
+/// How late the runtime runs ready tasks, and how busy each worker is (src/lag.rs).
+fn runtime_metrics(e: &mut DescriptorEncoder, lag: &crate::lag::LagStats) -> std::fmt::Result {
+    histogram(
+        e,
+        "event_loop_lag",
+        "How late the lag ticker ran past its deadline (bucket bounds are powers of two microseconds; includes the timer's 1 ms granularity).",
+        Some(&Unit::Seconds),
+        &lag.lag,
+        1e-6,
+    )?;
+    let mut m = e.encode_descriptor(
+        "runtime_worker_busy_ratio",
+        "Share of the last second (or more) each runtime worker spent polling tasks, by worker.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (w, r) in lag.busy_ratios().into_iter().enumerate() {
+        m.encode_family(&[("worker", w.to_string())])?
+            .encode_gauge(&r)?;
+    }
+    // Scrapes run on the runtime; outside one (a unit test) there is nothing to report.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let rt = rt.metrics();
+        let mut m = e.encode_descriptor(
+            "runtime_worker_busy",
+            "Time each runtime worker spent polling tasks since start, by worker.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        for w in 0..rt.num_workers() {
+            let busy = rt.worker_total_busy_duration(w).as_secs_f64();
+            m.encode_family(&[("worker", w.to_string())])?
+                .encode_counter::<NoLabelSet, _, u64>(&busy, None)?;
+        }
+    }
+    Ok(())
 }
 
 /// The analysis counters and gauges (`analysis_*`).

@@ -94,6 +94,8 @@ pub struct ControlState {
     pub metrics_services: bool,
     /// Asks the daemon to reload its configuration; answered with the outcome.
     pub reload: Option<ReloadRequests>,
+    /// How late the runtime runs ready tasks, and its workers' busy ratios.
+    pub lag: Arc<crate::lag::LagStats>,
 }
 
 /// `POST /reload` → the daemon's main loop, which answers with the outcome.
@@ -354,6 +356,7 @@ pub fn stats_json(st: &ControlState, rss: u64, viewer: Viewer) -> Value {
         "limit": st.limiter.to_json(),
         "reload": st.reloads.to_json(),
         "control": {"connections_rejected": st.control_rejected.load(Relaxed)},
+        "event_loop": st.lag.to_json(),
     })
 }
 

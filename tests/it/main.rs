@@ -26,6 +26,7 @@ mod hardening_reopen;
 mod hardening_support;
 mod idle;
 mod ingest;
+mod lag;
 mod limit;
 mod limit_redis;
 mod limit_support;
