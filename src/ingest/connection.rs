@@ -79,6 +79,9 @@ pub async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     if timeout_at(bound.into(), &mut reply_task).await.is_err() {
         reply_task.abort();
     }
+    // Its per-uid slot and in-flight account go first: once `connections.active` falls, the
+    // connection holds nothing.
+    drop(conn);
     stats.connections_active.fetch_sub(1, Relaxed);
 }
 

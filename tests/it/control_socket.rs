@@ -405,6 +405,12 @@ fn one_uid_cannot_take_every_connection_slot() {
     }
     let [alice, ..] = users();
     let mut d = shared_daemon(Opts::new().env("INGEST_MAX_CONNECTIONS_PER_UID", 4));
+    // The readiness probe's connection (this uid's too) must be gone before counting to four.
+    let control = util::control_addr(&d);
+    util::wait_until("no ingest connection open", Duration::from_secs(10), || {
+        let s = qerrors::ctl::client::control_json(&control, "/stats").ok()?;
+        (s["connections"]["active"] == 0).then_some(())
+    });
     let mut held: Vec<UnixStream> = (0..4)
         .map(|_| UnixStream::connect(&d.socket).unwrap())
         .collect();
