@@ -66,7 +66,7 @@ impl Default for FleetConfig {
             sync_interval: Duration::from_secs(1),
             redis_timeout: Duration::from_secs(1),
             retention: Duration::from_secs(14 * 86_400),
-            max_fingerprints: 100_000,
+            max_fingerprints: 20_000,
             max_pending: 10_000,
             breaker: BreakerSettings::default(),
         }

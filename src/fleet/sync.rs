@@ -44,7 +44,7 @@ pub const MAX_SYNC_FPS: usize = 4096;
 
 /// Hosts named per fingerprint in Redis; beyond it `hmore` says there were more. Bounds the
 /// hash (docs/fleet.md, the memory formula).
-pub const MAX_HOSTS: usize = 32;
+pub const MAX_HOSTS: usize = 16;
 
 /// Longest host name stored (bytes).
 pub const MAX_HOST_LEN: usize = 64;
