@@ -146,6 +146,18 @@ fn fleet_counts_are_the_exact_sum_of_three_daemons() {
     assert_eq!(r["level"], "error");
     assert!(r["message"].as_str().unwrap().starts_with("fleet sum"));
     assert_eq!(r["last_hour"], r["count"], "all in the last hour: {r}");
+    // qerrorsctl top --fleet: the same rows, led by their hosts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qerrorsctl"))
+        .args(["--control", &ctl, "top", "--fleet", "-n", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().contains("[3 hosts] fleet sum"),
+        "{text}"
+    );
     let fp = r["fingerprint"].as_str().unwrap();
     let one =
         qerrors::ctl::client::control_json(&ctl, &format!("/fleet/fingerprints/{fp}")).unwrap();
