@@ -20,7 +20,7 @@ command -v redis-server >/dev/null || { echo "fleet-flood.sh: redis-server is ne
 if [[ ${BUILD:-1} == 1 ]]; then
 	cargo build --release --bins
 fi
-BIN="$TARGET/release"
+BIN="${BIN:-$TARGET/release}"
 
 WORK="$(mktemp -d /tmp/qerrors-fleet-flood.XXXXXX)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

@@ -33,6 +33,11 @@ use crate::event::fingerprint::{Fingerprint, PrehashedHasher};
 /// older minutes stay in its total.
 pub const MAX_MINUTES: usize = 60;
 
+/// Fingerprint slots a connection's [`FleetTally`] keeps between reads (~2.5 KiB); a read with
+/// more distinct fingerprints (a flood) gives the excess back after its merge, so 1,024 idle
+/// connections do not each hold the largest map they ever needed.
+pub const TALLY_KEEP: usize = 64;
+
 const NS_PER_MS: u64 = 1_000_000;
 const MS_PER_MINUTE: u64 = 60_000;
 
@@ -194,6 +199,9 @@ impl Deltas {
                     }
                 }
             }
+        }
+        if tally.seen.capacity() > TALLY_KEEP {
+            tally.seen.shrink_to(TALLY_KEEP);
         }
         if dropped_events > 0 {
             self.stats.dropped_events.fetch_add(dropped_events, Relaxed);
