@@ -27,6 +27,7 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
 RPID=$!
 cleanup() {
+	[[ ${OK:-0} == 1 ]] || { grep -iE "pressure|closed|timeout|refused" "$WORK/stderr" | tail -5; grep "\"kind\":\"daemon\"" "$WORK/errors.log" | grep -v fleet | tail -5; } >&2
 	[[ -n ${DPID:-} ]] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
 	kill "$RPID" 2>/dev/null || true
 	wait "$RPID" 2>/dev/null || true
@@ -52,7 +53,7 @@ t0=$EPOCHREALTIME
 python3 - "$WORK/q.sock" "$FLOOD" <<'PY'
 import socket, sys
 path, n = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_UNIX); s.connect(path)
+s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(60)
 msg, name = "x" * 300, "E" * 64
 chunk = []
 for i in range(n):
@@ -74,6 +75,7 @@ HELD="$(redis-cli -p "$PORT" zcard '{flood}:fleet:index')"
 KEYS="$(redis-cli -p "$PORT" dbsize)"
 GROWN=$(($(used) - BASE))
 CALLS="$(redis-cli -p "$PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_eval(sha)?:/ { n += $3 } END { print n + 0 }')"
+OK=1
 echo "flood                  $FLOOD distinct fingerprints in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s (dropped deltas: $dropped events)"
 echo "held in redis          $HELD (fleet.max_fingerprints $MAX_FINGERPRINTS), DBSIZE $KEYS"
 echo "redis used_memory      +$GROWN bytes = $((GROWN / HELD)) bytes per fingerprint held"
