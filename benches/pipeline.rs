@@ -7,6 +7,8 @@
 //! compare them and `pipeline_process` against the figures before recognition existed
 //! (docs/formats.md, "Cost").
 //!
+//! `fleet/read16_fleet_{off,on}`: the fleet registry's per-read cost on ingest (docs/fleet.md).
+//!
 //! `cargo bench --bench pipeline`
 // A benchmark, not the daemon: a setup failure should stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -257,5 +259,53 @@ fn bench(c: &mut Criterion) {
     rt.block_on(analysis.shutdown(std::time::Duration::from_secs(1)));
 }
 
-criterion_group!(benches, bench);
+/// The fleet registry's cost on ingest: a read of 16 events (four fingerprints) processed and
+/// ended (`end_read`: the per-read merge into the shared deltas), with the fleet off and on.
+/// The sync thread's work (taking the deltas, Redis) is not on this path.
+fn fleet(c: &mut Criterion) {
+    let off = pipeline(None);
+    let on = pipeline(None).with_fleet(Some(std::sync::Arc::new(qerrors::fleet::Deltas::new(
+        10_000,
+    ))));
+    let meta = Peer {
+        pid: Some(4242),
+        uid: 1000,
+        gid: 1000,
+        comm: Some("node".into()),
+        exe: Some("/usr/bin/node".into()),
+        unit: Some("checkout.service".into()),
+    }
+    .meta(off.sanitizer());
+    let lines: Vec<String> = (0..16)
+        .map(|i| {
+            JS_EVENT.replace(
+                "\"name\":\"TypeError\"",
+                &format!("\"name\":\"TypeError{}\"", i % 4),
+            )
+        })
+        .collect();
+    let stats = qerrors::stats::Stats::default();
+    let mut g = c.benchmark_group("fleet");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    for (name, p) in [("read16_fleet_off", &off), ("read16_fleet_on", &on)] {
+        let mut state = ConnState::default();
+        let mut out = BytesMut::with_capacity(1 << 20);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let rx = Received::now();
+                if out.len() > (1 << 19) {
+                    out.clear();
+                }
+                for l in &lines {
+                    p.process(black_box(l), &meta, &rx, &mut state, &mut out)
+                        .expect("valid event");
+                }
+                p.end_read(&mut state, &stats, &rx);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, fleet);
 criterion_main!(benches);

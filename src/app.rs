@@ -143,6 +143,11 @@ pub async fn run_with(
         limiter: limiter.clone(),
         analysis: analysis.as_ref().map(|a| a.handle()),
         suppressions: suppressions.clone(),
+        fleet: cfg
+            .fleet
+            .redis_url
+            .is_some()
+            .then(|| Arc::new(crate::fleet::Deltas::new(cfg.fleet.max_pending))),
         outbox: outbox.clone(),
     };
     let pipeline = Arc::new(
@@ -271,6 +276,22 @@ pub async fn run_with(
         limit_stop.clone(),
     )
     .context("starting the limiter thread")?;
+    let fleet_stop = CancellationToken::new();
+    let fleet_thread = match &parts.fleet {
+        Some(deltas) => Some(
+            crate::fleet::sync::spawn(
+                deltas.clone(),
+                parts.table.clone(),
+                cfg.fleet.clone(),
+                cfg.event.host.clone(),
+                outbox.clone(),
+                breakers.clone(),
+                fleet_stop.clone(),
+            )
+            .context("starting the fleet thread")?,
+        ),
+        None => None,
+    };
     let control_rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // The lag ticker: how late the runtime runs a ready task (src/lag.rs).
     let lag = Arc::new(crate::lag::LagStats::new(
@@ -306,6 +327,8 @@ pub async fn run_with(
         metrics_services: cfg.control_access.metrics_services,
         reload: Some(reload_tx),
         lag,
+        fleet: parts.fleet.clone(),
+        fleet_reader: crate::fleet::read::Reader::new(&cfg.fleet).map(Arc::new),
     };
     let control_task = control_listener.map(|listener| {
         let listener =
@@ -414,6 +437,11 @@ pub async fn run_with(
     // No more decisions to sync.
     limit_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || limit_thread.join()).await;
+    // The last deltas go to Redis (one bounded flush) before the writer closes.
+    fleet_stop.cancel();
+    if let Some(t) = fleet_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     if let Some(a) = analysis {
         a.shutdown(ANALYSIS_GRACE).await;
     }
@@ -474,6 +502,8 @@ struct PipelineParts {
     limiter: Arc<Limiter>,
     analysis: Option<AnalysisHandle>,
     suppressions: Arc<Suppressions>,
+    /// The fleet registry's deltas (`None`: fleet off).
+    fleet: Option<Arc<crate::fleet::Deltas>>,
     /// Where reload outcomes are written.
     outbox: Outbox,
 }
@@ -487,6 +517,7 @@ impl PipelineParts {
             self.analysis.clone(),
             self.suppressions.clone(),
         )
+        .map(|p| p.with_fleet(self.fleet.clone()))
     }
 }
 

@@ -24,6 +24,8 @@
 //! - [`event`]: value types and pure stages: parse, sanitize, fingerprint, classify, record.
 //! - [`limit`]: rate limits and the duplicate policy (local, Redis-shared behind a breaker), and
 //!   the counts of suppressed events.
+//! - [`fleet`]: the fleet registry: per-fingerprint deltas synced to a shared Redis, and the
+//!   reads behind `/fleet/fingerprints`.
 //! - [`ring`]: the bounded queue between ingest and the writer, and the `Ack` it carries.
 //! - [`sink`]: the writer thread and the log file.
 //! - [`outbox`]: the writer's route for records that are not events.
@@ -59,6 +61,7 @@ pub mod control;
 pub mod ctl;
 pub mod display;
 pub mod event;
+pub mod fleet;
 pub mod ingest;
 pub mod json;
 pub mod lag;

@@ -73,6 +73,9 @@ enum Cmd {
         n: usize,
         #[arg(long)]
         json: bool,
+        /// Across the fleet (every daemon sharing `fleet.redis_url`), from Redis.
+        #[arg(long)]
+        fleet: bool,
     },
     /// The fix advice for one fingerprint (from `qerrorsctl top` or a record's `fingerprint`).
     Advice {
@@ -121,7 +124,7 @@ fn main() -> ExitCode {
             service,
             json,
         } => ctl::recent::run(control, n, level, service, json),
-        Cmd::Top { n, json } => ctl::top::run(control, n, json),
+        Cmd::Top { n, json, fleet } => ctl::top::run(control, n, json, fleet),
         Cmd::Advice { fingerprint, json } => ctl::advice::run(control, &fingerprint, json),
         Cmd::Reload => ctl::reload::run(control),
         Cmd::CheckConfig { config: path } => ctl::check_config::run(path.as_deref()),

@@ -80,6 +80,7 @@ pub const RESTART_ONLY: &[RestartOnly] = &[
     ),
     field!("analysis", analysis),
     field!("memory", memory),
+    field!("fleet", fleet),
     RestartOnly {
         name: "limit (redis_url, redis_cluster, key_prefix, sync_interval, redis_timeout, \
                max_keys, breaker)",

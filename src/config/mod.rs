@@ -27,7 +27,8 @@ pub const ENV_PREFIX: &str = "QERRORS_";
 
 /// Sections that env overrides may address (the first word after the prefix).
 const SECTIONS: &[&str] = &[
-    "ingest", "event", "sanitize", "ring", "sink", "control", "limit", "analysis", "memory",
+    "ingest", "event", "sanitize", "ring", "sink", "control", "limit", "fleet", "analysis",
+    "memory",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,7 @@ pub struct RawConfig {
     pub sink: SinkConfig,
     pub control: ControlConfig,
     pub limit: crate::limit::rules::LimitConfig,
+    pub fleet: crate::fleet::config::FleetConfig,
     pub analysis: crate::analysis::config::AnalysisConfig,
     pub memory: crate::memory::MemoryConfig,
 }
@@ -428,6 +430,8 @@ pub struct Config {
     /// The control socket and who sees what.
     pub control_access: ControlAccess,
     pub limit: crate::limit::rules::Settings,
+    /// The fleet registry (`redis_url: None`: off).
+    pub fleet: crate::fleet::config::Fleet,
     pub analysis: crate::analysis::config::Analysis,
     pub memory: crate::memory::Memory,
 }
@@ -720,6 +724,8 @@ impl RawConfig {
 
         let analysis = self.analysis.validate(&sink.path)?;
         let memory = self.memory.validate()?;
+        let limit = self.limit.validate()?;
+        let fleet = self.fleet.validate(&limit)?;
 
         Ok(Config {
             ingest,
@@ -730,7 +736,8 @@ impl RawConfig {
             control,
             control_guard,
             control_access,
-            limit: self.limit.validate()?,
+            limit,
+            fleet,
             analysis,
             memory,
         })

@@ -184,6 +184,9 @@ impl Collector for Snapshot {
         if let Some(a) = &st.analysis {
             analysis_metrics(e, a)?;
         }
+        if let Some(f) = &st.fleet {
+            fleet_metrics(e, f)?;
+        }
         let mem = &st.memory;
         counter_by(
             e,
@@ -582,4 +585,40 @@ fn analysis_metrics(
         }
     }
     Ok(())
+}
+
+/// The fleet registry's counters (only with `fleet.redis_url` set).
+fn fleet_metrics(e: &mut DescriptorEncoder, f: &crate::fleet::Deltas) -> std::fmt::Result {
+    let s = &f.stats;
+    for (name, help, v) in [
+        (
+            "fleet_deltas_dropped",
+            "Events whose fleet delta did not fit (fleet.max_pending) and never reached Redis.",
+            s.dropped_events.load(Relaxed),
+        ),
+        (
+            "fleet_syncs",
+            "Successful fleet sync calls to Redis.",
+            s.syncs.load(Relaxed),
+        ),
+        (
+            "fleet_sync_failures",
+            "Failed fleet sync calls (their batch is sent again).",
+            s.failures.load(Relaxed),
+        ),
+        (
+            "fleet_synced_events",
+            "Events carried to the fleet registry.",
+            s.synced_events.load(Relaxed),
+        ),
+    ] {
+        counter(e, name, help, v)?;
+    }
+    gauge(
+        e,
+        "fleet_pending_fingerprints",
+        "Fingerprints with deltas waiting for a sync (in flight included).",
+        None,
+        (f.pending() + f.in_flight()) as i64,
+    )
 }

@@ -96,6 +96,10 @@ pub struct ControlState {
     pub reload: Option<ReloadRequests>,
     /// How late the runtime runs ready tasks, and its workers' busy ratios.
     pub lag: Arc<crate::lag::LagStats>,
+    /// The fleet registry's local side (deltas, counters); `None`: fleet off.
+    pub fleet: Option<Arc<crate::fleet::Deltas>>,
+    /// Reads of the fleet registry in Redis; `None`: fleet off.
+    pub fleet_reader: Option<Arc<crate::fleet::read::Reader>>,
 }
 
 /// `POST /reload` → the daemon's main loop, which answers with the outcome.
@@ -111,6 +115,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/recent", get(recent))
         .route("/fingerprints", get(fingerprints))
         .route("/advice/{fingerprint}", get(advice))
+        .route("/fleet/fingerprints", get(fleet_top))
+        .route("/fleet/fingerprints/{fingerprint}", get(fleet_one))
         .route("/reload", post(reload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -354,6 +360,7 @@ pub fn stats_json(st: &ControlState, rss: u64, viewer: Viewer) -> Value {
             v
         }),
         "limit": st.limiter.to_json(),
+        "fleet": st.fleet.as_ref().map_or(Value::Null, |f| f.to_json()),
         "reload": st.reloads.to_json(),
         "control": {"connections_rejected": st.control_rejected.load(Relaxed)},
         "event_loop": st.lag.to_json(),
@@ -505,6 +512,82 @@ async fn fingerprints(
 
 /// `GET /advice/{fingerprint}`: 200 with the cache entry, 404 when there is none (not analysed
 /// yet, expired, or nothing matched), 400 for a malformed fingerprint.
+/// Fleet data is event content from every host: admins only (others 403), and 404 when the
+/// fleet is off.
+fn fleet_reader(
+    st: &ControlState,
+    viewer: Viewer,
+) -> Result<Arc<crate::fleet::read::Reader>, Box<Response>> {
+    if viewer != Viewer::All {
+        return Err(Box::new((
+            StatusCode::FORBIDDEN,
+            "fleet fingerprints are shown to root, the daemon's user and control.admin_group only\n",
+        )
+            .into_response()));
+    }
+    st.fleet_reader.clone().ok_or_else(|| {
+        Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                "the fleet registry is off (fleet.redis_url is empty)\n",
+            )
+                .into_response(),
+        )
+    })
+}
+
+fn fleet_error(e: crate::fleet::read::ReadError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// `GET /fleet/fingerprints?top=N`: the fleet's most frequent fingerprints, from Redis.
+async fn fleet_top(
+    State(st): State<ControlState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<TopQuery>,
+) -> Response {
+    let reader = match fleet_reader(&st, viewer) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match reader.top(q.top.unwrap_or(10).min(MAX_ROWS)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => fleet_error(e),
+    }
+}
+
+/// `GET /fleet/fingerprints/{fp}`: one fingerprint of the fleet (404 when Redis holds none).
+async fn fleet_one(
+    State(st): State<ControlState>,
+    Extension(viewer): Extension<Viewer>,
+    axum::extract::Path(fp): axum::extract::Path<String>,
+) -> Response {
+    let reader = match fleet_reader(&st, viewer) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let fp = fp.trim().to_ascii_lowercase();
+    let Some(v) = (fp.len() == 32)
+        .then(|| u128::from_str_radix(&fp, 16).ok())
+        .flatten()
+    else {
+        return (StatusCode::BAD_REQUEST, "a fingerprint is 32 hex digits\n").into_response();
+    };
+    match reader.one(crate::event::fingerprint::Fingerprint(v)).await {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            format!("the fleet registry holds no {fp}\n"),
+        )
+            .into_response(),
+        Err(e) => fleet_error(e),
+    }
+}
+
 async fn advice(
     State(st): State<ControlState>,
     Extension(viewer): Extension<Viewer>,

@@ -1,5 +1,6 @@
 //! `qerrorsctl top`: the most frequent fingerprints (`/fingerprints`), as a table with each
-//! one's advice summary, or as JSON lines.
+//! one's advice summary, or as JSON lines; `--fleet`: the fleet's (`/fleet/fingerprints`), the
+//! `what` column led by the hosts that saw it.
 //!
 //! Every column has a fixed width and every cell is cut to it (`fit`, with `…`), so a long
 //! service name or a class longer than expected never shifts the columns after it; the last
@@ -24,9 +25,14 @@ const SERVICE_WIDTH: usize = 16;
 /// Between columns.
 const GAP: &str = "  ";
 
-/// The `n` most frequent fingerprints.
-pub fn run(ctl: &client::Control, n: usize, json: bool) -> ExitCode {
-    let rows = match ctl.json(&format!("/fingerprints?top={n}")) {
+/// The `n` most frequent fingerprints (of this daemon, or of the fleet).
+pub fn run(ctl: &client::Control, n: usize, json: bool, fleet: bool) -> ExitCode {
+    let path = if fleet {
+        format!("/fleet/fingerprints?top={n}")
+    } else {
+        format!("/fingerprints?top={n}")
+    };
+    let rows = match ctl.json(&path) {
         Ok(Value::Array(rows)) => rows,
         Ok(other) => return fail(&format!("unexpected reply: {other}")),
         Err(e) => return fail(&e.to_string()),
@@ -59,8 +65,15 @@ fn row(r: &Value) -> String {
     );
     let s = |k: &str| visible(k);
     let count = r["count"].as_u64().map(count_cell).unwrap_or_default();
+    let hosts = r["hosts"].as_u64().map_or(String::new(), |h| {
+        let more = if r["hosts_more"] == true { "+" } else { "" };
+        format!(
+            "[{h}{more} host{}] ",
+            if h == 1 && more.is_empty() { "" } else { "s" }
+        )
+    });
     let what = format!(
-        "{}{}",
+        "{hosts}{}{}",
         r["name"]
             .as_str()
             .filter(|n| !n.is_empty())
@@ -174,6 +187,22 @@ mod tests {
         for s in Severity::ALL {
             assert!(s.as_str().len() <= SEVERITY_WIDTH, "{}", s.as_str());
         }
+    }
+
+    #[test]
+    fn fleet_rows_lead_with_their_hosts() {
+        let r = row(
+            &json!({"count": 12, "fingerprint": "ab", "hosts": 3, "name": "E",
+            "message": "boom", "service": "svc"}),
+        );
+        assert!(r.trim_end().ends_with("[3 hosts] E: boom"), "{r}");
+        let r = row(
+            &json!({"count": 1, "fingerprint": "ab", "hosts": 16, "hosts_more": true,
+            "message": "m"}),
+        );
+        assert!(r.trim_end().ends_with("[16+ hosts] m"), "{r}");
+        let r = row(&json!({"count": 1, "fingerprint": "ab", "message": "local"}));
+        assert!(r.trim_end().ends_with("  local"), "{r}");
     }
 
     #[test]

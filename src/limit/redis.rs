@@ -225,9 +225,9 @@ pub fn next_sync(
     None
 }
 
-/// Why a call failed, for the breaker and the log.
+/// Why a call failed, for the breaker and the log (also the fleet sync's, `fleet::sync`).
 #[derive(Debug, thiserror::Error)]
-enum CallError {
+pub(crate) enum CallError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
@@ -235,7 +235,7 @@ enum CallError {
 }
 
 impl CallError {
-    fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             CallError::Timeout(_) => Outcome::Timeout,
             CallError::Redis(e) if e.is_timeout() => Outcome::Timeout,
@@ -245,21 +245,22 @@ impl CallError {
 }
 
 /// Where the shared counts live: one server (or a proxy in front of many), or a Redis Cluster.
+/// Shared with the fleet registry (`fleet::sync`, `fleet::read`).
 #[allow(clippy::large_enum_variant)] // one per daemon, made once
-enum Target {
+pub(crate) enum Target {
     Single(redis::Client),
     /// Learns the slot map from its seed nodes and follows `MOVED`/`ASK`. Every key of a sync
     /// carries the `{prefix}` hash tag, so a sync is one call to the node owning that slot.
     Cluster(redis::cluster::ClusterClient),
 }
 
-enum Conn {
+pub(crate) enum Conn {
     Single(redis::aio::MultiplexedConnection),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl Target {
-    fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
+    pub(crate) fn open(url: &str, cluster: bool) -> redis::RedisResult<Self> {
         Ok(if cluster {
             Target::Cluster(redis::cluster::ClusterClient::new(
                 super::rules::cluster_nodes(url),
@@ -269,7 +270,7 @@ impl Target {
         })
     }
 
-    async fn connect(&self) -> redis::RedisResult<Conn> {
+    pub(crate) async fn connect(&self) -> redis::RedisResult<Conn> {
         Ok(match self {
             Target::Single(c) => Conn::Single(c.get_multiplexed_async_connection().await?),
             Target::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),

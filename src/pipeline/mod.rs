@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! line ─ parse ─ sanitize ─ fingerprint ─ sample (memory pressure) ─ admit (limits)
-//!      ─ classify ─ observe (occurrence table) ─ offer (analysis) ─ encode ─▶ batch
+//!      ─ classify ─ observe (occurrence table, fleet tally) ─ offer (analysis) ─ encode ─▶ batch
 //! ```
 //!
 //! Suppression (pressure sampling, rate limits, the duplicate policy) is decided right after the
@@ -36,6 +36,7 @@ use crate::event::parse::{self, ParseError, RawEvent};
 use crate::event::record::{self, EventRecord};
 use crate::event::sanitize::{SanitizeError, Sanitizer};
 use crate::event::{ConnMeta, Received};
+use crate::fleet::{Deltas, FleetTally};
 use crate::json::truncate;
 use crate::limit::suppress::{Reason, SuppressTally, Suppressions};
 use crate::limit::Limiter;
@@ -59,6 +60,8 @@ pub struct ConnState {
     pub sampled: u32,
     /// Advice cache hits of the current read (added to the cache's counter per read).
     pub advice_hits: u64,
+    /// Fleet registry counts of the current read, merged into [`Deltas`] per read.
+    pub fleet: FleetTally,
 }
 
 /// What the connection needs to know about an accepted event.
@@ -111,6 +114,8 @@ pub struct Pipeline {
     /// Fix advice for new fingerprints (`None`: analysis off).
     analysis: Option<AnalysisHandle>,
     suppressions: Arc<Suppressions>,
+    /// The fleet registry's deltas (`None`: fleet off).
+    fleet: Option<Arc<Deltas>>,
 }
 
 impl Pipeline {
@@ -134,7 +139,14 @@ impl Pipeline {
             limiter,
             analysis,
             suppressions,
+            fleet: None,
         })
+    }
+
+    /// This pipeline, counting accepted events for the fleet registry into `fleet`.
+    pub fn with_fleet(mut self, fleet: Option<Arc<Deltas>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// Processes one line (UTF-8, no newline). On success one record line (with `\n`) has been
@@ -168,6 +180,9 @@ impl Pipeline {
         }
         let (class, severity) = classify::classify(ev.level, clean.name.as_deref(), &clean.message);
         let seen = self.observe(fp, rx, &ev, &clean, service, class, severity);
+        if self.fleet.is_some() {
+            state.fleet.count(fp, rx.unix_ns);
+        }
         state.tally.count(ev.level, class, severity, service);
         let id = state
             .ids
@@ -221,6 +236,9 @@ impl Pipeline {
     /// read's receive time (the per-second rate counts use it).
     pub fn end_read(&self, state: &mut ConnState, stats: &Stats, rx: &Received) {
         self.suppressions.merge(&mut state.suppressed);
+        if let Some(f) = &self.fleet {
+            f.merge(&mut state.fleet);
+        }
         if let Some(a) = &self.analysis {
             a.add_hits(&mut state.advice_hits);
         }

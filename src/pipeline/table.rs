@@ -347,6 +347,15 @@ impl FingerprintTable {
             .get(&fp.0)
             .map(|e| (e.total, e.first_seen_ns, e.last_seen_ns))
     }
+
+    /// The sample of one fingerprint (what its first event looked like), if tracked.
+    pub fn meta(&self, fp: Fingerprint) -> Option<Arc<FpMeta>> {
+        let shard = match self.shards[(fp.0 as usize) % SHARDS].lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        shard.get(&fp.0).map(|e| e.meta.clone())
+    }
 }
 
 #[cfg(test)]

@@ -180,6 +180,11 @@ fn users_see_their_own_events_admins_see_all_and_tcp_needs_the_token() {
     let out = ctl(&alice, &d, &["top", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(messages(&out), ["alice-private-1"], "{}", text(&out));
+    // The fleet's fingerprints are every host's events: admins only (refused before anything
+    // is looked up, so also with the fleet off, as here).
+    let out = ctl(&alice, &d, &["top", "--fleet"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("admin_group only"), "{}", text(&out));
     let out = ctl(&alice, &d, &["stats"]);
     assert!(out.status.success(), "{}", text(&out));
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -69,6 +69,8 @@ pub struct Redis {
     child: Option<Child>,
     /// With [`Redis::start_tls`]: the TLS port and the files (CA, server key and certificate).
     tls: Option<(u16, tempfile::TempDir)>,
+    /// With [`Redis::start_persistent`]: the directory of its append-only file.
+    aof: Option<tempfile::TempDir>,
 }
 
 pub fn free_port() -> u16 {
@@ -86,6 +88,22 @@ impl Redis {
             password: password.map(str::to_string),
             child: None,
             tls: None,
+            aof: None,
+        };
+        r.spawn();
+        r
+    }
+
+    /// A server whose data survives [`Redis::kill`] and [`Redis::restart`]: an append-only
+    /// file fsynced before every reply (`appendfsync always`), so what it acknowledged is there
+    /// after a SIGKILL.
+    pub fn start_persistent() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            password: None,
+            child: None,
+            tls: None,
+            aof: Some(tempfile::tempdir().unwrap()),
         };
         r.spawn();
         r
@@ -102,6 +120,7 @@ impl Redis {
             password: None,
             child: None,
             tls: Some((free_port(), dir)),
+            aof: None,
         };
         r.spawn();
         r
@@ -129,6 +148,15 @@ impl Redis {
             .stderr(Stdio::null());
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some(dir) = &self.aof {
+            // Later arguments override the `--appendonly no` above.
+            cmd.arg("--dir").arg(dir.path()).args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]);
         }
         if let Some((port, dir)) = &self.tls {
             let f = |n: &str| dir.path().join(n).display().to_string();
@@ -253,6 +281,7 @@ impl RedisCluster {
                 password: None,
                 child: Some(child),
                 tls: None,
+                aof: None,
             };
             wait_until("cluster node answers PING", REDIS_START_TIMEOUT, || {
                 node.try_cmd(&["PING"]).ok().filter(|r| r == "PONG")

@@ -16,6 +16,7 @@ mod dashboard;
 mod display;
 mod fingerprint;
 mod first_hour;
+mod fleet;
 mod formats;
 mod getting_started;
 mod hardening_crash;
