@@ -476,15 +476,20 @@ fn have_python_profile_packages(test: &str) -> bool {
             test,
             runs(
                 "python3",
-                &["-c", "import ecs_logging, opentelemetry.sdk._logs"],
+                &[
+                    "-c",
+                    "import ecs_logging, opentelemetry.sdk._logs, \
+                     opentelemetry.exporter.otlp.proto.common._log_encoder",
+                ],
             ),
-            "ecs-logging and opentelemetry-sdk",
+            "ecs-logging, opentelemetry-sdk and opentelemetry-exporter-otlp-proto-common",
             "pip install -r clients/python/requirements-test.txt",
         )
 }
 
-/// The Python ecs-logging formatter and the OpenTelemetry SDK's JSON, written by the real
-/// libraries into the socket.
+/// The Python ecs-logging formatter, the OpenTelemetry SDK's JSON (one record per line) and
+/// OTLP/JSON as the OTLP exporters encode it (one `resourceLogs` batch of two records on one
+/// line), written by the real libraries into the socket.
 #[test]
 fn real_ecs_and_opentelemetry_loggers_write_into_the_socket() {
     let test = "real_ecs_and_opentelemetry_loggers_write_into_the_socket";
@@ -492,7 +497,7 @@ fn real_ecs_and_opentelemetry_loggers_write_into_the_socket() {
         return;
     }
     let d = spawn_daemon(Opts::new());
-    for which in ["ecs", "otel"] {
+    for which in ["ecs", "otel", "otlp"] {
         python_logger(&d, which);
     }
     let ev = event_with(&d, "ecs invoice failed");
@@ -506,7 +511,19 @@ fn real_ecs_and_opentelemetry_loggers_write_into_the_socket() {
     assert!(ev["extra"]["trace_id"].is_string(), "ids kept: {ev:#}");
     check(&event_with(&d, "otel just a warning"), "warn", None, None);
     let log = std::fs::read_to_string(&d.log).unwrap();
-    for secret in ["otelsecret1234567890", "otelhunter2"] {
+    // The OTLP batch: each record its own event, the resource's service on each.
+    let ev = event_with(&d, "otlp invoice failed");
+    check(&ev, "error", Some("KeyError"), Some("Traceback"));
+    assert_eq!(ev["service"], "billing-otlp", "{ev:#}");
+    let warn = event_with(&d, "otlp just a warning");
+    check(&warn, "warn", None, None);
+    assert_eq!(warn["service"], "billing-otlp", "{warn:#}");
+    for secret in [
+        "otelsecret1234567890",
+        "otelhunter2",
+        "otlpsecret1234567890",
+        "otlphunter2",
+    ] {
         assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
     }
 }

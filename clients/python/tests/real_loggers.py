@@ -111,5 +111,34 @@ elif which == "otel":
     log.warning("otel just a warning")
     provider.shutdown()
     f.close()
+elif which == "otlp":
+    # OTLP/JSON as an OTLP/HTTP JSON exporter sends it: the SDK's records, encoded by the
+    # exporters' own encoder (opentelemetry-exporter-otlp-proto-common) into an
+    # ExportLogsServiceRequest, rendered by protobuf's JSON mapping with integer enums
+    # (as the OTLP/JSON spec asks): one line, `resourceLogs → scopeLogs → logRecords`.
+    from google.protobuf.json_format import MessageToJson
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import export as otel_export
+    from opentelemetry.sdk.resources import Resource
+
+    exporter = getattr(otel_export, "InMemoryLogRecordExporter", None) or otel_export.InMemoryLogExporter
+    collect = exporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "billing-otlp"}))
+    provider.add_log_record_processor(otel_export.SimpleLogRecordProcessor(collect))
+    log = logging.getLogger("billing.otlp")
+    log.propagate = False
+    log.addHandler(LoggingHandler(logger_provider=provider))
+    try:
+        raise KeyError("otlp lookup failed for token=otlpsecret1234567890")
+    except KeyError:
+        log.exception("otlp invoice failed", extra={"db.password": "otlphunter2"})
+    log.warning("otlp just a warning")
+    provider.shutdown()
+    batch = (getattr(collect, "get_finished_logs", None) or collect.get_finished_log_records)()
+    line = MessageToJson(encode_logs(batch), use_integers_for_enums=True, indent=None)
+    f = sockfile()
+    f.write(line + "\n")
+    f.close()
 else:
     sys.exit(f"unknown logger {which}")

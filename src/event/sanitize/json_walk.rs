@@ -30,6 +30,7 @@ impl Sanitizer {
         let seed = ValueSeed {
             w: &mut w,
             comma: false,
+            names_secret: None,
         };
         seed.deserialize(&mut de).and_then(|()| de.end()).ok()?;
         Some(w.changed)
@@ -89,6 +90,9 @@ impl JsonWriter<'_, '_> {
 struct ValueSeed<'a, 's, 'o> {
     w: &'a mut JsonWriter<'s, 'o>,
     comma: bool,
+    /// Set when this value is a string naming a sensitive key: the value of a `"key"` member,
+    /// as in OpenTelemetry's attribute lists (`{"key":"db.password","value":{…}}`).
+    names_secret: Option<&'a mut bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, '_> {
@@ -140,6 +144,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
         Ok(())
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if let Some(flag) = self.names_secret {
+            *flag = self.w.san.is_sensitive_key(v);
+        }
         self.w.push_text(v);
         Ok(())
     }
@@ -150,6 +157,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
             .next_element_seed(ValueSeed {
                 w: &mut *self.w,
                 comma,
+                names_secret: None,
             })?
             .is_some()
         {
@@ -161,6 +169,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.w.push("{");
         let mut comma = false;
+        // A key/value pair spelled as members (`{"key":"api_key","value":…}`, OpenTelemetry's
+        // attributes): the `value` after a `key` that names a secret is one.
+        let mut pair_names_secret = false;
         while let Some(json::Key(key)) = map.next_key()? {
             if comma {
                 self.w.push(",");
@@ -168,11 +179,25 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
             comma = true;
             self.w.push_text(&key);
             self.w.push(":");
-            if self.w.builtin && self.w.san.is_sensitive_key(&key) {
+            let builtin = self.w.builtin;
+            if builtin
+                && (self.w.san.is_sensitive_key(&key) || (pair_names_secret && key == "value"))
+            {
                 map.next_value_seed(MaskSeed(&mut *self.w))?;
+            } else if builtin && key == "key" {
+                let w = &mut *self.w;
+                map.next_value_seed(ValueSeed {
+                    w,
+                    comma: false,
+                    names_secret: Some(&mut pair_names_secret),
+                })?;
             } else {
                 let w = &mut *self.w;
-                map.next_value_seed(ValueSeed { w, comma: false })?;
+                map.next_value_seed(ValueSeed {
+                    w,
+                    comma: false,
+                    names_secret: None,
+                })?;
             }
         }
         self.w.push("}");
@@ -237,6 +262,24 @@ impl<'de> Visitor<'de> for MaskSeed<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use crate::event::sanitize::tests::san;
+
+    #[test]
+    fn json_key_value_pairs_spelled_as_members() {
+        // OpenTelemetry's attribute lists: the key is a value, the secret in the next member.
+        let s = san();
+        let raw = r#"[{"key":"db.password","value":{"stringValue":"hunter2x"}},{"key":"code.line","value":{"intValue":"7"}}]"#;
+        let mut out = String::new();
+        assert_eq!(s.walk_json(raw, true, Some(&mut out)), Some(true));
+        assert_eq!(
+            out,
+            r#"[{"key":"db.password","value":"[REDACTED]"},{"key":"code.line","value":{"intValue":"7"}}]"#
+        );
+        // a `value` with no sensitive `key` before it is kept
+        let raw = r#"{"value":"plain","key":"name"}"#;
+        let mut out = String::new();
+        assert_eq!(s.walk_json(raw, true, Some(&mut out)), Some(false));
+        assert_eq!(out, raw);
+    }
 
     #[test]
     fn json_nested_objects_and_arrays() {
