@@ -299,12 +299,13 @@ proptest! {
         }
     }
 
-    /// Whatever a profile lifts (a Monolog exception, an OTel attribute in either form, a
+    /// Whatever a profile lifts (a Monolog exception, an OTel attribute in either form (a bare
+    /// secret under a sensitive attribute key included), a
     /// Serilog template hole, ECS and log4j2 error fields, a wrapped record the generic
     /// recognizer reads) is redacted: a planted secret never reaches the record.
     #[test]
     fn a_planted_secret_in_a_lifted_field_never_reaches_the_record(
-        place in 0usize..9, secret in secret(), shape in 0..SHAPES,
+        place in 0usize..10, secret in secret(), shape in 0..SHAPES,
     ) {
         let _cpu = crate::util::cpu_share();
         let p = planted(shape, &secret);
@@ -321,7 +322,11 @@ proptest! {
             5 => serde_json::json!({"message": "m", "thrown": {"name": "E", "message": p}}),
             6 => serde_json::json!({"record": {"text": p, "lvl": "error"}}),
             7 => serde_json::json!({"body": p, "severityNumber": 17}),
-            _ => serde_json::json!({"short_message": "m", "full_message": p, "level": 3}),
+            8 => serde_json::json!({"short_message": "m", "full_message": p, "level": 3}),
+            // A bare secret under a sensitive attribute key, OTLP's list form.
+            _ => serde_json::json!({"body": "m", "attributes": [
+                {"key": "db.password", "value": {"stringValue": secret}},
+                {"key": "code.line", "value": {"intValue": "7"}}]}),
         }
         .to_string();
         let meta = Peer::default().meta(sanitizer());
