@@ -364,6 +364,77 @@ impl Breaker {
     }
 }
 
+/// The `daemon` records of a background Redis sync (the limiter's, the fleet's): its failures
+/// are told once per failing stretch, and its breaker's transitions always.
+#[derive(Debug, Default)]
+pub struct SyncNotices {
+    /// The last call failed.
+    failing: bool,
+}
+
+impl SyncNotices {
+    /// A failed call: the first of a stretch is a warning and a `daemon` record `msg` with the
+    /// error and the breaker's state.
+    pub fn failed(
+        &mut self,
+        outbox: &crate::outbox::Outbox,
+        msg: &'static str,
+        error: &dyn std::fmt::Display,
+        state: State,
+    ) {
+        if std::mem::replace(&mut self.failing, true) {
+            return;
+        }
+        tracing::warn!(error = %error, "{msg}");
+        outbox.notice(
+            msg,
+            vec![
+                ("error", serde_json::json!(error.to_string())),
+                ("breaker", serde_json::json!(state.as_str())),
+            ],
+        );
+    }
+
+    /// A successful call: after a failing stretch, a `daemon` record `msg` with `fields`.
+    pub fn succeeded(
+        &mut self,
+        outbox: &crate::outbox::Outbox,
+        msg: &'static str,
+        fields: impl FnOnce() -> Vec<(&'static str, serde_json::Value)>,
+    ) {
+        if std::mem::replace(&mut self.failing, false) {
+            outbox.notice(msg, fields());
+        }
+    }
+
+    /// A breaker transition, if `tr` is one: a warning and a `breaker transition` record with
+    /// the breaker's `name`, `from`, `to`, then `extra`, then the `error` that caused it.
+    pub fn transition(
+        outbox: &crate::outbox::Outbox,
+        name: &'static str,
+        tr: Transition,
+        extra: Vec<(&'static str, serde_json::Value)>,
+        cause: Option<&dyn std::fmt::Display>,
+    ) {
+        let mut fields = vec![
+            ("breaker", serde_json::json!(name)),
+            ("from", serde_json::json!(tr.from.as_str())),
+            ("to", serde_json::json!(tr.to.as_str())),
+        ];
+        fields.extend(extra);
+        if let Some(e) = cause {
+            fields.push(("error", serde_json::json!(e.to_string())));
+        }
+        tracing::warn!(
+            breaker = name,
+            from = tr.from.as_str(),
+            to = tr.to.as_str(),
+            "breaker transition"
+        );
+        outbox.notice("breaker transition", fields);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

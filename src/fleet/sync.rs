@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::Fleet;
 use super::{Delta, Deltas};
-use crate::breaker::{Breaker, Outcome, Registry, Transition};
+use crate::breaker::{Breaker, Outcome, Registry, SyncNotices, Transition};
 use crate::event::fingerprint::Fingerprint;
 use crate::json::truncate;
 use crate::limit::redis::{CallError, Conn, Target};
@@ -280,8 +280,8 @@ struct Syncer {
     /// The last batch taken; kept until Redis confirms it.
     batch: Option<Batch>,
     seq: u64,
-    /// The last call failed (a failure is logged once per failing stretch).
-    failing: bool,
+    /// Failures told once per failing stretch, breaker transitions always.
+    notices: SyncNotices,
     /// Dropped events already said in a `daemon` record.
     drops_reported: u64,
 }
@@ -320,7 +320,7 @@ impl Syncer {
             max_fingerprints: cfg.max_fingerprints,
             batch: None,
             seq: 0,
-            failing: false,
+            notices: SyncNotices::default(),
             drops_reported: 0,
         })
     }
@@ -359,13 +359,11 @@ impl Syncer {
                 s.synced_events.fetch_add(batch.events(), Relaxed);
                 s.created.fetch_add(created, Relaxed);
                 self.deltas.settled();
-                if self.failing {
-                    self.failing = false;
-                    self.outbox.notice(
-                        "fleet redis reachable again",
-                        vec![("pending", json!(self.deltas.pending()))],
-                    );
-                }
+                let deltas = &self.deltas;
+                self.notices
+                    .succeeded(&self.outbox, "fleet redis reachable again", || {
+                        vec![("pending", json!(deltas.pending()))]
+                    });
                 let tr = self.breaker.record(done, Outcome::Success);
                 self.transition(tr, None);
                 true
@@ -374,17 +372,8 @@ impl Syncer {
                 self.conn = None;
                 self.deltas.stats.failures.fetch_add(1, Relaxed);
                 self.batch = Some(batch);
-                if !self.failing {
-                    self.failing = true;
-                    tracing::warn!(error = %e, "fleet sync failed");
-                    self.outbox.notice(
-                        "fleet sync failed",
-                        vec![
-                            ("error", json!(e.to_string())),
-                            ("breaker", json!(self.breaker.state().as_str())),
-                        ],
-                    );
-                }
+                self.notices
+                    .failed(&self.outbox, "fleet sync failed", &e, self.breaker.state());
                 let tr = self.breaker.record(done, e.outcome());
                 self.transition(tr, Some(&e));
                 false
@@ -472,21 +461,9 @@ impl Syncer {
     /// Logs a breaker transition.
     fn transition(&self, tr: Option<Transition>, cause: Option<&CallError>) {
         let Some(tr) = tr else { return };
-        let mut fields = vec![
-            ("breaker", json!("fleet")),
-            ("from", json!(tr.from.as_str())),
-            ("to", json!(tr.to.as_str())),
-            ("pending", json!(self.deltas.pending())),
-        ];
-        if let Some(e) = cause {
-            fields.push(("error", json!(e.to_string())));
-        }
-        tracing::warn!(
-            from = tr.from.as_str(),
-            to = tr.to.as_str(),
-            "fleet breaker"
-        );
-        self.outbox.notice("breaker transition", fields);
+        let extra = vec![("pending", json!(self.deltas.pending()))];
+        let cause = cause.map(|e| e as &dyn std::fmt::Display);
+        SyncNotices::transition(&self.outbox, "fleet", tr, extra, cause);
     }
 }
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::rules::Settings;
 use super::{Limiter, SyncItem};
 use crate::breaker::Registry;
-use crate::breaker::{Breaker, Outcome, State, Transition};
+use crate::breaker::{Breaker, Outcome, State, SyncNotices, Transition};
 use crate::memory::PressureRx;
 use crate::outbox::Outbox;
 
@@ -291,7 +291,7 @@ struct Syncer {
     /// This daemon's field in the Redis hashes: host, pid and start time.
     me: String,
     /// The last call failed (so a failure is logged once, not every interval).
-    failing: bool,
+    notices: SyncNotices,
 }
 
 impl Syncer {
@@ -322,7 +322,7 @@ impl Syncer {
             prefix: s.key_prefix.clone(),
             timeout: s.redis_timeout,
             me: format!("{host}:{}:{started}", std::process::id()),
-            failing: false,
+            notices: SyncNotices::default(),
         })
     }
 
@@ -359,10 +359,8 @@ impl Syncer {
                 self.stats_ok(&items);
                 self.limiter.apply(&items, &grants);
                 self.limiter.note_daemons(daemons);
-                if self.failing {
-                    self.failing = false;
-                    self.outbox.notice("redis reachable again", Vec::new());
-                }
+                self.notices
+                    .succeeded(&self.outbox, "redis reachable again", Vec::new);
                 let tr = self.breaker.record(done, Outcome::Success);
                 self.transition(tr, None);
             }
@@ -372,17 +370,8 @@ impl Syncer {
                 // (a timeout after the script ran), which then counts its admissions twice:
                 // under-admission, the safe side.
                 self.limiter.restore(&items);
-                if !self.failing {
-                    self.failing = true;
-                    tracing::warn!(error = %e, "redis sync failed");
-                    self.outbox.notice(
-                        "redis sync failed",
-                        vec![
-                            ("error", json!(e.to_string())),
-                            ("breaker", json!(self.breaker.state().as_str())),
-                        ],
-                    );
-                }
+                self.notices
+                    .failed(&self.outbox, "redis sync failed", &e, self.breaker.state());
                 let tr = self.breaker.record(done, e.outcome());
                 self.transition(tr, Some(&e));
             }
@@ -434,27 +423,15 @@ impl Syncer {
         let Some(tr) = tr else { return };
         let shared = tr.to == State::Closed;
         self.limiter.set_shared(shared);
-        let mut fields = vec![
-            ("breaker", json!("redis")),
-            ("from", json!(tr.from.as_str())),
-            ("to", json!(tr.to.as_str())),
-            (
-                "limits",
-                json!(if shared { "shared" } else { "local_share" }),
-            ),
-        ];
+        let mut extra = vec![(
+            "limits",
+            json!(if shared { "shared" } else { "local_share" }),
+        )];
         if !shared {
-            fields.push(("local_share", json!(self.limiter.local_fraction())));
+            extra.push(("local_share", json!(self.limiter.local_fraction())));
         }
-        if let Some(e) = cause {
-            fields.push(("error", json!(e.to_string())));
-        }
-        tracing::warn!(
-            from = tr.from.as_str(),
-            to = tr.to.as_str(),
-            "redis breaker"
-        );
-        self.outbox.notice("breaker transition", fields);
+        let cause = cause.map(|e| e as &dyn std::fmt::Display);
+        SyncNotices::transition(&self.outbox, "redis", tr, extra, cause);
     }
 }
 
