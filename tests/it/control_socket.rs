@@ -444,6 +444,15 @@ fn one_uid_cannot_take_every_connection_slot() {
     assert!(out.status.success(), "{}", text(&out));
     // A freed slot is taken again.
     drop(held.pop());
+    // Once the daemon has closed it (its slot goes back first), the next one gets in.
+    util::wait_until(
+        "the dropped connection closed",
+        Duration::from_secs(10),
+        || {
+            let s = qerrors::ctl::client::control_json(&control, "/stats").ok()?;
+            (s["connections"]["active"] == 3).then_some(())
+        },
+    );
     let replies = util::wait_until("a slot frees", Duration::from_secs(10), || {
         let r = d.send_lines(&[r#"{"message":"after a slot freed","ack":true}"#]);
         (r.len() == 1 && r[0]["ok"] == true).then_some(r)
